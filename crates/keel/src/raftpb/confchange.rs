@@ -1,0 +1,213 @@
+//! Helpers over the two configuration change formats: V1 to V2 conversion,
+//! joint-consensus detection, and the compact `v2 l3 r4 u5` text form used by
+//! tests and logs.
+
+use bytes::Bytes;
+use prost::Message as _;
+
+use super::{
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, EntryType,
+};
+
+/// Either kind of configuration change, so callers can treat them alike.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnyConfChange {
+    /// A legacy single-node change.
+    V1(ConfChange),
+    /// A change of any number of nodes.
+    V2(ConfChangeV2),
+}
+
+impl From<ConfChange> for AnyConfChange {
+    fn from(cc: ConfChange) -> Self {
+        AnyConfChange::V1(cc)
+    }
+}
+
+impl From<ConfChangeV2> for AnyConfChange {
+    fn from(cc: ConfChangeV2) -> Self {
+        AnyConfChange::V2(cc)
+    }
+}
+
+impl AnyConfChange {
+    /// The same operation as a V2 change.
+    pub fn as_v2(&self) -> ConfChangeV2 {
+        match self {
+            AnyConfChange::V1(cc) => cc.as_v2(),
+            AnyConfChange::V2(cc) => cc.clone(),
+        }
+    }
+
+    /// The V1 change, if this is one.
+    pub fn as_v1(&self) -> Option<&ConfChange> {
+        match self {
+            AnyConfChange::V1(cc) => Some(cc),
+            AnyConfChange::V2(_) => None,
+        }
+    }
+
+    /// The entry type and payload that carry this change in the log.
+    pub fn to_entry_data(&self) -> (EntryType, Bytes) {
+        match self {
+            AnyConfChange::V1(cc) => (EntryType::EntryConfChange, Bytes::from(cc.encode_to_vec())),
+            AnyConfChange::V2(cc) => {
+                (EntryType::EntryConfChangeV2, Bytes::from(cc.encode_to_vec()))
+            }
+        }
+    }
+}
+
+impl ConfChange {
+    /// The same operation as a V2 change (one single change, auto transition).
+    pub fn as_v2(&self) -> ConfChangeV2 {
+        ConfChangeV2 {
+            transition: ConfChangeTransition::ConfChangeTransitionAuto as i32,
+            changes: vec![ConfChangeSingle { change_type: self.change_type, node_id: self.node_id }],
+            context: self.context.clone(),
+        }
+    }
+}
+
+impl ConfChangeV2 {
+    /// Whether this change uses joint consensus, and if so whether the joint
+    /// configuration is left automatically: `Some(auto_leave)` or `None` for the
+    /// simple protocol. Joint consensus is used for more than one change or when
+    /// the transition asks for it.
+    ///
+    /// # Panics
+    /// On a transition value outside the enum, as etcd does.
+    pub fn enter_joint(&self) -> Option<bool> {
+        let transition = ConfChangeTransition::try_from(self.transition);
+        if transition == Ok(ConfChangeTransition::ConfChangeTransitionAuto)
+            && self.changes.len() <= 1
+        {
+            return None;
+        }
+        match transition {
+            Ok(ConfChangeTransition::ConfChangeTransitionAuto)
+            | Ok(ConfChangeTransition::ConfChangeTransitionJointImplicit) => Some(true),
+            Ok(ConfChangeTransition::ConfChangeTransitionJointExplicit) => Some(false),
+            Err(_) => panic!("unknown transition: {self:?}"),
+        }
+    }
+
+    /// Whether this change leaves a joint configuration: it is empty except,
+    /// possibly, for its context.
+    pub fn leave_joint(&self) -> bool {
+        self.transition == ConfChangeTransition::ConfChangeTransitionAuto as i32
+            && self.changes.is_empty()
+    }
+}
+
+/// Why a `v1 l2 r3 u4` string could not be parsed. The messages are etcd's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfChangeParseError {
+    /// A token shorter than two characters.
+    #[error("unknown token {0}")]
+    UnknownToken(String),
+    /// A token that does not start with `v`, `l`, `r` or `u`.
+    #[error("unknown input: {0}")]
+    UnknownInput(String),
+    /// A node id that is not a decimal `u64`.
+    #[error("strconv.ParseUint: parsing {0:?}: {1}")]
+    BadNodeId(String, &'static str),
+}
+
+/// Parses a space-separated list of operations: `vN` makes N a voter, `lN` a
+/// learner, `rN` removes N and `uN` updates N. An empty string is no changes.
+pub fn conf_changes_from_string(s: &str) -> Result<Vec<ConfChangeSingle>, ConfChangeParseError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Split on single spaces as etcd does, so doubled spaces give an empty
+    // (unknown) token rather than being silently skipped.
+    s.split(' ').map(parse_token).collect()
+}
+
+fn parse_token(tok: &str) -> Result<ConfChangeSingle, ConfChangeParseError> {
+    if tok.len() < 2 {
+        return Err(ConfChangeParseError::UnknownToken(tok.to_string()));
+    }
+    let change_type = match tok.as_bytes()[0] {
+        b'v' => ConfChangeType::ConfChangeAddNode,
+        b'l' => ConfChangeType::ConfChangeAddLearnerNode,
+        b'r' => ConfChangeType::ConfChangeRemoveNode,
+        b'u' => ConfChangeType::ConfChangeUpdateNode,
+        _ => return Err(ConfChangeParseError::UnknownInput(tok.to_string())),
+    };
+    let digits = &tok[1..];
+    let node_id = parse_u64_like_go(digits)
+        .map_err(|why| ConfChangeParseError::BadNodeId(digits.to_string(), why))?;
+    Ok(ConfChangeSingle { change_type: change_type as i32, node_id })
+}
+
+fn parse_u64_like_go(s: &str) -> Result<u64, &'static str> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("invalid syntax");
+    }
+    s.parse::<u64>().map_err(|_| "value out of range")
+}
+
+/// The inverse of [`conf_changes_from_string`].
+pub fn conf_changes_to_string(ccs: &[ConfChangeSingle]) -> String {
+    let mut out = String::new();
+    for (i, cc) in ccs.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(match ConfChangeType::try_from(cc.change_type) {
+            Ok(ConfChangeType::ConfChangeAddNode) => "v",
+            Ok(ConfChangeType::ConfChangeAddLearnerNode) => "l",
+            Ok(ConfChangeType::ConfChangeRemoveNode) => "r",
+            Ok(ConfChangeType::ConfChangeUpdateNode) => "u",
+            Err(_) => "unknown",
+        });
+        out.push_str(&cc.node_id.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_form_round_trips() {
+        let ccs = conf_changes_from_string(" v1 l2 r3 u4 ").unwrap();
+        assert_eq!(ccs.len(), 4);
+        assert_eq!(conf_changes_to_string(&ccs), "v1 l2 r3 u4");
+        assert!(conf_changes_from_string("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn text_form_errors_match_etcd() {
+        let err = |s| conf_changes_from_string(s).unwrap_err().to_string();
+        assert_eq!(err("v"), "unknown token v");
+        assert_eq!(err("x1"), "unknown input: x1");
+        assert_eq!(err("v1  v2"), "unknown token ");
+        assert_eq!(err("vx"), "strconv.ParseUint: parsing \"x\": invalid syntax");
+        assert_eq!(
+            err("v99999999999999999999"),
+            "strconv.ParseUint: parsing \"99999999999999999999\": value out of range"
+        );
+    }
+
+    #[test]
+    fn joint_detection() {
+        let mut cc = ConfChangeV2::default();
+        assert!(cc.leave_joint());
+        assert_eq!(cc.enter_joint(), None);
+        cc.changes = conf_changes_from_string("v1").unwrap();
+        assert!(!cc.leave_joint());
+        assert_eq!(cc.enter_joint(), None);
+        cc.changes = conf_changes_from_string("v1 v2").unwrap();
+        assert_eq!(cc.enter_joint(), Some(true));
+        cc.transition = ConfChangeTransition::ConfChangeTransitionJointExplicit as i32;
+        assert_eq!(cc.enter_joint(), Some(false));
+        cc.changes.clear();
+        assert!(!cc.leave_joint());
+        assert_eq!(cc.enter_joint(), Some(false));
+    }
+}
