@@ -17,8 +17,12 @@ pub mod confchange;
 pub mod describe;
 pub mod log;
 pub mod quorum;
+pub mod raft;
 pub mod raftpb;
+pub mod raw_node;
 pub mod storage;
 pub mod tracker;
 
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
+pub use raft::StateType;
+pub use raw_node::{ReadState, Ready, SoftState};
