@@ -14,15 +14,23 @@
 #[macro_use]
 pub mod logger;
 pub mod confchange;
+mod config;
 pub mod describe;
+mod error;
 pub mod log;
 pub mod quorum;
-pub mod raft;
+mod raft;
 pub mod raftpb;
 pub mod raw_node;
+pub mod status;
 pub mod storage;
 pub mod tracker;
+pub mod util;
 
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
 pub use raft::StateType;
-pub use raw_node::{ReadState, Ready, SoftState};
+pub use config::{Config, ReadOnlyOption};
+pub use error::{ConfigError, Error, Result};
+pub use raw_node::{Peer, RawNode, ReadState, Ready, SnapshotStatus, SoftState, must_sync};
+pub use status::{BasicStatus, ProgressType, Status};
+pub use util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};

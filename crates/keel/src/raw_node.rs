@@ -1,11 +1,31 @@
 //! `RawNode`, the application's handle on the state machine, and `Ready`, the
-//! batch of work it hands out. (RawNode itself lands in its own change; the
-//! data types are here so that `describe` can print them.)
+//! batch of work it hands out.
+//!
+//! The loop is: feed inputs (`tick`, `step`, `propose`, ...), then while
+//! `has_ready()`: take `ready()`, persist its entries, hard state and
+//! snapshot, send its messages, apply its committed entries, and call
+//! `advance()`. With asynchronous storage writes the persisting and applying
+//! happen on other threads, driven by the `MsgStorageAppend` /
+//! `MsgStorageApply` messages in `Ready::messages`, whose responses are
+//! stepped back in instead of calling `advance()`.
 
 use bytes::Bytes;
 
-use crate::raft::StateType;
-use crate::raftpb::{Entry, HardState, Message, Snapshot};
+use crate::config::Config;
+use crate::confchange::ConfChangeError;
+use crate::error::{Error, Result};
+use crate::raft::{Raft, StateType};
+use crate::raftpb::{
+    AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
+    MessageType, Snapshot,
+};
+use crate::status::{BasicStatus, ProgressType, Status};
+use crate::storage::Storage;
+use crate::tracker::Progress;
+use crate::util::{
+    LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, ents_size, is_local_msg, is_local_msg_target,
+    is_response_msg,
+};
 
 /// Volatile state that is useful for logging and leader tracking; it need not
 /// be persisted.
@@ -48,4 +68,486 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Whether the hard state and entries must be synced to disk.
     pub must_sync: bool,
+}
+
+/// A peer to bootstrap a new cluster with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's id.
+    pub id: u64,
+    /// Opaque context carried in the peer's initial configuration change.
+    pub context: Bytes,
+}
+
+/// The outcome of sending a snapshot, reported with
+/// [`RawNode::report_snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    /// The follower received and applied the snapshot.
+    Finish,
+    /// Sending the snapshot failed.
+    Failure,
+}
+
+/// Whether the hard state and entries of a `Ready` must be synced to disk:
+/// term, vote and log entries must be durable before responding to any RPC.
+pub fn must_sync(st: &HardState, prev: &HardState, entries: usize) -> bool {
+    entries != 0 || st.vote != prev.vote || st.term != prev.term
+}
+
+/// The application's handle on one Raft node. It is not thread-safe; wrap it
+/// (as `Node` does) to share it.
+pub struct RawNode<S: Storage> {
+    raft: Raft<S>,
+    async_storage_writes: bool,
+    prev_soft_state: SoftState,
+    prev_hard_state: HardState,
+    /// Self-addressed responses to step on `advance` (synchronous mode).
+    steps_on_advance: Vec<Message>,
+}
+
+impl<S: Storage> RawNode<S> {
+    /// Creates a node from its configuration and storage, restoring any
+    /// persisted state. To start a brand-new cluster either call
+    /// [`RawNode::bootstrap`] or give it storage whose snapshot holds the
+    /// initial configuration.
+    pub fn new(config: &Config, storage: S) -> Result<RawNode<S>> {
+        let raft = Raft::new(config, storage)?;
+        let prev_soft_state = raft.soft_state();
+        let prev_hard_state = raft.hard_state();
+        Ok(RawNode {
+            raft,
+            async_storage_writes: config.async_storage_writes,
+            prev_soft_state,
+            prev_hard_state,
+            steps_on_advance: Vec::new(),
+        })
+    }
+
+    /// Advances the logical clock by one tick.
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    /// Advances the election clock without any other processing, for groups
+    /// known to be quiescent. Use with care: it subverts the state machine.
+    pub fn tick_quiesced(&mut self) {
+        self.raft.election_elapsed += 1;
+    }
+
+    /// Starts an election (a pre-vote round first, if PreVote is on).
+    pub fn campaign(&mut self) -> Result<()> {
+        self.raft.step(Message::new(MessageType::MsgHup))
+    }
+
+    /// Proposes `data` for appending to the log. Proposals can be dropped
+    /// (see [`Error::ProposalDropped`]); the caller should retry.
+    pub fn propose(&mut self, data: Bytes) -> Result<()> {
+        let entry = Entry { data, ..Entry::default() };
+        self.raft.step(Message {
+            from: self.raft.id,
+            entries: vec![entry],
+            ..Message::new(MessageType::MsgProp)
+        })
+    }
+
+    /// Proposes many entries in one message: they are appended (or dropped)
+    /// together, and cost one broadcast instead of one per entry.
+    pub fn propose_batch<I>(&mut self, data: I) -> Result<()>
+    where
+        I: IntoIterator<Item = Bytes>,
+    {
+        let entries: Vec<Entry> = data.into_iter().map(|data| Entry { data, ..Entry::default() }).collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.raft.step(Message { from: self.raft.id, entries, ..Message::new(MessageType::MsgProp) })
+    }
+
+    /// Proposes a configuration change. Only one may be pending at a time;
+    /// a change proposed while another is unapplied is replaced by an empty
+    /// entry (see the log line explaining why).
+    pub fn propose_conf_change(&mut self, cc: impl Into<AnyConfChange>) -> Result<()> {
+        let cc = cc.into();
+        let m = crate::raft::conf_change_to_msg(Some(&cc));
+        self.raft.step(m)
+    }
+
+    /// Applies a committed configuration change to this node, returning the
+    /// new configuration. Call it when applying the change's entry (unless
+    /// the application rejects the change).
+    pub fn apply_conf_change(
+        &mut self,
+        cc: &AnyConfChange,
+    ) -> std::result::Result<ConfState, ConfChangeError> {
+        self.raft.apply_conf_change(&cc.as_v2())
+    }
+
+    /// Advances the state machine with a message from a peer (or from a
+    /// local storage thread). Local-only message types from outside, and
+    /// responses from unknown peers, are refused.
+    pub fn step(&mut self, m: Message) -> Result<()> {
+        let t = m.msg_type();
+        if is_local_msg(t) && !is_local_msg_target(m.from) {
+            return Err(Error::StepLocalMsg);
+        }
+        if is_response_msg(t)
+            && !is_local_msg_target(m.from)
+            && !self.raft.trk.progress.contains_key(&m.from)
+        {
+            return Err(Error::StepPeerNotFound);
+        }
+        crate::raft::validate_message(&m)?;
+        self.raft.step(m)
+    }
+
+    /// The outstanding work. Everything in it must be handled, and then (in
+    /// synchronous mode) `advance` called, before the next `ready`.
+    pub fn ready(&mut self) -> Ready {
+        let rd = self.ready_without_accept();
+        self.accept_ready(&rd);
+        rd
+    }
+
+    /// Builds a `Ready` without committing to handle it.
+    fn ready_without_accept(&mut self) -> Ready {
+        let allow_unstable = self.apply_unstable_entries();
+        let r = &mut self.raft;
+        let mut rd = Ready {
+            entries: r.raft_log.next_unstable_ents(),
+            committed_entries: r.raft_log.next_committed_ents(allow_unstable),
+            messages: std::mem::take(&mut r.msgs),
+            ..Ready::default()
+        };
+        let soft = r.soft_state();
+        if soft != self.prev_soft_state {
+            rd.soft_state = Some(soft);
+        }
+        let hard = r.hard_state();
+        if hard != self.prev_hard_state {
+            rd.hard_state = hard;
+        }
+        if let Some(snap) = r.raft_log.next_unstable_snapshot() {
+            rd.snapshot = snap.clone();
+        }
+        if !r.read_states.is_empty() {
+            rd.read_states = r.read_states.clone();
+        }
+        rd.must_sync = must_sync(&hard, &self.prev_hard_state, rd.entries.len());
+
+        if self.async_storage_writes {
+            // Hand persisting and applying to the local storage threads.
+            if self.need_storage_append_msg(&rd) {
+                let m = self.new_storage_append_msg(&rd);
+                rd.messages.push(m);
+            }
+            if !rd.committed_entries.is_empty() {
+                let m = self.new_storage_apply_msg(&rd.committed_entries);
+                rd.messages.push(m);
+            }
+        } else {
+            // The Ready contract says messages go out after the entries are
+            // persisted, so the durable-only responses can ride along.
+            let id = self.raft.id;
+            rd.messages.extend(self.raft.msgs_after_append.iter().filter(|m| m.to != id).cloned());
+        }
+        rd
+    }
+
+    fn need_storage_append_msg(&self, rd: &Ready) -> bool {
+        // Entries, hard state or snapshot to write, or responses that must
+        // wait for everything before them to be written.
+        !rd.entries.is_empty()
+            || !rd.hard_state.is_empty()
+            || !rd.snapshot.is_empty()
+            || !self.raft.msgs_after_append.is_empty()
+    }
+
+    fn need_storage_append_resp_msg(&self, rd: &Ready) -> bool {
+        // Raft needs to hear about stable entries or an applied snapshot.
+        // Checking in-progress entries too (not just this Ready's) lets a
+        // later response truncate the unstable log after an earlier one was
+        // ignored for a term change.
+        self.raft.raft_log.has_next_or_in_progress_unstable_ents() || !rd.snapshot.is_empty()
+    }
+
+    /// The message to the append thread: entries, hard state and snapshot to
+    /// persist, and the responses to deliver once they are durable.
+    fn new_storage_append_msg(&mut self, rd: &Ready) -> Message {
+        let mut m = Message {
+            to: LOCAL_APPEND_THREAD,
+            from: self.raft.id,
+            entries: rd.entries.clone(),
+            ..Message::new(MessageType::MsgStorageAppend)
+        };
+        if !rd.hard_state.is_empty() {
+            // All three fields or none, so the hard state can be rebuilt.
+            m.term = rd.hard_state.term;
+            m.vote = rd.hard_state.vote;
+            m.commit = rd.hard_state.commit;
+        }
+        if !rd.snapshot.is_empty() {
+            m.snapshot = Some(rd.snapshot.clone());
+        }
+        // The leader's self-acknowledgements come before the append response,
+        // so that they find the new entries still in the unstable log.
+        m.responses = std::mem::take(&mut self.raft.msgs_after_append);
+        if self.need_storage_append_resp_msg(rd) {
+            let resp = self.new_storage_append_resp_msg(rd);
+            m.responses.push(resp);
+        }
+        m
+    }
+
+    /// The append thread's acknowledgement, stepped back into this node once
+    /// everything written so far is durable. It carries the current term: a
+    /// response from an earlier term is ignored, since the entries it covers
+    /// may since have been overwritten (the ABA problem); and it attests the
+    /// last index and term of the whole unstable log, so that a later
+    /// response can truncate what an ignored one could not.
+    fn new_storage_append_resp_msg(&self, rd: &Ready) -> Message {
+        let r = &self.raft;
+        let mut m = Message {
+            to: r.id,
+            from: LOCAL_APPEND_THREAD,
+            term: r.term,
+            ..Message::new(MessageType::MsgStorageAppendResp)
+        };
+        if r.raft_log.has_next_or_in_progress_unstable_ents() {
+            let last = r.raft_log.last_entry_id();
+            m.index = last.index;
+            m.log_term = last.term;
+        }
+        if !rd.snapshot.is_empty() {
+            m.snapshot = Some(rd.snapshot.clone());
+        }
+        m
+    }
+
+    /// The message to the apply thread: committed entries to apply (under no
+    /// particular term), and the acknowledgement to deliver afterwards.
+    fn new_storage_apply_msg(&self, ents: &[Entry]) -> Message {
+        Message {
+            to: LOCAL_APPLY_THREAD,
+            from: self.raft.id,
+            entries: ents.to_vec(),
+            responses: vec![self.new_storage_apply_resp_msg(ents)],
+            ..Message::new(MessageType::MsgStorageApply)
+        }
+    }
+
+    fn new_storage_apply_resp_msg(&self, ents: &[Entry]) -> Message {
+        Message {
+            to: self.raft.id,
+            from: LOCAL_APPLY_THREAD,
+            entries: ents.to_vec(),
+            ..Message::new(MessageType::MsgStorageApplyResp)
+        }
+    }
+
+    /// Commits to handling `rd`: nothing may change the node between
+    /// `ready_without_accept` and this.
+    fn accept_ready(&mut self, rd: &Ready) {
+        if let Some(ss) = rd.soft_state {
+            self.prev_soft_state = ss;
+        }
+        if !rd.hard_state.is_empty() {
+            self.prev_hard_state = rd.hard_state;
+        }
+        if !rd.read_states.is_empty() {
+            self.raft.read_states.clear();
+        }
+        if !self.async_storage_writes {
+            if !self.steps_on_advance.is_empty() {
+                panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
+            }
+            let id = self.raft.id;
+            let msgs = std::mem::take(&mut self.raft.msgs_after_append);
+            self.steps_on_advance.extend(msgs.into_iter().filter(|m| m.to == id));
+            if self.need_storage_append_resp_msg(rd) {
+                let m = self.new_storage_append_resp_msg(rd);
+                self.steps_on_advance.push(m);
+            }
+            if !rd.committed_entries.is_empty() {
+                let m = self.new_storage_apply_resp_msg(&rd.committed_entries);
+                self.steps_on_advance.push(m);
+            }
+        }
+        self.raft.msgs_after_append.clear();
+        self.raft.raft_log.accept_unstable();
+        if let Some(last) = rd.committed_entries.last() {
+            let allow_unstable = self.apply_unstable_entries();
+            self.raft.raft_log.accept_applying(
+                last.index,
+                ents_size(&rd.committed_entries),
+                allow_unstable,
+            );
+        }
+    }
+
+    /// Committed entries may be applied before they are locally durable only
+    /// in synchronous mode, where the `Ready` persists them first anyway.
+    fn apply_unstable_entries(&self) -> bool {
+        !self.async_storage_writes
+    }
+
+    /// Whether there is a `Ready` to handle.
+    pub fn has_ready(&self) -> bool {
+        let r = &self.raft;
+        if r.soft_state() != self.prev_soft_state {
+            return true;
+        }
+        let hard = r.hard_state();
+        if !hard.is_empty() && hard != self.prev_hard_state {
+            return true;
+        }
+        if r.raft_log.has_next_unstable_snapshot() {
+            return true;
+        }
+        if !r.msgs.is_empty() || !r.msgs_after_append.is_empty() {
+            return true;
+        }
+        if r.raft_log.has_next_unstable_ents()
+            || r.raft_log.has_next_committed_ents(self.apply_unstable_entries())
+        {
+            return true;
+        }
+        !r.read_states.is_empty()
+    }
+
+    /// Tells the node that the last `Ready` was handled: its entries and
+    /// state are persisted and its committed entries applied.
+    ///
+    /// # Panics
+    /// With asynchronous storage writes, where the storage threads'
+    /// responses take its place.
+    pub fn advance(&mut self) {
+        if self.async_storage_writes {
+            panicf!(self.raft.logger, "Advance must not be called when using AsyncStorageWrites");
+        }
+        let mut steps = std::mem::take(&mut self.steps_on_advance);
+        for m in steps.drain(..) {
+            let _ = self.raft.step(m);
+        }
+        // Keep the buffer's capacity for the next Ready.
+        self.steps_on_advance = steps;
+    }
+
+    /// The node's state, with the configuration and (on a leader) a copy of
+    /// every peer's progress. See [`RawNode::basic_status`] and
+    /// [`RawNode::with_progress`] for cheaper views.
+    pub fn status(&self) -> Status {
+        Status::of(&self.raft)
+    }
+
+    /// The node's state without per-peer progress; does not allocate.
+    pub fn basic_status(&self) -> BasicStatus {
+        BasicStatus::of(&self.raft)
+    }
+
+    /// Visits every peer's progress in id order, without copying.
+    pub fn with_progress(&self, mut visitor: impl FnMut(u64, ProgressType, &Progress)) {
+        for (&id, pr) in self.raft.trk.progress.iter() {
+            let typ = if pr.is_learner { ProgressType::Learner } else { ProgressType::Peer };
+            visitor(id, typ, pr);
+        }
+    }
+
+    /// Reports that the last message to `id` could not be sent.
+    pub fn report_unreachable(&mut self, id: u64) {
+        let _ = self.raft.step(Message { from: id, ..Message::new(MessageType::MsgUnreachable) });
+    }
+
+    /// Reports the outcome of sending a snapshot to `id`.
+    pub fn report_snapshot(&mut self, id: u64, status: SnapshotStatus) {
+        let reject = status == SnapshotStatus::Failure;
+        let _ = self
+            .raft
+            .step(Message { from: id, reject, ..Message::new(MessageType::MsgSnapStatus) });
+    }
+
+    /// Asks the leader to hand leadership to `transferee`.
+    pub fn transfer_leader(&mut self, transferee: u64) {
+        let _ = self
+            .raft
+            .step(Message { from: transferee, ..Message::new(MessageType::MsgTransferLeader) });
+    }
+
+    /// Makes a follower forget its leader, so that it will grant votes to
+    /// others at once (useful when the application knows the leader is gone).
+    /// Ignored on a leader and with lease-based reads.
+    pub fn forget_leader(&mut self) -> Result<()> {
+        self.raft.step(Message::new(MessageType::MsgForgetLeader))
+    }
+
+    /// Requests a read index; the answer arrives as a [`ReadState`] with
+    /// the same `rctx` in a later `Ready`.
+    pub fn read_index(&mut self, rctx: Bytes) {
+        let entry = Entry { data: rctx, ..Entry::default() };
+        let _ = self
+            .raft
+            .step(Message { entries: vec![entry], ..Message::new(MessageType::MsgReadIndex) });
+    }
+
+    /// Bootstraps a new cluster: appends (as committed) one configuration
+    /// change per peer and applies them. The storage must be empty. The
+    /// first `Ready` then holds the hard state and entries to persist.
+    pub fn bootstrap(&mut self, peers: &[Peer]) -> Result<()> {
+        if peers.is_empty() {
+            return Err(Error::BootstrapNoPeers);
+        }
+        if self.raft.raft_log.storage().last_index()? != 0 {
+            return Err(Error::BootstrapNonEmpty);
+        }
+        // Nothing is persisted yet: start from an empty hard state so that
+        // the first Ready carries one.
+        self.prev_hard_state = HardState::default();
+        self.raft.become_follower(1, NONE);
+        let ents: Vec<Entry> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, peer)| {
+                let cc = AnyConfChange::V1(ConfChange {
+                    change_type: ConfChangeType::ConfChangeAddNode as i32,
+                    node_id: peer.id,
+                    context: peer.context.clone(),
+                    id: 0,
+                });
+                let (entry_type, data) = cc.to_entry_data();
+                debug_assert_eq!(entry_type, EntryType::EntryConfChange);
+                Entry { entry_type: entry_type as i32, term: 1, index: i as u64 + 1, data }
+            })
+            .collect();
+        let n = ents.len() as u64;
+        self.raft.raft_log.append(ents);
+        // Mark them committed and apply them now, so that the application
+        // can campaign right away.
+        self.raft.raft_log.committed = n;
+        for peer in peers {
+            let cc = ConfChange {
+                change_type: ConfChangeType::ConfChangeAddNode as i32,
+                node_id: peer.id,
+                ..ConfChange::default()
+            };
+            self.raft.apply_conf_change(&cc.as_v2()).map_err(Error::ConfChange)?;
+        }
+        Ok(())
+    }
+
+    /// The storage the node reads from.
+    pub fn storage(&self) -> &S {
+        self.raft.raft_log.storage()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.raft.id
+    }
+
+    /// Overrides the current randomized election timeout (test hook for
+    /// etcd's interaction tests; redrawn on the next state change).
+    #[cfg(feature = "testing")]
+    pub fn set_randomized_election_timeout(&mut self, ticks: usize) {
+        self.raft.set_randomized_election_timeout(ticks);
+    }
 }

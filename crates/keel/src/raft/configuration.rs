@@ -1,0 +1,219 @@
+//! Membership: checking proposed configuration changes, applying committed
+//! ones, and switching the tracker to a new configuration.
+
+use std::fmt::Write as _;
+
+use prost::Message as _;
+
+use super::{Raft, StateType};
+use crate::confchange::{Changer, ConfChangeError};
+use crate::error::{Error, Result};
+use crate::raftpb::{
+    AnyConfChange, ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Entry, EntryType, Message, MessageType,
+};
+use crate::storage::Storage;
+use crate::tracker::{ProgressMap, TrackerConfig};
+use crate::util::NONE;
+
+/// The proposal message carrying a configuration change. `None` is the empty
+/// V2 change that leaves a joint configuration; its payload is empty, so the
+/// uncommitted-size quota can never refuse it.
+pub(crate) fn conf_change_to_msg(cc: Option<&AnyConfChange>) -> Message {
+    let (entry_type, data) = match cc {
+        Some(cc) => cc.to_entry_data(),
+        None => (EntryType::EntryConfChangeV2, bytes::Bytes::new()),
+    };
+    let entry = Entry { entry_type: entry_type as i32, data, ..Entry::default() };
+    Message { entries: vec![entry], ..Message::new(MessageType::MsgProp) }
+}
+
+/// Decodes the configuration change an entry carries, if it carries one.
+pub(crate) fn decode_conf_change(
+    e: &Entry,
+) -> std::result::Result<Option<AnyConfChange>, prost::DecodeError> {
+    match EntryType::try_from(e.entry_type) {
+        Ok(EntryType::EntryConfChange) => Ok(Some(ConfChange::decode(e.data.clone())?.into())),
+        Ok(EntryType::EntryConfChangeV2) => Ok(Some(ConfChangeV2::decode(e.data.clone())?.into())),
+        _ => Ok(None),
+    }
+}
+
+/// A change in the text form Go's protobuf library prints for `%v`, which
+/// etcd's log lines embed (e.g. `transition:ConfChangeTransitionAuto
+/// changes:{type:ConfChangeAddNode node_id:3}`).
+pub(crate) fn conf_change_text(cc: &AnyConfChange) -> String {
+    fn type_name(t: i32) -> String {
+        ConfChangeType::try_from(t).map_or_else(|_| t.to_string(), |t| format!("{t:?}"))
+    }
+    let mut out = String::new();
+    match cc {
+        AnyConfChange::V1(cc) => {
+            if cc.id != 0 {
+                let _ = write!(out, "id:{} ", cc.id);
+            }
+            let _ =
+                write!(out, "type:{} node_id:{}", type_name(cc.change_type), cc.node_id);
+            if !cc.context.is_empty() {
+                let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
+            }
+        }
+        AnyConfChange::V2(cc) => {
+            let transition = ConfChangeTransition::try_from(cc.transition)
+                .map_or_else(|_| cc.transition.to_string(), |t| format!("{t:?}"));
+            let _ = write!(out, "transition:{transition}");
+            for c in &cc.changes {
+                let _ = write!(
+                    out,
+                    " changes:{{type:{} node_id:{}}}",
+                    type_name(c.change_type),
+                    c.node_id
+                );
+            }
+            if !cc.context.is_empty() {
+                let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
+            }
+        }
+    }
+    out
+}
+
+impl<S: Storage> Raft<S> {
+    /// Checks each proposed configuration change against the active
+    /// configuration; a change that fails is replaced by an empty normal
+    /// entry (unless validation is disabled). Remembers the index of the
+    /// last accepted change.
+    pub(crate) fn check_proposed_conf_changes(&mut self, entries: &mut [Entry]) -> Result<()> {
+        let last_index = self.raft_log.last_index();
+        for (i, e) in entries.iter_mut().enumerate() {
+            let cc = match decode_conf_change(e) {
+                Ok(Some(cc)) => cc,
+                Ok(None) => continue,
+                Err(err) => {
+                    // A proposal may come from a peer: refuse it, don't panic.
+                    warnf!(self.logger, "{:x} dropping undecodable conf change proposal: {}", self.id, err);
+                    return Err(Error::ProposalDropped);
+                }
+            };
+            let already_pending = self.pending_conf_index > self.raft_log.applied;
+            let already_joint = self.trk.config.voters.is_joint();
+            let wants_leave_joint = cc.as_v2().changes.is_empty();
+
+            let failed_check = if already_pending {
+                Some(format!(
+                    "possible unapplied conf change at index {} (applied to {})",
+                    self.pending_conf_index, self.raft_log.applied
+                ))
+            } else if already_joint && !wants_leave_joint {
+                Some("must transition out of joint config first".to_string())
+            } else if !already_joint && wants_leave_joint {
+                Some("not in joint state; refusing empty conf change".to_string())
+            } else {
+                None
+            };
+
+            match failed_check {
+                Some(why) if !self.disable_conf_change_validation => {
+                    infof!(
+                        self.logger,
+                        "{:x} ignoring conf change {} at config {}: {}",
+                        self.id,
+                        conf_change_text(&cc),
+                        self.trk.config,
+                        why
+                    );
+                    *e = Entry::default();
+                }
+                _ => self.pending_conf_index = last_index + i as u64 + 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a committed configuration change and returns the new
+    /// configuration.
+    pub(crate) fn apply_conf_change(
+        &mut self,
+        cc: &ConfChangeV2,
+    ) -> std::result::Result<ConfState, ConfChangeError> {
+        let changer = Changer { tracker: &self.trk, last_index: self.raft_log.last_index() };
+        let (cfg, prs) = if cc.leave_joint() {
+            changer.leave_joint()?
+        } else if let Some(auto_leave) = cc.enter_joint() {
+            changer.enter_joint(auto_leave, &cc.changes)?
+        } else {
+            changer.simple(&cc.changes)?
+        };
+        Ok(self.switch_to_config(cfg, prs))
+    }
+
+    /// Installs a configuration and reacts to it: a removed or demoted leader
+    /// may step down; a leader commits what the new quorum allows and probes
+    /// new peers at once; a transfer to a removed node is aborted.
+    pub(crate) fn switch_to_config(&mut self, cfg: TrackerConfig, prs: ProgressMap) -> ConfState {
+        self.trk.config = cfg;
+        self.trk.progress = prs;
+        self.refresh_peer_ids();
+
+        infof!(self.logger, "{:x} switched to configuration {}", self.id, self.trk.config);
+        let cs = self.trk.conf_state();
+        let (present, learner) = match self.trk.progress.get(&self.id) {
+            Some(pr) => (true, pr.is_learner),
+            None => (false, false),
+        };
+        self.is_learner = present && learner;
+
+        if (!present || self.is_learner) && self.state == StateType::Leader {
+            // Removed or demoted while leading.
+            if self.step_down_on_removal {
+                self.become_follower(self.term, NONE);
+            }
+            return cs;
+        }
+        // The rest only matters to a leader with peers.
+        if self.state != StateType::Leader || cs.voters.is_empty() {
+            return cs;
+        }
+        if self.maybe_commit() {
+            // The new quorum may commit more: tell everyone.
+            self.bcast_append();
+        } else {
+            // Probe new peers now rather than at the next heartbeat.
+            for i in 0..self.peer_ids.len() {
+                let id = self.peer_ids[i];
+                if id != self.id {
+                    self.maybe_send_append(id, false);
+                }
+            }
+        }
+        if self.lead_transferee != NONE
+            && !self.trk.config.voters.ids().contains(&self.lead_transferee)
+        {
+            self.abort_leader_transfer();
+        }
+        cs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raftpb::conf_changes_from_string;
+
+    #[test]
+    fn conf_change_text_matches_etcd_logs() {
+        let cc = ConfChangeV2 {
+            changes: conf_changes_from_string("v3 v4").unwrap(),
+            ..ConfChangeV2::default()
+        };
+        assert_eq!(
+            conf_change_text(&cc.into()),
+            "transition:ConfChangeTransitionAuto changes:{type:ConfChangeAddNode node_id:3} \
+             changes:{type:ConfChangeAddNode node_id:4}"
+        );
+        assert_eq!(
+            conf_change_text(&ConfChangeV2::default().into()),
+            "transition:ConfChangeTransitionAuto"
+        );
+    }
+}
