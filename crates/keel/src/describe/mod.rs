@@ -24,15 +24,7 @@ use crate::raftpb::{
 };
 use crate::raw_node::{ReadState, Ready, SoftState};
 
-/// The pseudo node id of the local append thread: the target of
-/// `MsgStorageAppend` and the sender of `MsgStorageAppendResp` when storage
-/// writes are asynchronous (etcd's `LocalAppendThread`).
-pub const LOCAL_APPEND_THREAD: u64 = u64::MAX;
-
-/// The pseudo node id of the local apply thread: the target of
-/// `MsgStorageApply` and the sender of `MsgStorageApplyResp` (etcd's
-/// `LocalApplyThread`).
-pub const LOCAL_APPLY_THREAD: u64 = u64::MAX - 1;
+use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
 
 /// Renders an entry's payload (etcd's `EntryFormatter`). `None` where one is
 /// taken means Go's `%q` of the bytes ([`go_quote`]).
