@@ -1,2 +1,53 @@
-//! etcd-raft's datadriven conformance files, run byte for byte.
-//! (Placeholder; the harness lands in its own change.)
+//! etcd-raft's datadriven conformance files, run byte for byte against
+//! Keel.
+//!
+//! Each suite runs every `*.txt` file of one directory under
+//! `$KEEL_ETCD_TESTDATA` (default: `../shared/etcd-raft-testdata` beside the
+//! workspace) and prints one line `etcd-datadriven <suite>: P passed, F
+//! failed`. Run with
+//!
+//! ```sh
+//! cargo test -p keel --test etcd_datadriven -- --nocapture
+//! ```
+//!
+//! `KEEL_REWRITE=1` rewrites the files with the actual outputs instead of
+//! comparing. Files expected to fail are listed in `expected_failures.txt`
+//! beside this file (`<suite>/<file>` per line). A new suite (such as the
+//! raft interaction files in `testdata/`) is one more [`suite::Suite`] and
+//! `#[test]` below.
+
+// The suites report on stdout (the summary lines are their output).
+#![allow(clippy::print_stdout)]
+
+mod confchange;
+mod datadriven;
+mod quorum;
+mod suite;
+
+use suite::{Suite, run_suite};
+
+/// etcd-raft's `quorum/testdata`: committed indexes and vote results.
+const QUORUM: Suite =
+    Suite { name: "quorum", dir: "quorum/testdata", new_handler: quorum::new_handler };
+
+/// etcd-raft's `confchange/testdata`: simple and joint membership changes.
+const CONFCHANGE: Suite =
+    Suite { name: "confchange", dir: "confchange/testdata", new_handler: confchange::new_handler };
+
+/// Runs a suite and fails the test with its report if any file had an
+/// unexpected outcome.
+fn check(suite: &Suite) {
+    if let Err(report) = run_suite(suite) {
+        panic!("etcd-datadriven {}: unexpected results\n{report}", suite.name);
+    }
+}
+
+#[test]
+fn etcd_quorum() {
+    check(&QUORUM);
+}
+
+#[test]
+fn etcd_confchange() {
+    check(&CONFCHANGE);
+}
