@@ -193,7 +193,7 @@ impl<S: Storage> RawNode<S> {
         }
         if is_response_msg(t)
             && !is_local_msg_target(m.from)
-            && !self.raft.trk.progress.contains_key(&m.from)
+            && !self.raft.trk.progress.contains(m.from)
         {
             return Err(Error::StepPeerNotFound);
         }

@@ -151,13 +151,12 @@ impl<S: Storage> Raft<S> {
     /// may step down; a leader commits what the new quorum allows and probes
     /// new peers at once; a transfer to a removed node is aborted.
     pub(crate) fn switch_to_config(&mut self, cfg: TrackerConfig, prs: ProgressMap) -> ConfState {
-        self.trk.config = cfg;
-        self.trk.progress = prs;
+        self.trk.install(cfg, prs);
         self.refresh_peer_ids();
 
         infof!(self.logger, "{:x} switched to configuration {}", self.id, self.trk.config);
         let cs = self.trk.conf_state();
-        let (present, learner) = match self.trk.progress.get(&self.id) {
+        let (present, learner) = match self.trk.progress.get(self.id) {
             Some(pr) => (true, pr.is_learner),
             None => (false, false),
         };
@@ -187,7 +186,7 @@ impl<S: Storage> Raft<S> {
             }
         }
         if self.lead_transferee != NONE
-            && !self.trk.config.voters.ids().contains(&self.lead_transferee)
+            && !self.trk.config.voters.contains(self.lead_transferee)
         {
             self.abort_leader_transfer();
         }

@@ -89,9 +89,8 @@ impl<S: Storage> Raft<S> {
             self.become_candidate();
             (self.term, MessageType::MsgVote)
         };
-        let mut ids: Vec<u64> = self.trk.config.voters.ids().into_iter().collect();
-        ids.sort_unstable();
-        ids.dedup();
+        // Voters in id order (the union of both halves of a joint config).
+        let ids: Vec<u64> = self.trk.config.voters.ids().collect();
         for id in ids {
             if id == self.id {
                 self.send(Message {

@@ -46,7 +46,7 @@ impl<S: Storage> Raft<S> {
         }
 
         // All other message types need the sender's progress.
-        if !self.trk.progress.contains_key(&m.from) {
+        if !self.trk.progress.contains(m.from) {
             debugf!(self.logger, "{:x} no progress available for {:x}", self.id, m.from);
             return Ok(());
         }
@@ -56,7 +56,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgSnapStatus => self.handle_snap_status(&m),
             MessageType::MsgUnreachable => {
                 let id = self.id;
-                if let Some(pr) = self.trk.progress.get_mut(&m.from) {
+                if let Some(pr) = self.trk.progress.get_mut(m.from) {
                     // In optimistic replication, an unreachable peer has very
                     // likely lost an append: fall back to probing.
                     if pr.state == ProgressState::Replicate {
@@ -83,7 +83,7 @@ impl<S: Storage> Raft<S> {
         if m.entries.is_empty() {
             panicf!(self.logger, "{:x} stepped empty MsgProp", self.id);
         }
-        if !self.trk.progress.contains_key(&self.id) {
+        if !self.trk.progress.contains(self.id) {
             // This node was removed while leading: drop new proposals.
             return Err(Error::ProposalDropped);
         }
@@ -109,7 +109,7 @@ impl<S: Storage> Raft<S> {
     fn handle_append_response(&mut self, m: &Message) {
         let from = m.from;
         let id = self.id;
-        let Some(pr) = self.trk.progress.get_mut(&from) else { return };
+        let Some(pr) = self.trk.progress.get_mut(from) else { return };
         pr.recent_active = true;
 
         if m.reject {
@@ -131,7 +131,7 @@ impl<S: Storage> Raft<S> {
                 // This probes at most once per term of our log.
                 next_probe_idx = self.raft_log.find_conflict_by_term(m.reject_hint, m.log_term).0;
             }
-            let Some(pr) = self.trk.progress.get_mut(&from) else { return };
+            let Some(pr) = self.trk.progress.get_mut(from) else { return };
             if pr.maybe_decr_to(m.index, next_probe_idx) {
                 debugf!(self.logger, "{:x} decreased progress of {:x} to [{}]", id, from, pr);
                 if pr.state == ProgressState::Replicate {
@@ -174,7 +174,7 @@ impl<S: Storage> Raft<S> {
             self.release_pending_read_index_messages();
             self.bcast_append();
         } else if id != from
-            && self.trk.progress.get(&from).is_some_and(|pr| pr.can_bump_commit(self.raft_log.committed))
+            && self.trk.progress.get(from).is_some_and(|pr| pr.can_bump_commit(self.raft_log.committed))
         {
             // The follower may lack the latest commit index; a message now
             // beats waiting for the next heartbeat.
@@ -185,7 +185,7 @@ impl<S: Storage> Raft<S> {
             while self.maybe_send_append(from, false) {}
         }
         // A leadership transfer waits for the target to catch up.
-        let matched = self.trk.progress.get(&from).map_or(0, |pr| pr.matched);
+        let matched = self.trk.progress.get(from).map_or(0, |pr| pr.matched);
         if from == self.lead_transferee && matched == self.raft_log.last_index() {
             infof!(self.logger, "{:x} sent MsgTimeoutNow to {:x} after received MsgAppResp", id, from);
             self.send_timeout_now(from);
@@ -195,7 +195,7 @@ impl<S: Storage> Raft<S> {
     fn handle_heartbeat_response(&mut self, m: Message) {
         let from = m.from;
         let last_index = self.raft_log.last_index();
-        let Some(pr) = self.trk.progress.get_mut(&from) else { return };
+        let Some(pr) = self.trk.progress.get_mut(from) else { return };
         pr.recent_active = true;
         pr.msg_app_flow_paused = false;
         // A paused (full) follower still gets an empty append, so that it
@@ -212,7 +212,7 @@ impl<S: Storage> Raft<S> {
 
     fn handle_snap_status(&mut self, m: &Message) {
         let id = self.id;
-        let Some(pr) = self.trk.progress.get_mut(&m.from) else { return };
+        let Some(pr) = self.trk.progress.get_mut(m.from) else { return };
         if pr.state != ProgressState::Snapshot {
             return;
         }
@@ -244,7 +244,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_transfer_leader(&mut self, m: &Message) {
-        let Some(pr) = self.trk.progress.get(&m.from) else { return };
+        let Some(pr) = self.trk.progress.get(m.from) else { return };
         if pr.is_learner {
             debugf!(self.logger, "{:x} is learner. Ignored transferring leadership", self.id);
             return;
@@ -290,7 +290,7 @@ impl<S: Storage> Raft<S> {
         // The transfer should finish within an election timeout.
         self.election_elapsed = 0;
         self.lead_transferee = transferee;
-        let matched = self.trk.progress.get(&transferee).map_or(0, |pr| pr.matched);
+        let matched = self.trk.progress.get(transferee).map_or(0, |pr| pr.matched);
         if matched == self.raft_log.last_index() {
             self.send_timeout_now(transferee);
             infof!(

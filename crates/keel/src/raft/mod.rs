@@ -36,7 +36,7 @@ use crate::logger::Logger;
 use crate::raftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
 use crate::raw_node::{ReadState, SoftState};
 use crate::storage::Storage;
-use crate::tracker::ProgressTracker;
+use crate::tracker::{Inflights, Progress, ProgressTracker};
 use crate::util::{NONE, payloads_size};
 
 pub(crate) use configuration::conf_change_to_msg;
@@ -194,7 +194,7 @@ impl<S: Storage> Raft<S> {
 
         let last_id = r.raft_log.last_entry_id();
         let (cfg, prs) =
-            confchange::restore(Changer { tracker: &r.trk, last_index: last_id.index }, &cs)?;
+            confchange::restore(&Changer { tracker: &r.trk, last_index: last_id.index }, &cs)?;
         let restored = r.switch_to_config(cfg, prs);
         r.assert_conf_states_equivalent(&cs, &restored);
 
@@ -340,7 +340,9 @@ impl<S: Storage> Raft<S> {
         let (max_inflight, max_bytes) = (self.trk.max_inflight, self.trk.max_inflight_bytes);
         let id = self.id;
         for (&peer, pr) in self.trk.progress.iter_mut() {
-            pr.reset_for_new_term(last_index, max_inflight, max_bytes);
+            let is_learner = pr.is_learner;
+            *pr = Progress::new(last_index + 1, Inflights::new(max_inflight, max_bytes));
+            pr.is_learner = is_learner;
             if peer == id {
                 pr.matched = last_index;
             }
@@ -461,7 +463,7 @@ impl<S: Storage> Raft<S> {
         self.state = StateType::Leader;
         // The leader trivially replicates to itself, and is always active.
         let id = self.id;
-        if let Some(pr) = self.trk.progress.get_mut(&id) {
+        if let Some(pr) = self.trk.progress.get_mut(id) {
             pr.become_replicate();
             pr.recent_active = true;
         }
@@ -634,7 +636,7 @@ impl<S: Storage> Raft<S> {
     /// Whether this node may become leader: it is a voter in the current
     /// configuration and is not waiting on a snapshot.
     pub(crate) fn promotable(&self) -> bool {
-        match self.trk.progress.get(&self.id) {
+        match self.trk.progress.get(self.id) {
             Some(pr) => !pr.is_learner && !self.raft_log.has_next_or_in_progress_snapshot(),
             None => false,
         }
@@ -720,7 +722,7 @@ impl<S: Storage> Raft<S> {
     /// Rebuilds `peer_ids` from the progress map.
     pub(crate) fn refresh_peer_ids(&mut self) {
         self.peer_ids.clear();
-        self.peer_ids.extend(self.trk.progress.keys().copied());
+        self.peer_ids.extend(self.trk.progress.ids().copied());
     }
 
     /// Whether this node's read-only option is lease-based.

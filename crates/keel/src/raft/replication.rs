@@ -22,7 +22,7 @@ impl<S: Storage> Raft<S> {
     /// snapshot when the entries are compacted away. Returns whether a
     /// message was sent.
     pub(crate) fn maybe_send_append(&mut self, to: u64, send_if_empty: bool) -> bool {
-        let Some(pr) = self.trk.progress.get(&to) else { return false };
+        let Some(pr) = self.trk.progress.get(to) else { return false };
         if pr.is_paused() {
             return false;
         }
@@ -65,9 +65,9 @@ impl<S: Storage> Raft<S> {
             commit,
             ..Message::default()
         });
-        if let Some(pr) = self.trk.progress.get_mut(&to) {
-            pr.sent_entries(n, bytes);
-            pr.sent_commit(commit);
+        if let Some(pr) = self.trk.progress.get_mut(to) {
+            pr.update_on_entries_send(n, bytes);
+            pr.update_on_commit_send(commit);
         }
         true
     }
@@ -75,7 +75,7 @@ impl<S: Storage> Raft<S> {
     /// Sends the storage's snapshot to `to`, if it is active and a snapshot
     /// is available. Returns whether one was sent.
     pub(crate) fn maybe_send_snapshot(&mut self, to: u64) -> bool {
-        let Some(pr) = self.trk.progress.get(&to) else { return false };
+        let Some(pr) = self.trk.progress.get(to) else { return false };
         if !pr.recent_active {
             debugf!(self.logger, "ignore sending snapshot to {:x} since it is not recently active", to);
             return false;
@@ -109,7 +109,7 @@ impl<S: Storage> Raft<S> {
             pr
         );
         let id = self.id;
-        if let Some(pr) = self.trk.progress.get_mut(&to) {
+        if let Some(pr) = self.trk.progress.get_mut(to) {
             pr.become_snapshot(sindex);
             debugf!(self.logger, "{:x} paused sending replication messages to {:x} [{}]", id, to, pr);
         }
@@ -125,7 +125,7 @@ impl<S: Storage> Raft<S> {
     /// Sends a heartbeat carrying `min(match, commit)`: the leader must not
     /// move a follower's commit past what it knows the follower has.
     pub(crate) fn send_heartbeat(&mut self, to: u64, ctx: Bytes) {
-        let Some(pr) = self.trk.progress.get(&to) else { return };
+        let Some(pr) = self.trk.progress.get(to) else { return };
         let commit = pr.matched.min(self.raft_log.committed);
         self.send(Message {
             to,
@@ -134,8 +134,8 @@ impl<S: Storage> Raft<S> {
             context: ctx,
             ..Message::default()
         });
-        if let Some(pr) = self.trk.progress.get_mut(&to) {
-            pr.sent_commit(commit);
+        if let Some(pr) = self.trk.progress.get_mut(to) {
+            pr.update_on_commit_send(commit);
         }
     }
 
@@ -320,7 +320,7 @@ impl<S: Storage> Raft<S> {
         // Rebuild the configuration from the snapshot, from scratch.
         self.trk = ProgressTracker::new(self.trk.max_inflight, self.trk.max_inflight_bytes);
         let changer = Changer { tracker: &self.trk, last_index: self.raft_log.last_index() };
-        let (cfg, prs) = match confchange::restore(changer, &cs) {
+        let (cfg, prs) = match confchange::restore(&changer, &cs) {
             Ok(v) => v,
             // A bug in our conf change handling, or a corrupt snapshot.
             Err(err) => panicf!(self.logger, "unable to restore config {:?}: {}", cs, err),
