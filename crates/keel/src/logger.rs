@@ -242,7 +242,6 @@ macro_rules! panicf {
     }};
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

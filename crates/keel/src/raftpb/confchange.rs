@@ -63,7 +63,10 @@ impl ConfChange {
     pub fn as_v2(&self) -> ConfChangeV2 {
         ConfChangeV2 {
             transition: ConfChangeTransition::ConfChangeTransitionAuto as i32,
-            changes: vec![ConfChangeSingle { change_type: self.change_type, node_id: self.node_id }],
+            changes: vec![ConfChangeSingle {
+                change_type: self.change_type,
+                node_id: self.node_id,
+            }],
             context: self.context.clone(),
         }
     }
