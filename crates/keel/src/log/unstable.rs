@@ -1,0 +1,632 @@
+//! [`Unstable`]: the entries and snapshot a node holds before they are known
+//! to be in its [`Storage`](crate::storage::Storage).
+
+use super::EntryId;
+use crate::logger::Logger;
+use crate::raftpb::{Entry, Snapshot};
+use std::fmt;
+use std::sync::Arc;
+
+/// Above this many entries of spare capacity, the buffer is given back to the
+/// allocator once it drains; below it, it is kept for the next batch so the
+/// steady state does not allocate.
+const RETAINED_CAPACITY_MAX: usize = 4096;
+
+/// The log entries and snapshot not yet written to storage, as etcd's
+/// `unstable`.
+///
+/// It plays two roles. It holds new entries (and a snapshot received from the
+/// leader) until a `Ready` hands them out to be persisted; and it keeps them
+/// afterwards, while the write is in progress, so that the log can still read
+/// them. Once the application reports them stable ([`stable_to`],
+/// [`stable_snap_to`]) they are dropped from here and read from storage.
+///
+/// `entries()[i]` has index `offset() + i`. The offset may be at or below the
+/// last index in storage: the next write then truncates the stored log first.
+/// Entries below `offset_in_progress()` are being written.
+///
+/// Out-of-range arguments to [`slice`] are programmer errors and panic, as in
+/// etcd; stale `stable_to` acknowledgements are logged and ignored.
+///
+/// [`stable_to`]: Unstable::stable_to
+/// [`stable_snap_to`]: Unstable::stable_snap_to
+/// [`slice`]: Unstable::slice
+pub struct Unstable {
+    /// The incoming snapshot, if any.
+    snapshot: Option<Snapshot>,
+    /// The unstable entries are `buf[head..]`. `buf[..head]` are already
+    /// stable: their payloads are dropped at once and the slots reclaimed when
+    /// they make up most of the buffer (etcd's `shrinkEntriesArray`), so
+    /// stabilizing costs O(1) per entry and a steady state reuses the buffer.
+    buf: Vec<Entry>,
+    head: usize,
+    /// The index of `buf[head]`.
+    offset: u64,
+    /// Whether the snapshot is being written.
+    snapshot_in_progress: bool,
+    /// Entries below this index are being written; `offset <=
+    /// offset_in_progress <= offset + len`.
+    offset_in_progress: u64,
+    logger: Arc<dyn Logger>,
+}
+
+impl fmt::Debug for Unstable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unstable")
+            .field("snapshot", &self.snapshot)
+            .field("entries", &self.entries())
+            .field("offset", &self.offset)
+            .field("snapshot_in_progress", &self.snapshot_in_progress)
+            .field("offset_in_progress", &self.offset_in_progress)
+            .finish()
+    }
+}
+
+impl Unstable {
+    /// An empty unstable log whose next entry has index `offset` (the last
+    /// index in storage plus one).
+    pub fn new(offset: u64, logger: Arc<dyn Logger>) -> Unstable {
+        Unstable {
+            snapshot: None,
+            buf: Vec::new(),
+            head: 0,
+            offset,
+            snapshot_in_progress: false,
+            offset_in_progress: offset,
+            logger,
+        }
+    }
+
+    /// The unstable entries, in index order from [`offset`](Unstable::offset).
+    pub fn entries(&self) -> &[Entry] {
+        &self.buf[self.head..]
+    }
+
+    /// The index of the first unstable entry (the one after the last stable
+    /// entry or the snapshot).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The index after the last entry being written to storage.
+    pub fn offset_in_progress(&self) -> u64 {
+        self.offset_in_progress
+    }
+
+    /// The snapshot not yet stable, if any.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// Whether the snapshot is being written to storage.
+    pub fn snapshot_in_progress(&self) -> bool {
+        self.snapshot_in_progress
+    }
+
+    /// The first index of the log, if the unstable part decides it: only when
+    /// it holds a snapshot (the log then starts right after it).
+    pub fn maybe_first_index(&self) -> Option<u64> {
+        self.snapshot.as_ref().map(|s| s.metadata.index + 1)
+    }
+
+    /// The last index of the log, if the unstable part decides it: its last
+    /// entry, else its snapshot's index.
+    pub fn maybe_last_index(&self) -> Option<u64> {
+        let len = self.buf.len() - self.head;
+        if len != 0 {
+            return Some(self.offset + len as u64 - 1);
+        }
+        self.snapshot.as_ref().map(|s| s.metadata.index)
+    }
+
+    /// The term of entry `index`, if the unstable part holds it (as an entry,
+    /// or as the snapshot's last index).
+    pub fn maybe_term(&self, index: u64) -> Option<u64> {
+        if index < self.offset {
+            return match &self.snapshot {
+                Some(s) if s.metadata.index == index => Some(s.metadata.term),
+                _ => None,
+            };
+        }
+        self.entries().get((index - self.offset) as usize).map(|e| e.term)
+    }
+
+    /// The entries not yet being written: what the next `Ready` persists.
+    pub fn next_entries(&self) -> &[Entry] {
+        let in_progress = self.offset_in_progress.saturating_sub(self.offset) as usize;
+        self.entries().get(in_progress..).unwrap_or(&[])
+    }
+
+    /// The snapshot, if there is one not yet being written.
+    pub fn next_snapshot(&self) -> Option<&Snapshot> {
+        if self.snapshot_in_progress { None } else { self.snapshot.as_ref() }
+    }
+
+    /// Marks every current entry and the snapshot as being written: they are
+    /// no longer returned by [`next_entries`](Unstable::next_entries) and
+    /// [`next_snapshot`](Unstable::next_snapshot). Later additions are.
+    pub fn accept_in_progress(&mut self) {
+        if let Some(last) = self.entries().last() {
+            self.offset_in_progress = last.index + 1;
+        }
+        if self.snapshot.is_some() {
+            self.snapshot_in_progress = true;
+        }
+    }
+
+    /// Marks the entries up to `id` as written to stable storage and drops
+    /// them. Ignored (with a log line) when `id` is not an unstable entry any
+    /// more: it was already stable, it is the snapshot, or the log was
+    /// rewritten with another term at that index while the write was under
+    /// way.
+    ///
+    /// Call it only when no write still in progress can overwrite these
+    /// entries in storage (see etcd's `newStorageAppendRespMsg`).
+    pub fn stable_to(&mut self, id: EntryId) {
+        let Some(term) = self.maybe_term(id.index) else {
+            infof!(self.logger, "entry at index {} missing from unstable log; ignoring", id.index);
+            return;
+        };
+        if id.index < self.offset {
+            infof!(self.logger, "entry at index {} matched unstable snapshot; ignoring", id.index);
+            return;
+        }
+        if term != id.term {
+            infof!(
+                self.logger,
+                "entry at (index,term)=({},{}) mismatched with entry at ({},{}) in unstable log; \
+                 ignoring",
+                id.index,
+                id.term,
+                id.index,
+                term
+            );
+            return;
+        }
+        let num = (id.index + 1 - self.offset) as usize;
+        for e in &mut self.buf[self.head..self.head + num] {
+            // Release the payload now rather than when the slot is reclaimed.
+            *e = Entry::default();
+        }
+        self.head += num;
+        self.offset = id.index + 1;
+        self.offset_in_progress = self.offset_in_progress.max(self.offset);
+        self.shrink_entries_array();
+    }
+
+    /// Reclaims the slots of stable entries once they are most of the buffer,
+    /// and gives a large buffer back once it is empty.
+    fn shrink_entries_array(&mut self) {
+        if self.head == self.buf.len() {
+            self.clear_entries();
+        } else if self.head >= self.buf.len() - self.head {
+            // Moving the (fewer) live entries down is paid for by the stable
+            // ones that were just released.
+            self.buf.drain(..self.head);
+            self.head = 0;
+            if self.buf.capacity() > RETAINED_CAPACITY_MAX
+                && self.buf.len() * 2 < self.buf.capacity()
+            {
+                self.buf.shrink_to(self.buf.len() * 2);
+            }
+        }
+    }
+
+    fn clear_entries(&mut self) {
+        self.buf.clear();
+        self.head = 0;
+        if self.buf.capacity() > RETAINED_CAPACITY_MAX {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Drops the snapshot once it is stable, if it is still the one at
+    /// `index`.
+    pub fn stable_snap_to(&mut self, index: u64) {
+        if self.snapshot.as_ref().is_some_and(|s| s.metadata.index == index) {
+            self.snapshot = None;
+            self.snapshot_in_progress = false;
+        }
+    }
+
+    /// Replaces everything with `snapshot`: the log now starts after it.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        self.offset = snapshot.metadata.index + 1;
+        self.offset_in_progress = self.offset;
+        self.clear_entries();
+        self.snapshot = Some(snapshot);
+        self.snapshot_in_progress = false;
+    }
+
+    /// Appends `ents` (contiguous, starting at `ents[0].index`), first
+    /// dropping every unstable entry at or after that index. If `ents` starts
+    /// at or before the offset, all unstable entries are replaced and the
+    /// offset moves down (the next write then truncates storage).
+    ///
+    /// Panics if `ents` would leave a gap after the last unstable entry.
+    pub fn truncate_and_append(&mut self, mut ents: Vec<Entry>) {
+        let Some(first) = ents.first() else { return };
+        let from = first.index;
+        let len = (self.buf.len() - self.head) as u64;
+        if from == self.offset + len {
+            // The entries follow on directly.
+        } else if from <= self.offset {
+            infof!(self.logger, "replace the unstable entries from index {}", from);
+            self.clear_entries();
+            self.offset = from;
+            self.offset_in_progress = from;
+        } else {
+            infof!(self.logger, "truncate the unstable entries before index {}", from);
+            self.must_check_out_of_bounds(self.offset, from);
+            self.buf.truncate(self.head + (from - self.offset) as usize);
+            // Only in-progress entries before `from` are still in progress.
+            self.offset_in_progress = self.offset_in_progress.min(from);
+        }
+        if self.buf.is_empty() && self.buf.capacity() < ents.len() {
+            // Adopt the caller's buffer rather than copying into a smaller one.
+            self.buf = ents;
+        } else {
+            self.buf.append(&mut ents);
+        }
+    }
+
+    /// The unstable entries with indexes in `lo..hi`. The entries are shared
+    /// with the log: cloning them bumps reference counts, it does not copy
+    /// payloads.
+    ///
+    /// Panics unless `offset() <= lo <= hi <= offset() + entries().len()`.
+    pub fn slice(&self, lo: u64, hi: u64) -> &[Entry] {
+        self.must_check_out_of_bounds(lo, hi);
+        &self.entries()[(lo - self.offset) as usize..(hi - self.offset) as usize]
+    }
+
+    fn must_check_out_of_bounds(&self, lo: u64, hi: u64) {
+        if lo > hi {
+            panicf!(self.logger, "invalid unstable.slice {} > {}", lo, hi);
+        }
+        let upper = self.offset + (self.buf.len() - self.head) as u64;
+        if lo < self.offset || hi > upper {
+            panicf!(
+                self.logger,
+                "unstable.slice[{},{}) out of bound [{},{}]",
+                lo,
+                hi,
+                self.offset,
+                upper
+            );
+        }
+    }
+
+    /// Builds an arbitrary state, as etcd's tests write struct literals.
+    #[cfg(test)]
+    pub(crate) fn from_parts(
+        entries: Vec<Entry>,
+        offset: u64,
+        offset_in_progress: u64,
+        snapshot: Option<Snapshot>,
+        snapshot_in_progress: bool,
+        logger: Arc<dyn Logger>,
+    ) -> Unstable {
+        Unstable {
+            snapshot,
+            buf: entries,
+            head: 0,
+            offset,
+            snapshot_in_progress,
+            offset_in_progress,
+            logger,
+        }
+    }
+
+    /// Checks the structural invariants; used by the property tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        assert!(self.head <= self.buf.len());
+        assert!(self.offset <= self.offset_in_progress, "{self:?}");
+        assert!(self.offset_in_progress <= self.offset + self.entries().len() as u64, "{self:?}");
+        for (e, i) in self.entries().iter().zip(self.offset..) {
+            assert_eq!(e.index, i, "{self:?}");
+        }
+        if let Some(s) = &self.snapshot {
+            assert_eq!(s.metadata.index + 1, self.offset, "{self:?}");
+        }
+        assert!(!self.snapshot_in_progress || self.snapshot.is_some());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logger::CaptureLogger;
+    use crate::raftpb::SnapshotMetadata;
+    use bytes::Bytes;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    fn terms(first: u64, terms: &[u64]) -> Vec<Entry> {
+        terms.iter().zip(first..).map(|(&t, i)| Entry::new(t, i, Bytes::new())).collect()
+    }
+
+    fn snap(index: u64, term: u64) -> Snapshot {
+        Snapshot {
+            metadata: SnapshotMetadata { index, term, ..SnapshotMetadata::default() },
+            ..Snapshot::default()
+        }
+    }
+
+    fn logger() -> Arc<dyn Logger> {
+        Arc::new(CaptureLogger::new())
+    }
+
+    fn unstable(ents: Vec<Entry>, offset: u64, in_progress: u64, s: Option<Snapshot>) -> Unstable {
+        Unstable::from_parts(ents, offset, in_progress, s, false, logger())
+    }
+
+    #[test]
+    fn maybe_first_index() {
+        let cases = [
+            (terms(5, &[1]), 5, None, None),
+            (vec![], 0, None, None),
+            (terms(5, &[1]), 5, Some(snap(4, 1)), Some(5)),
+            (vec![], 5, Some(snap(4, 1)), Some(5)),
+        ];
+        for (ents, offset, s, want) in cases {
+            assert_eq!(unstable(ents, offset, offset, s).maybe_first_index(), want);
+        }
+    }
+
+    #[test]
+    fn maybe_last_index() {
+        let cases = [
+            (terms(5, &[1]), 5, None, Some(5)),
+            (terms(5, &[1]), 5, Some(snap(4, 1)), Some(5)),
+            (vec![], 5, Some(snap(4, 1)), Some(4)),
+            (vec![], 0, None, None),
+        ];
+        for (ents, offset, s, want) in cases {
+            assert_eq!(unstable(ents, offset, offset, s).maybe_last_index(), want);
+        }
+    }
+
+    #[test]
+    fn maybe_term() {
+        let cases = [
+            (terms(5, &[1]), 5, None, 5, Some(1)),
+            (terms(5, &[1]), 5, None, 6, None),
+            (terms(5, &[1]), 5, None, 4, None),
+            (terms(5, &[1]), 5, Some(snap(4, 1)), 5, Some(1)),
+            (terms(5, &[1]), 5, Some(snap(4, 1)), 6, None),
+            (terms(5, &[1]), 5, Some(snap(4, 1)), 4, Some(1)),
+            (terms(5, &[1]), 5, Some(snap(4, 1)), 3, None),
+            (vec![], 5, Some(snap(4, 1)), 5, None),
+            (vec![], 5, Some(snap(4, 1)), 4, Some(1)),
+            (vec![], 0, None, 5, None),
+        ];
+        for (ents, offset, s, index, want) in cases {
+            assert_eq!(unstable(ents, offset, offset, s).maybe_term(index), want, "index {index}");
+        }
+    }
+
+    #[test]
+    fn restore() {
+        let mut u = Unstable::from_parts(terms(5, &[1]), 5, 6, Some(snap(4, 1)), true, logger());
+        u.restore(snap(6, 2));
+        assert_eq!((u.offset(), u.offset_in_progress()), (7, 7));
+        assert!(u.entries().is_empty());
+        assert_eq!(u.snapshot(), Some(&snap(6, 2)));
+        assert!(!u.snapshot_in_progress());
+    }
+
+    #[test]
+    fn next_entries() {
+        let cases = [
+            // Nothing in progress.
+            (5, terms(5, &[1, 1])),
+            // Partly in progress.
+            (6, terms(6, &[1])),
+            // Everything in progress.
+            (7, vec![]),
+        ];
+        for (in_progress, want) in cases {
+            let u = unstable(terms(5, &[1, 1]), 5, in_progress, None);
+            assert_eq!(u.next_entries(), &want[..]);
+        }
+    }
+
+    #[test]
+    fn next_snapshot() {
+        let s = snap(4, 1);
+        let cases = [
+            (None, false, None),
+            (Some(s.clone()), false, Some(&s)),
+            (Some(s.clone()), true, None),
+        ];
+        for (snapshot, in_progress, want) in cases {
+            let u = Unstable::from_parts(vec![], 5, 5, snapshot, in_progress, logger());
+            assert_eq!(u.next_snapshot(), want);
+        }
+    }
+
+    #[test]
+    fn accept_in_progress() {
+        // (entries, snapshot?, offset in progress, snapshot in progress, wants)
+        let s = || Some(snap(4, 1));
+        let cases = [
+            (vec![], None, 5, false, 5, false),
+            (terms(5, &[1]), None, 5, false, 6, false),
+            (terms(5, &[1, 1]), None, 5, false, 7, false),
+            (terms(5, &[1, 1]), None, 6, false, 7, false),
+            (terms(5, &[1, 1]), None, 7, false, 7, false),
+            (vec![], s(), 5, false, 5, true),
+            (terms(5, &[1]), s(), 5, false, 6, true),
+            (terms(5, &[1, 1]), s(), 5, false, 7, true),
+            (terms(5, &[1, 1]), s(), 6, false, 7, true),
+            (terms(5, &[1, 1]), s(), 7, false, 7, true),
+            (vec![], s(), 5, true, 5, true),
+            (terms(5, &[1]), s(), 5, true, 6, true),
+            (terms(5, &[1, 1]), s(), 5, true, 7, true),
+            (terms(5, &[1, 1]), s(), 6, true, 7, true),
+            (terms(5, &[1, 1]), s(), 7, true, 7, true),
+        ];
+        for (ents, snapshot, oip, sip, woip, wsip) in cases {
+            let mut u = Unstable::from_parts(ents, 5, oip, snapshot, sip, logger());
+            u.accept_in_progress();
+            assert_eq!((u.offset_in_progress(), u.snapshot_in_progress()), (woip, wsip));
+            assert!(u.next_entries().is_empty());
+            assert!(u.next_snapshot().is_none());
+        }
+    }
+
+    #[test]
+    fn stable_to() {
+        // (entries, offset, in progress, snapshot, index, term, want offset,
+        // want in progress, want len)
+        let s = |i, t| Some(snap(i, t));
+        let cases = [
+            (vec![], 0, 0, None, 5, 1, 0, 0, 0),
+            // Stable to the first entry.
+            (terms(5, &[1]), 5, 6, None, 5, 1, 6, 6, 0),
+            (terms(5, &[1, 1]), 5, 6, None, 5, 1, 6, 6, 1),
+            // Stable to the first entry, in-progress ahead.
+            (terms(5, &[1, 1]), 5, 7, None, 5, 1, 6, 7, 1),
+            // Term mismatch.
+            (terms(6, &[2]), 6, 7, None, 6, 1, 6, 7, 1),
+            // An old entry.
+            (terms(5, &[1]), 5, 6, None, 4, 1, 5, 6, 1),
+            (terms(5, &[1]), 5, 6, None, 4, 2, 5, 6, 1),
+            // With a snapshot.
+            (terms(5, &[1]), 5, 6, s(4, 1), 5, 1, 6, 6, 0),
+            (terms(5, &[1, 1]), 5, 6, s(4, 1), 5, 1, 6, 6, 1),
+            (terms(5, &[1, 1]), 5, 7, s(4, 1), 5, 1, 6, 7, 1),
+            (terms(6, &[2]), 6, 7, s(5, 1), 6, 1, 6, 7, 1),
+            // The snapshot itself.
+            (terms(5, &[1]), 5, 6, s(4, 1), 4, 1, 5, 6, 1),
+            (terms(5, &[2]), 5, 6, s(4, 2), 4, 1, 5, 6, 1),
+        ];
+        for (ents, offset, oip, snapshot, index, term, woffset, woip, wlen) in cases {
+            let mut u = unstable(ents, offset, oip, snapshot);
+            u.stable_to(EntryId::new(term, index));
+            assert_eq!(
+                (u.offset(), u.offset_in_progress(), u.entries().len()),
+                (woffset, woip, wlen),
+                "stable_to({index}, {term})"
+            );
+        }
+    }
+
+    #[test]
+    fn stable_to_logs_like_etcd() {
+        let capture = CaptureLogger::new();
+        let mut u = Unstable::from_parts(
+            terms(5, &[2]),
+            5,
+            5,
+            Some(snap(4, 1)),
+            false,
+            Arc::new(capture.clone()),
+        );
+        u.stable_to(EntryId::new(1, 9));
+        u.stable_to(EntryId::new(1, 4));
+        u.stable_to(EntryId::new(1, 5));
+        assert_eq!(
+            capture.take(),
+            "INFO entry at index 9 missing from unstable log; ignoring\n\
+             INFO entry at index 4 matched unstable snapshot; ignoring\n\
+             INFO entry at (index,term)=(5,1) mismatched with entry at (5,2) in unstable log; \
+             ignoring\n"
+        );
+    }
+
+    #[test]
+    fn truncate_and_append() {
+        // (entries, offset, in progress, to append, want offset, want in
+        // progress, want entries)
+        let cases = [
+            // Append to the end.
+            (terms(5, &[1]), 5, 5, terms(6, &[1, 1]), 5, 5, terms(5, &[1, 1, 1])),
+            (terms(5, &[1]), 5, 6, terms(6, &[1, 1]), 5, 6, terms(5, &[1, 1, 1])),
+            // Replace the unstable entries.
+            (terms(5, &[1]), 5, 5, terms(5, &[2, 2]), 5, 5, terms(5, &[2, 2])),
+            (terms(5, &[1]), 5, 5, terms(4, &[2, 2, 2]), 4, 4, terms(4, &[2, 2, 2])),
+            (terms(5, &[1]), 5, 6, terms(5, &[2, 2]), 5, 5, terms(5, &[2, 2])),
+            // Truncate the existing entries and append.
+            (terms(5, &[1, 1, 1]), 5, 5, terms(6, &[2]), 5, 5, terms(5, &[1, 2])),
+            (terms(5, &[1, 1, 1]), 5, 5, terms(7, &[2, 2]), 5, 5, terms(5, &[1, 1, 2, 2])),
+            (terms(5, &[1, 1, 1]), 5, 6, terms(6, &[2]), 5, 6, terms(5, &[1, 2])),
+            (terms(5, &[1, 1, 1]), 5, 7, terms(6, &[2]), 5, 6, terms(5, &[1, 2])),
+        ];
+        for (ents, offset, oip, append, woffset, woip, want) in cases {
+            let mut u = unstable(ents, offset, oip, None);
+            u.truncate_and_append(append);
+            assert_eq!((u.offset(), u.offset_in_progress()), (woffset, woip));
+            assert_eq!(u.entries(), &want[..]);
+            u.check_invariants();
+        }
+    }
+
+    #[test]
+    fn truncate_and_append_logs_like_etcd() {
+        let capture = CaptureLogger::new();
+        let mut u = Unstable::new(5, Arc::new(capture.clone()));
+        u.truncate_and_append(terms(5, &[1, 1, 1]));
+        u.truncate_and_append(terms(6, &[2]));
+        u.truncate_and_append(terms(3, &[3]));
+        u.truncate_and_append(vec![]);
+        assert_eq!(
+            capture.take(),
+            "INFO truncate the unstable entries before index 6\n\
+             INFO replace the unstable entries from index 3\n"
+        );
+        assert_eq!(u.entries(), &terms(3, &[3])[..]);
+    }
+
+    #[test]
+    fn slice_checks_bounds() {
+        let u = unstable(terms(5, &[1, 1, 2]), 5, 5, None);
+        assert_eq!(u.slice(6, 8), &terms(6, &[1, 2])[..]);
+        assert!(u.slice(5, 5).is_empty());
+        assert!(u.slice(8, 8).is_empty());
+        for (lo, hi) in [(4, 6), (6, 9), (7, 6)] {
+            let res = catch_unwind(AssertUnwindSafe(|| u.slice(lo, hi).len()));
+            assert!(res.is_err(), "slice({lo}, {hi}) must panic");
+        }
+        // A gap after the last entry is a broken invariant too.
+        let mut gap = unstable(terms(5, &[1]), 5, 5, None);
+        let res = catch_unwind(AssertUnwindSafe(|| gap.truncate_and_append(terms(7, &[1]))));
+        assert!(res.is_err());
+    }
+
+    #[test]
+    fn stable_entries_release_payloads_and_the_buffer_is_reused() {
+        let payload = Bytes::from(vec![1u8; 32]);
+        let ents: Vec<Entry> = (5..15).map(|i| Entry::new(1, i, payload.clone())).collect();
+        let mut u = Unstable::new(5, logger());
+        u.truncate_and_append(ents);
+        u.accept_in_progress();
+        // Stabilize a minority: the slots stay, the payloads go.
+        u.stable_to(EntryId::new(1, 7));
+        assert_eq!(u.entries().len(), 7);
+        u.check_invariants();
+        // Most of the buffer is stable now: the live entries move down.
+        u.stable_to(EntryId::new(1, 10));
+        assert_eq!((u.head, u.buf.len()), (0, 4));
+        u.check_invariants();
+        let cap = u.buf.capacity();
+        u.stable_to(EntryId::new(1, 14));
+        assert!(u.entries().is_empty());
+        assert_eq!(u.buf.capacity(), cap, "a small buffer is kept for reuse");
+        // Every clone in the log is gone: only ours is left.
+        assert!(payload.is_unique());
+        u.truncate_and_append(terms(15, &[1, 1]));
+        assert_eq!(u.buf.capacity(), cap);
+        u.check_invariants();
+    }
+
+    #[test]
+    fn a_large_buffer_is_released_once_drained() {
+        let n = RETAINED_CAPACITY_MAX as u64 + 1;
+        let mut u = Unstable::new(1, logger());
+        u.truncate_and_append((1..=n).map(|i| Entry::new(1, i, Bytes::new())).collect());
+        u.stable_to(EntryId::new(1, n));
+        assert_eq!(u.buf.capacity(), 0);
+    }
+}

@@ -1,0 +1,241 @@
+//! Where the stable part of the Raft log lives: the [`Storage`] trait the core
+//! reads through, its errors, and [`MemoryStorage`], the in-memory
+//! implementation tests and simple applications use.
+//!
+//! The core only reads storage. The application writes to it (appending the
+//! entries and installing the snapshots a `Ready` hands out) before it tells
+//! the core they are stable. The layout and error semantics are etcd-raft's.
+
+mod memory;
+
+pub use memory::{MemoryStorage, MemoryStorageCallStats};
+
+use crate::raftpb::{ConfState, Entry, HardState, Snapshot};
+use prost::Message as _;
+use std::sync::Arc;
+
+/// Why a [`Storage`] call could not answer. The first four are the expected,
+/// recoverable conditions etcd-raft defines (the texts are etcd's); `Other`
+/// carries a real storage engine's failure (I/O, corruption).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The requested index is older than the first one kept: it was folded
+    /// into a snapshot. The leader answers this by sending the snapshot.
+    #[error("requested index is unavailable due to compaction")]
+    Compacted,
+    /// A snapshot was requested or offered at an index older than the one the
+    /// storage already has.
+    #[error("requested index is older than the existing snapshot")]
+    SnapOutOfDate,
+    /// The requested entry is not (yet) in the storage.
+    #[error("requested entry at index is unavailable")]
+    Unavailable,
+    /// The storage is still preparing a snapshot; the leader retries later.
+    #[error("snapshot is temporarily unavailable")]
+    SnapshotTemporarilyUnavailable,
+    /// Any other failure of the storage engine. The core cannot recover from
+    /// it where etcd-raft cannot either (it panics with the error, see the
+    /// `log` module docs); it is returned where a caller can act on it.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StorageError {
+    /// Whether this is one of the two "index out of range" answers
+    /// ([`Compacted`](StorageError::Compacted) or
+    /// [`Unavailable`](StorageError::Unavailable)) that the log treats as "term
+    /// unknown" rather than as a failure.
+    pub fn is_out_of_bounds(&self) -> bool {
+        matches!(self, StorageError::Compacted | StorageError::Unavailable)
+    }
+}
+
+/// Read access to the stable log, the persisted `HardState` and the latest
+/// snapshot: what a Raft node needs from its disk.
+///
+/// The log a storage holds is contiguous: it covers indexes
+/// `first_index()..=last_index()`, and the term of `first_index() - 1` (the
+/// last index the snapshot covers) is still known. If a method returns an error
+/// other than the documented ones, the node cannot go on (etcd-raft panics in
+/// that case, and so does the core: see the `log` module).
+///
+/// Methods take `&self`: an implementation shared with the storage and apply
+/// threads of asynchronous storage writes uses interior mutability, as
+/// [`MemoryStorage`] does.
+pub trait Storage {
+    /// The persisted `HardState` and the `ConfState` of the latest snapshot,
+    /// read once when a node starts.
+    fn initial_state(&self) -> Result<(HardState, ConfState), StorageError>;
+
+    /// The entries with indexes in `lo..hi`, in order, at most `max_size`
+    /// bytes in protobuf encoding, but always at least one entry when
+    /// `lo < hi`.
+    ///
+    /// Returns [`StorageError::Compacted`] if `lo` has been compacted away and
+    /// [`StorageError::Unavailable`] if some entry in the range is missing.
+    /// Implementations may panic if `hi > last_index() + 1` (etcd's
+    /// `MemoryStorage` does: the caller broke its contract).
+    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError>;
+
+    /// The term of entry `index`, for `index` in
+    /// `first_index() - 1..=last_index()`: the term of the entry just before
+    /// the first one is kept for matching, even though the entry is gone.
+    ///
+    /// Returns [`StorageError::Compacted`] below that range and
+    /// [`StorageError::Unavailable`] above it.
+    fn term(&self, index: u64) -> Result<u64, StorageError>;
+
+    /// The index of the first entry that may be available through
+    /// [`entries`](Storage::entries); older entries are in the snapshot. When
+    /// the log is empty this is `last_index() + 1`.
+    fn first_index(&self) -> Result<u64, StorageError>;
+
+    /// The index of the last entry in the log (the snapshot's index when there
+    /// is no entry after it).
+    fn last_index(&self) -> Result<u64, StorageError>;
+
+    /// The most recent snapshot. Returns
+    /// [`StorageError::SnapshotTemporarilyUnavailable`] while one is being
+    /// prepared, so that the leader can try again later.
+    fn snapshot(&self) -> Result<Snapshot, StorageError>;
+}
+
+macro_rules! forward_storage {
+    ($($target:tt)*) => {
+        fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
+            $($target)*::initial_state(self)
+        }
+        fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+            $($target)*::entries(self, lo, hi, max_size)
+        }
+        fn term(&self, index: u64) -> Result<u64, StorageError> {
+            $($target)*::term(self, index)
+        }
+        fn first_index(&self) -> Result<u64, StorageError> {
+            $($target)*::first_index(self)
+        }
+        fn last_index(&self) -> Result<u64, StorageError> {
+            $($target)*::last_index(self)
+        }
+        fn snapshot(&self) -> Result<Snapshot, StorageError> {
+            $($target)*::snapshot(self)
+        }
+    };
+}
+
+/// A shared reference reads the same storage, so a node can borrow one that
+/// the application keeps writing to.
+impl<S: Storage + ?Sized> Storage for &S {
+    forward_storage!(S);
+}
+
+/// Shared ownership, for storages shared with other threads.
+impl<S: Storage + ?Sized> Storage for Arc<S> {
+    forward_storage!(S);
+}
+
+/// Boxed storages, for choosing the implementation at run time.
+impl<S: Storage + ?Sized> Storage for Box<S> {
+    forward_storage!(S);
+}
+
+/// The total protobuf-encoded size of `ents`, the measure every size limit of
+/// the core uses (as etcd's `entsSize` does).
+pub fn ents_size(ents: &[Entry]) -> u64 {
+    ents.iter().map(|e| e.encoded_len() as u64).fold(0, u64::saturating_add)
+}
+
+/// How many entries of `ents`, from the front, fit in `max_size` bytes of
+/// protobuf encoding; at least one when `ents` is not empty, even if that
+/// entry alone is larger, so that progress is always possible.
+pub fn limit_len(ents: &[Entry], max_size: u64) -> usize {
+    if max_size == u64::MAX {
+        // Sizes add up saturating, so nothing exceeds this: skip measuring.
+        return ents.len();
+    }
+    let Some(first) = ents.first() else { return 0 };
+    let mut size = first.encoded_len() as u64;
+    for (n, e) in ents.iter().enumerate().skip(1) {
+        size = size.saturating_add(e.encoded_len() as u64);
+        if size > max_size {
+            return n;
+        }
+    }
+    ents.len()
+}
+
+/// The longest prefix of `ents` within `max_size` bytes of protobuf encoding,
+/// never empty unless `ents` is (etcd's `limitSize`).
+pub fn limit_size(ents: &[Entry], max_size: u64) -> &[Entry] {
+    &ents[..limit_len(ents, max_size)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn ent(index: u64, term: u64, len: usize) -> Entry {
+        Entry::new(term, index, Bytes::from(vec![b'x'; len]))
+    }
+
+    #[test]
+    fn error_texts_are_etcds() {
+        assert_eq!(
+            StorageError::Compacted.to_string(),
+            "requested index is unavailable due to compaction"
+        );
+        assert_eq!(
+            StorageError::SnapOutOfDate.to_string(),
+            "requested index is older than the existing snapshot"
+        );
+        assert_eq!(
+            StorageError::Unavailable.to_string(),
+            "requested entry at index is unavailable"
+        );
+        assert_eq!(
+            StorageError::SnapshotTemporarilyUnavailable.to_string(),
+            "snapshot is temporarily unavailable"
+        );
+        let other = StorageError::Other("disk on fire".into());
+        assert_eq!(other.to_string(), "disk on fire");
+        assert!(!other.is_out_of_bounds());
+        assert!(StorageError::Compacted.is_out_of_bounds());
+        assert!(StorageError::Unavailable.is_out_of_bounds());
+    }
+
+    #[test]
+    fn limit_size_keeps_a_prefix_of_at_least_one() {
+        let ents: Vec<Entry> = (1..=4).map(|i| ent(i, 1, 10)).collect();
+        let one = ents[0].encoded_len() as u64;
+        assert_eq!(ents_size(&ents), 4 * one);
+        let cases: &[(u64, usize)] = &[
+            (0, 1),
+            (one - 1, 1),
+            (one, 1),
+            (2 * one - 1, 1),
+            (2 * one, 2),
+            (3 * one + 1, 3),
+            (4 * one, 4),
+            (u64::MAX, 4),
+        ];
+        for &(max, want) in cases {
+            assert_eq!(limit_size(&ents, max).len(), want, "max_size {max}");
+        }
+        assert!(limit_size(&[], 0).is_empty());
+        assert_eq!(ents_size(&[]), 0);
+    }
+
+    #[test]
+    fn forwarding_impls_read_the_same_storage() {
+        let ms = MemoryStorage::new();
+        ms.append(&[ent(1, 1, 0), ent(2, 1, 0)]).unwrap();
+        fn last<S: Storage>(s: S) -> u64 {
+            s.last_index().unwrap()
+        }
+        assert_eq!(last(&ms), 2);
+        assert_eq!(last(Arc::new(ms.clone())), 2);
+        let boxed: Box<dyn Storage> = Box::new(ms.clone());
+        assert_eq!(last(boxed), 2);
+    }
+}
