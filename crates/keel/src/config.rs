@@ -151,7 +151,11 @@ impl Config {
 
     /// The uncommitted-log quota with 0 read as "no limit".
     pub(crate) fn effective_max_uncommitted_size(&self) -> u64 {
-        if self.max_uncommitted_entries_size == 0 { NO_LIMIT } else { self.max_uncommitted_entries_size }
+        if self.max_uncommitted_entries_size == 0 {
+            NO_LIMIT
+        } else {
+            self.max_uncommitted_entries_size
+        }
     }
 
     /// The apply quota with 0 read as `max_size_per_msg`.
@@ -180,7 +184,10 @@ mod tests {
         let cases: Vec<(Config, &str)> = vec![
             (Config::new(0), "cannot use none as id"),
             (Config::new(u64::MAX), "cannot use local target as id"),
-            (Config { heartbeat_tick: 0, ..Config::new(1) }, "heartbeat tick must be greater than 0"),
+            (
+                Config { heartbeat_tick: 0, ..Config::new(1) },
+                "heartbeat tick must be greater than 0",
+            ),
             (
                 Config { election_tick: 1, ..Config::new(1) },
                 "election tick must be greater than heartbeat tick",

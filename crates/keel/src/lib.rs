@@ -27,10 +27,10 @@ pub mod storage;
 pub mod tracker;
 pub mod util;
 
-pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
-pub use raft::StateType;
 pub use config::{Config, ReadOnlyOption};
 pub use error::{ConfigError, Error, Result};
+pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
+pub use raft::StateType;
 pub use raw_node::{Peer, RawNode, ReadState, Ready, SnapshotStatus, SoftState, must_sync};
 pub use status::{BasicStatus, ProgressType, Status};
 pub use util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};

@@ -11,8 +11,8 @@
 
 use bytes::Bytes;
 
-use crate::config::Config;
 use crate::confchange::ConfChangeError;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::raft::{Raft, StateType};
 use crate::raftpb::{
@@ -20,10 +20,10 @@ use crate::raftpb::{
     MessageType, Snapshot,
 };
 use crate::status::{BasicStatus, ProgressType, Status};
-use crate::storage::Storage;
+use crate::storage::{Storage, ents_size};
 use crate::tracker::Progress;
 use crate::util::{
-    LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, ents_size, is_local_msg, is_local_msg_target,
+    LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, is_local_msg, is_local_msg_target,
     is_response_msg,
 };
 
@@ -157,11 +157,16 @@ impl<S: Storage> RawNode<S> {
     where
         I: IntoIterator<Item = Bytes>,
     {
-        let entries: Vec<Entry> = data.into_iter().map(|data| Entry { data, ..Entry::default() }).collect();
+        let entries: Vec<Entry> =
+            data.into_iter().map(|data| Entry { data, ..Entry::default() }).collect();
         if entries.is_empty() {
             return Ok(());
         }
-        self.raft.step(Message { from: self.raft.id, entries, ..Message::new(MessageType::MsgProp) })
+        self.raft.step(Message {
+            from: self.raft.id,
+            entries,
+            ..Message::new(MessageType::MsgProp)
+        })
     }
 
     /// Proposes a configuration change. Only one may be pending at a time;
@@ -214,7 +219,7 @@ impl<S: Storage> RawNode<S> {
         let allow_unstable = self.apply_unstable_entries();
         let r = &mut self.raft;
         let mut rd = Ready {
-            entries: r.raft_log.next_unstable_ents(),
+            entries: r.raft_log.next_unstable_ents().to_vec(),
             committed_entries: r.raft_log.next_committed_ents(allow_unstable),
             messages: std::mem::take(&mut r.msgs),
             ..Ready::default()
@@ -461,9 +466,11 @@ impl<S: Storage> RawNode<S> {
     /// Reports the outcome of sending a snapshot to `id`.
     pub fn report_snapshot(&mut self, id: u64, status: SnapshotStatus) {
         let reject = status == SnapshotStatus::Failure;
-        let _ = self
-            .raft
-            .step(Message { from: id, reject, ..Message::new(MessageType::MsgSnapStatus) });
+        let _ = self.raft.step(Message {
+            from: id,
+            reject,
+            ..Message::new(MessageType::MsgSnapStatus)
+        });
     }
 
     /// Asks the leader to hand leadership to `transferee`.
@@ -522,7 +529,7 @@ impl<S: Storage> RawNode<S> {
         self.raft.raft_log.append(ents);
         // Mark them committed and apply them now, so that the application
         // can campaign right away.
-        self.raft.raft_log.committed = n;
+        self.raft.raft_log.set_committed(n);
         for peer in peers {
             let cc = ConfChange {
                 change_type: ConfChangeType::ConfChangeAddNode as i32,

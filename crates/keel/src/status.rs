@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::StateType;
 use crate::raft::Raft;
 use crate::raftpb::HardState;
 use crate::raw_node::SoftState;
 use crate::storage::Storage;
 use crate::tracker::{Progress, TrackerConfig};
-use crate::StateType;
 
 /// The state of a node without the per-peer progress; allocation free.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl BasicStatus {
             id: r.id,
             hard_state: r.hard_state(),
             soft_state: r.soft_state(),
-            applied: r.raft_log.applied,
+            applied: r.raft_log.applied(),
             lead_transferee: r.lead_transferee,
         }
     }

@@ -3,8 +3,6 @@
 //! the two size measures etcd uses (encoded size for limits on what is sent
 //! or applied, payload size for the uncommitted-log quota).
 
-use prost::Message as _;
-
 use crate::raftpb::{Entry, MessageType};
 
 /// Placeholder node id meaning "no node" (no leader, no vote).
@@ -78,27 +76,4 @@ pub fn payload_size(e: &Entry) -> u64 {
 /// Total payload size of entries.
 pub fn payloads_size(ents: &[Entry]) -> u64 {
     ents.iter().map(payload_size).sum()
-}
-
-/// Encoded (protobuf) size of entries, which message and apply limits count.
-pub fn ents_size(ents: &[Entry]) -> u64 {
-    ents.iter().map(|e| e.encoded_len() as u64).sum()
-}
-
-/// The longest prefix of `ents` whose encoded size stays within `max_size`,
-/// but always at least one entry.
-pub fn limit_size(ents: &mut Vec<Entry>, max_size: u64) {
-    if ents.len() <= 1 || max_size == NO_LIMIT {
-        return;
-    }
-    let mut size = ents[0].encoded_len() as u64;
-    let mut limit = 1;
-    while limit < ents.len() {
-        size += ents[limit].encoded_len() as u64;
-        if size > max_size {
-            break;
-        }
-        limit += 1;
-    }
-    ents.truncate(limit);
 }

@@ -24,6 +24,7 @@ mod proptests;
 mod tests;
 
 pub use raft_log::RaftLog;
+pub(crate) use types::validate_msg_app;
 pub use types::{EntryId, LogSlice, LogSliceError};
 pub use unstable::Unstable;
 

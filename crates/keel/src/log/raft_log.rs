@@ -648,6 +648,11 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
+    /// The term at `index`, or 0 if it is compacted or past the end.
+    pub fn term_or_zero(&self, index: u64) -> u64 {
+        self.zero_term_on_out_of_bounds(self.term(index))
+    }
+
     /// Sets the pause flag directly, as etcd's tests do.
     #[cfg(test)]
     pub(crate) fn set_applying_ents_paused(&mut self, paused: bool) {

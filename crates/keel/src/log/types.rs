@@ -124,6 +124,12 @@ impl LogSlice {
     }
 }
 
+/// Checks, without taking them, that an append message's entries form a
+/// valid slice, so that malformed messages are refused at the gateway.
+pub(crate) fn validate_msg_app(m: &Message) -> Result<(), LogSliceError> {
+    validate(m.term, EntryId::new(m.log_term, m.index), &m.entries)
+}
+
 fn validate(term: u64, prev: EntryId, entries: &[Entry]) -> Result<(), LogSliceError> {
     let mut last = prev;
     for e in entries {

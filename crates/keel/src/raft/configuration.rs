@@ -52,8 +52,7 @@ pub(crate) fn conf_change_text(cc: &AnyConfChange) -> String {
             if cc.id != 0 {
                 let _ = write!(out, "id:{} ", cc.id);
             }
-            let _ =
-                write!(out, "type:{} node_id:{}", type_name(cc.change_type), cc.node_id);
+            let _ = write!(out, "type:{} node_id:{}", type_name(cc.change_type), cc.node_id);
             if !cc.context.is_empty() {
                 let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
             }
@@ -91,18 +90,24 @@ impl<S: Storage> Raft<S> {
                 Ok(None) => continue,
                 Err(err) => {
                     // A proposal may come from a peer: refuse it, don't panic.
-                    warnf!(self.logger, "{:x} dropping undecodable conf change proposal: {}", self.id, err);
+                    warnf!(
+                        self.logger,
+                        "{:x} dropping undecodable conf change proposal: {}",
+                        self.id,
+                        err
+                    );
                     return Err(Error::ProposalDropped);
                 }
             };
-            let already_pending = self.pending_conf_index > self.raft_log.applied;
+            let already_pending = self.pending_conf_index > self.raft_log.applied();
             let already_joint = self.trk.config.voters.is_joint();
             let wants_leave_joint = cc.as_v2().changes.is_empty();
 
             let failed_check = if already_pending {
                 Some(format!(
                     "possible unapplied conf change at index {} (applied to {})",
-                    self.pending_conf_index, self.raft_log.applied
+                    self.pending_conf_index,
+                    self.raft_log.applied()
                 ))
             } else if already_joint && !wants_leave_joint {
                 Some("must transition out of joint config first".to_string())
@@ -185,9 +190,7 @@ impl<S: Storage> Raft<S> {
                 }
             }
         }
-        if self.lead_transferee != NONE
-            && !self.trk.config.voters.contains(self.lead_transferee)
-        {
+        if self.lead_transferee != NONE && !self.trk.config.voters.contains(self.lead_transferee) {
             self.abort_leader_transfer();
         }
         cs

@@ -11,6 +11,18 @@ use crate::raftpb::{EntryType, Message, MessageType};
 use crate::storage::Storage;
 use crate::util::{NONE, vote_resp_msg_type};
 
+/// Ends a log scan early, or carries the storage error that ended it.
+enum ScanStop {
+    Found,
+    Storage(crate::storage::StorageError),
+}
+
+impl From<crate::storage::StorageError> for ScanStop {
+    fn from(err: crate::storage::StorageError) -> Self {
+        ScanStop::Storage(err)
+    }
+}
+
 /// Why a node campaigns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CampaignType {
@@ -55,23 +67,25 @@ impl<S: Storage> Raft<S> {
     /// Whether a committed but unapplied entry changes the configuration.
     /// The scan is paged by the apply size limit to bound memory.
     fn has_unapplied_conf_changes(&self) -> bool {
-        if self.raft_log.applied >= self.raft_log.committed {
+        if self.raft_log.applied() >= self.raft_log.committed() {
             return false;
         }
-        let (lo, hi) = (self.raft_log.applied + 1, self.raft_log.committed + 1);
-        let page_size = self.raft_log.max_applying_ents_size;
-        let mut found = false;
+        let (lo, hi) = (self.raft_log.applied() + 1, self.raft_log.committed() + 1);
+        let page_size = self.raft_log.max_applying_ents_size();
         let res = self.raft_log.scan(lo, hi, page_size, |ents| {
-            found = ents.iter().any(|e| {
+            let is_conf_change = |e: &crate::raftpb::Entry| {
                 e.entry_type == EntryType::EntryConfChange as i32
                     || e.entry_type == EntryType::EntryConfChangeV2 as i32
-            });
-            !found
+            };
+            if ents.iter().any(is_conf_change) { Err(ScanStop::Found) } else { Ok(()) }
         });
-        if let Err(err) = res {
-            panicf!(self.logger, "error scanning unapplied entries [{}, {}): {}", lo, hi, err);
+        match res {
+            Ok(()) => false,
+            Err(ScanStop::Found) => true,
+            Err(ScanStop::Storage(err)) => {
+                panicf!(self.logger, "error scanning unapplied entries [{}, {}): {}", lo, hi, err)
+            }
         }
-        found
     }
 
     /// Becomes (pre-)candidate and asks every voter for its vote. The vote
@@ -79,7 +93,11 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn campaign(&mut self, t: CampaignType) {
         if !self.promotable() {
             // Callers check this; a loud line if one did not.
-            warnf!(self.logger, "{:x} is unpromotable; campaign() should have been called", self.id);
+            warnf!(
+                self.logger,
+                "{:x} is unpromotable; campaign() should have been called",
+                self.id
+            );
         }
         let (term, vote_msg) = if t == CampaignType::PreElection {
             self.become_pre_candidate();
@@ -132,7 +150,14 @@ impl<S: Storage> Raft<S> {
     /// Records a vote and returns the tally.
     fn poll(&mut self, id: u64, t: MessageType, v: bool) -> (usize, usize, VoteResult) {
         if v {
-            infof!(self.logger, "{:x} received {:?} from {:x} at term {}", self.id, t, id, self.term);
+            infof!(
+                self.logger,
+                "{:x} received {:?} from {:x} at term {}",
+                self.id,
+                t,
+                id,
+                self.term
+            );
         } else {
             infof!(
                 self.logger,
@@ -251,7 +276,12 @@ impl<S: Storage> Raft<S> {
         let t = m.msg_type();
         match t {
             MessageType::MsgProp => {
-                infof!(self.logger, "{:x} no leader at term {}; dropping proposal", self.id, self.term);
+                infof!(
+                    self.logger,
+                    "{:x} no leader at term {}; dropping proposal",
+                    self.id,
+                    self.term
+                );
                 return Err(crate::error::Error::ProposalDropped);
             }
             MessageType::MsgApp => {

@@ -1,7 +1,7 @@
 //! The leader's half of `step`: proposals, acknowledgements, heartbeats,
 //! snapshot reports, unreachable peers and leadership transfer.
 
-use super::{Raft, StateType};
+use super::Raft;
 use crate::error::{Error, Result};
 use crate::raftpb::{Message, MessageType};
 use crate::storage::Storage;
@@ -174,7 +174,11 @@ impl<S: Storage> Raft<S> {
             self.release_pending_read_index_messages();
             self.bcast_append();
         } else if id != from
-            && self.trk.progress.get(from).is_some_and(|pr| pr.can_bump_commit(self.raft_log.committed))
+            && self
+                .trk
+                .progress
+                .get(from)
+                .is_some_and(|pr| pr.can_bump_commit(self.raft_log.committed()))
         {
             // The follower may lack the latest commit index; a message now
             // beats waiting for the next heartbeat.
@@ -187,7 +191,12 @@ impl<S: Storage> Raft<S> {
         // A leadership transfer waits for the target to catch up.
         let matched = self.trk.progress.get(from).map_or(0, |pr| pr.matched);
         if from == self.lead_transferee && matched == self.raft_log.last_index() {
-            infof!(self.logger, "{:x} sent MsgTimeoutNow to {:x} after received MsgAppResp", id, from);
+            infof!(
+                self.logger,
+                "{:x} sent MsgTimeoutNow to {:x} after received MsgAppResp",
+                id,
+                from
+            );
             self.send_timeout_now(from);
         }
     }
@@ -303,10 +312,5 @@ impl<S: Storage> Raft<S> {
         } else {
             self.send_append(transferee);
         }
-    }
-
-    /// Whether this is the leader (for callers outside `step`).
-    pub(crate) fn is_leader(&self) -> bool {
-        self.state == StateType::Leader
     }
 }

@@ -28,8 +28,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::{Config, ReadOnlyOption};
 use crate::confchange::{self, Changer};
+use crate::config::{Config, ReadOnlyOption};
 use crate::error::{Error, Result};
 use crate::log::{EntryId, RaftLog};
 use crate::logger::Logger;
@@ -156,8 +156,11 @@ impl<S: Storage> Raft<S> {
         c.validate()?;
         let logger = c.logger.clone();
         let (hs, cs) = storage.initial_state()?;
-        let raft_log =
-            RaftLog::new_with_size(storage, logger.clone(), c.effective_max_committed_size_per_ready())?;
+        let raft_log = RaftLog::with_size(
+            storage,
+            logger.clone(),
+            c.effective_max_committed_size_per_ready(),
+        )?;
         let mut r = Raft {
             id: c.id,
             term: 0,
@@ -213,16 +216,12 @@ impl<S: Storage> Raft<S> {
             r.id,
             peers.join(","),
             r.term,
-            r.raft_log.committed,
-            r.raft_log.applied,
+            r.raft_log.committed(),
+            r.raft_log.applied(),
             last_id.index,
             last_id.term
         );
         Ok(r)
-    }
-
-    pub(crate) fn has_leader(&self) -> bool {
-        self.lead != NONE
     }
 
     pub(crate) fn soft_state(&self) -> SoftState {
@@ -230,7 +229,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.raft_log.committed }
+        HardState { term: self.term, vote: self.vote, commit: self.raft_log.committed() }
     }
 
     /// Queues `m` for sending, filling in `from` and the term. Responses that
@@ -254,7 +253,12 @@ impl<S: Storage> Raft<S> {
             }
         } else {
             if m.term != 0 {
-                panicf!(self.logger, "term should not be set when sending {:?} (was {})", t, m.term);
+                panicf!(
+                    self.logger,
+                    "term should not be set when sending {:?} (was {})",
+                    t,
+                    m.term
+                );
             }
             // Proposals and read requests are forwarded as if local: no term.
             if t != MessageType::MsgProp && t != MessageType::MsgReadIndex {
@@ -281,7 +285,7 @@ impl<S: Storage> Raft<S> {
     /// auto-leave joint configuration proposes leaving it once applied far
     /// enough.
     pub(crate) fn applied_to(&mut self, index: u64, size: u64) {
-        let old_applied = self.raft_log.applied;
+        let old_applied = self.raft_log.applied();
         let new_applied = index.max(old_applied);
         self.raft_log.applied_to(new_applied, size);
 
@@ -394,7 +398,8 @@ impl<S: Storage> Raft<S> {
         self.election_elapsed += 1;
         if self.promotable() && self.past_election_timeout() {
             self.election_elapsed = 0;
-            if let Err(err) = self.step(Message { from: self.id, ..Message::new(MessageType::MsgHup) })
+            if let Err(err) =
+                self.step(Message { from: self.id, ..Message::new(MessageType::MsgHup) })
             {
                 debugf!(self.logger, "error occurred during election: {}", err);
             }
@@ -412,7 +417,11 @@ impl<S: Storage> Raft<S> {
             if self.check_quorum {
                 let m = Message { from: self.id, ..Message::new(MessageType::MsgCheckQuorum) };
                 if let Err(err) = self.step(m) {
-                    debugf!(self.logger, "error occurred during checking sending heartbeat: {}", err);
+                    debugf!(
+                        self.logger,
+                        "error occurred during checking sending heartbeat: {}",
+                        err
+                    );
                 }
             }
             if self.state == StateType::Leader && self.lead_transferee != NONE {
@@ -501,7 +510,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgStorageApplyResp => {
                 if let Some(last) = m.entries.last() {
                     let index = last.index;
-                    self.applied_to(index, crate::util::ents_size(&m.entries));
+                    self.applied_to(index, crate::storage::ents_size(&m.entries));
                     self.reduce_uncommitted_size(payloads_size(&m.entries));
                 }
             }
@@ -644,11 +653,11 @@ impl<S: Storage> Raft<S> {
 
     /// Restores term, vote and commit from persisted state.
     fn load_state(&mut self, state: &HardState) -> Result<()> {
-        let (lo, hi) = (self.raft_log.committed, self.raft_log.last_index());
+        let (lo, hi) = (self.raft_log.committed(), self.raft_log.last_index());
         if state.commit < lo || state.commit > hi {
             return Err(Error::InvalidHardState { id: self.id, commit: state.commit, lo, hi });
         }
-        self.raft_log.committed = state.commit;
+        self.raft_log.set_committed(state.commit);
         self.term = state.term;
         self.vote = state.vote;
         Ok(())
@@ -664,7 +673,11 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn send_timeout_now(&mut self, to: u64) {
-        self.send(Message { to, msg_type: MessageType::MsgTimeoutNow as i32, ..Message::default() });
+        self.send(Message {
+            to,
+            msg_type: MessageType::MsgTimeoutNow as i32,
+            ..Message::default()
+        });
     }
 
     pub(crate) fn abort_leader_transfer(&mut self) {
@@ -674,7 +687,7 @@ impl<S: Storage> Raft<S> {
     /// Whether this leader has committed an entry in its own term (before
     /// which its commit index may lag the true one).
     pub(crate) fn committed_entry_in_current_term(&self) -> bool {
-        self.raft_log.term_or_zero(self.raft_log.committed) == self.term
+        self.raft_log.term_or_zero(self.raft_log.committed()) == self.term
     }
 
     /// Counts proposed entries against the uncommitted-size quota. An empty
@@ -699,12 +712,7 @@ impl<S: Storage> Raft<S> {
 
     fn assert_conf_states_equivalent(&self, a: &ConfState, b: &ConfState) {
         if !a.equivalent(b) {
-            panicf!(
-                self.logger,
-                "ConfStates not equivalent after sorting:\n{:?}\n{:?}",
-                a,
-                b
-            );
+            panicf!(self.logger, "ConfStates not equivalent after sorting:\n{:?}\n{:?}", a, b);
         }
     }
 
@@ -713,6 +721,7 @@ impl<S: Storage> Raft<S> {
         self.read_only.last_pending_request_ctx()
     }
 
+    #[cfg(feature = "testing")]
     /// Overrides the randomized election timeout (a test hook; the value is
     /// redrawn on the next reset).
     pub(crate) fn set_randomized_election_timeout(&mut self, ticks: usize) {
@@ -732,23 +741,12 @@ impl<S: Storage> Raft<S> {
 }
 
 /// Rejects messages whose shape no correct peer produces, before they reach
-/// the state machine: an append's entries must follow its previous entry
-/// with contiguous indexes and non-decreasing terms no later than the
-/// message's term.
+/// the state machine: an append's entries must follow its previous entry with
+/// contiguous indexes and non-decreasing terms no later than its term.
 pub(crate) fn validate_message(m: &Message) -> Result<()> {
-    if m.msg_type() != MessageType::MsgApp || m.entries.is_empty() {
-        return Ok(());
-    }
-    let mut prev = EntryId { term: m.log_term, index: m.index };
-    for e in &m.entries {
-        let contiguous = prev.index.checked_add(1) == Some(e.index);
-        if !contiguous || e.term < prev.term || e.term > m.term {
-            return Err(Error::InvalidMessage(format!(
-                "MsgApp from {:x}: entry {}/{} does not follow {}/{} in term {}",
-                m.from, e.term, e.index, prev.term, prev.index, m.term
-            )));
-        }
-        prev = EntryId { term: e.term, index: e.index };
+    if m.msg_type() == MessageType::MsgApp {
+        crate::log::validate_msg_app(m)
+            .map_err(|err| Error::InvalidMessage(format!("MsgApp from {:x}: {err}", m.from)))?;
     }
     Ok(())
 }

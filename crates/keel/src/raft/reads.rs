@@ -76,11 +76,6 @@ impl ReadOnly {
     pub(crate) fn last_pending_request_ctx(&self) -> Bytes {
         self.queue.back().cloned().unwrap_or_default()
     }
-
-    /// How many requests wait for confirmation.
-    pub(crate) fn pending_read_count(&self) -> usize {
-        self.queue.len()
-    }
 }
 
 impl<S: Storage> Raft<S> {
@@ -99,7 +94,7 @@ impl<S: Storage> Raft<S> {
         }
         // A lone voter is its own quorum.
         if self.trk.is_singleton() {
-            let resp = self.response_to_read_index_req(m, self.raft_log.committed);
+            let resp = self.response_to_read_index_req(m, self.raft_log.committed());
             if resp.to != NONE {
                 self.send(resp);
             }
@@ -156,13 +151,13 @@ impl<S: Storage> Raft<S> {
                 // Confirm leadership with a round of heartbeats; the leader
                 // acknowledges its own.
                 let ctx = m.entries[0].data.clone();
-                self.read_only.add_request(self.raft_log.committed, m);
+                self.read_only.add_request(self.raft_log.committed(), m);
                 let id = self.id;
                 self.read_only.recv_ack(id, &ctx);
                 self.bcast_heartbeat_with_ctx(ctx);
             }
             ReadOnlyOption::LeaseBased => {
-                let resp = self.response_to_read_index_req(m, self.raft_log.committed);
+                let resp = self.response_to_read_index_req(m, self.raft_log.committed());
                 if resp.to != NONE {
                     self.send(resp);
                 }

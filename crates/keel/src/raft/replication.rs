@@ -53,7 +53,7 @@ impl<S: Storage> Raft<S> {
             return false;
         }
 
-        let commit = self.raft_log.committed;
+        let commit = self.raft_log.committed();
         let n = ents.len();
         let bytes = if n == 0 { 0 } else { payloads_size(&ents) };
         self.send(Message {
@@ -77,7 +77,11 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn maybe_send_snapshot(&mut self, to: u64) -> bool {
         let Some(pr) = self.trk.progress.get(to) else { return false };
         if !pr.recent_active {
-            debugf!(self.logger, "ignore sending snapshot to {:x} since it is not recently active", to);
+            debugf!(
+                self.logger,
+                "ignore sending snapshot to {:x} since it is not recently active",
+                to
+            );
             return false;
         }
         let snapshot = match self.raft_log.snapshot() {
@@ -102,7 +106,7 @@ impl<S: Storage> Raft<S> {
             "{:x} [firstindex: {}, commit: {}] sent snapshot[index: {}, term: {}] to {:x} [{}]",
             self.id,
             self.raft_log.first_index(),
-            self.raft_log.committed,
+            self.raft_log.committed(),
             sindex,
             sterm,
             to,
@@ -111,7 +115,13 @@ impl<S: Storage> Raft<S> {
         let id = self.id;
         if let Some(pr) = self.trk.progress.get_mut(to) {
             pr.become_snapshot(sindex);
-            debugf!(self.logger, "{:x} paused sending replication messages to {:x} [{}]", id, to, pr);
+            debugf!(
+                self.logger,
+                "{:x} paused sending replication messages to {:x} [{}]",
+                id,
+                to,
+                pr
+            );
         }
         self.send(Message {
             to,
@@ -126,7 +136,7 @@ impl<S: Storage> Raft<S> {
     /// move a follower's commit past what it knows the follower has.
     pub(crate) fn send_heartbeat(&mut self, to: u64, ctx: Bytes) {
         let Some(pr) = self.trk.progress.get(to) else { return };
-        let commit = pr.matched.min(self.raft_log.committed);
+        let commit = pr.matched.min(self.raft_log.committed());
         self.send(Message {
             to,
             msg_type: MessageType::MsgHeartbeat as i32,
@@ -166,19 +176,25 @@ impl<S: Storage> Raft<S> {
     }
 
     /// A follower's handling of an append.
-    pub(crate) fn handle_append_entries(&mut self, m: Message) {
+    pub(crate) fn handle_append_entries(&mut self, mut m: Message) {
         let from = m.from;
         let (index, log_term, commit) = (m.index, m.log_term, m.commit);
-        if index < self.raft_log.committed {
+        if index < self.raft_log.committed() {
             self.send(Message {
                 to: from,
                 msg_type: MessageType::MsgAppResp as i32,
-                index: self.raft_log.committed,
+                index: self.raft_log.committed(),
                 ..Message::default()
             });
             return;
         }
-        let slice = LogSlice::from_msg_app(m);
+        let slice = match LogSlice::from_msg_app(&mut m) {
+            Ok(slice) => slice,
+            // `RawNode::step` refuses such messages; never reached.
+            Err(err) => {
+                panicf!(self.logger, "{:x} invalid MsgApp from {:x}: {}", self.id, from, err)
+            }
+        };
         if let Some(last_new) = self.raft_log.maybe_append(slice, commit) {
             self.send(Message {
                 to: from,
@@ -233,7 +249,7 @@ impl<S: Storage> Raft<S> {
                 self.logger,
                 "{:x} [commit: {}] restored snapshot [index: {}, term: {}]",
                 self.id,
-                self.raft_log.committed,
+                self.raft_log.committed(),
                 sindex,
                 sterm
             );
@@ -248,14 +264,14 @@ impl<S: Storage> Raft<S> {
                 self.logger,
                 "{:x} [commit: {}] ignored snapshot [index: {}, term: {}]",
                 self.id,
-                self.raft_log.committed,
+                self.raft_log.committed(),
                 sindex,
                 sterm
             );
             self.send(Message {
                 to: m.from,
                 msg_type: MessageType::MsgAppResp as i32,
-                index: self.raft_log.committed,
+                index: self.raft_log.committed(),
                 ..Message::default()
             });
         }
@@ -265,7 +281,7 @@ impl<S: Storage> Raft<S> {
     /// when the snapshot is ignored: obsolete, not for us, or already matched
     /// by our log (then only the commit index moves).
     pub(crate) fn restore(&mut self, s: Snapshot) -> bool {
-        if s.metadata.index <= self.raft_log.committed {
+        if s.metadata.index <= self.raft_log.committed() {
             return false;
         }
         if self.state != StateType::Follower {
@@ -304,7 +320,7 @@ impl<S: Storage> Raft<S> {
                 self.logger,
                 "{:x} [commit: {}, lastindex: {}, lastterm: {}] fast-forwarded commit to snapshot [index: {}, term: {}]",
                 self.id,
-                self.raft_log.committed,
+                self.raft_log.committed(),
                 last.index,
                 last.term,
                 id.index,
@@ -333,7 +349,7 @@ impl<S: Storage> Raft<S> {
             self.logger,
             "{:x} [commit: {}, lastindex: {}, lastterm: {}] restored snapshot [index: {}, term: {}]",
             self.id,
-            self.raft_log.committed,
+            self.raft_log.committed(),
             last.index,
             last.term,
             id.index,
