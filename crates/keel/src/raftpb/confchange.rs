@@ -113,7 +113,7 @@ pub enum ConfChangeParseError {
     #[error("unknown input: {0}")]
     UnknownInput(String),
     /// A node id that is not a decimal `u64`.
-    #[error("strconv.ParseUint: parsing {0:?}: {1}")]
+    #[error("strconv.ParseUint: parsing {}: {}", go_quote(.0), .1)]
     BadNodeId(String, &'static str),
 }
 
@@ -151,6 +151,40 @@ fn parse_u64_like_go(s: &str) -> Result<u64, &'static str> {
         return Err("invalid syntax");
     }
     s.parse::<u64>().map_err(|_| "value out of range")
+}
+
+/// Quotes `s` as Go's `%q` does, so error texts match etcd's: `\a \b \f \n
+/// \r \t \v` escapes, `\xNN` for other ASCII controls, `\uNNNN` or
+/// `\UNNNNNNNN` for other non-printable characters. Go's printability test
+/// needs Unicode tables; controls and non-ASCII spaces cover what a text form
+/// can plausibly hold (format characters such as U+200B are left as is).
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
+                if (c as u32) < 0x10000 {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\U{:08x}", c as u32));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The inverse of [`conf_changes_from_string`].
@@ -212,5 +246,146 @@ mod tests {
         cc.changes.clear();
         assert!(!cc.leave_joint());
         assert_eq!(cc.enter_joint(), Some(false));
+    }
+
+    fn v2(transition: ConfChangeTransition, changes: &str, context: &'static [u8]) -> ConfChangeV2 {
+        ConfChangeV2 {
+            transition: transition as i32,
+            changes: conf_changes_from_string(changes).unwrap(),
+            context: Bytes::from_static(context),
+        }
+    }
+
+    #[test]
+    fn leave_joint_cases_from_etcd() {
+        use ConfChangeTransition::*;
+        let cases = [
+            (v2(ConfChangeTransitionAuto, "", b""), true),
+            // The context is ignored.
+            (v2(ConfChangeTransitionAuto, "", b"some context"), true),
+            (v2(ConfChangeTransitionAuto, "v0", b""), false),
+            (v2(ConfChangeTransitionJointImplicit, "", b""), false),
+            (v2(ConfChangeTransitionJointExplicit, "", b""), false),
+            (v2(ConfChangeTransitionAuto, "v0 r0", b""), false),
+        ];
+        for (cc, want) in cases {
+            assert_eq!(cc.leave_joint(), want, "{cc:?}");
+        }
+        // An unknown transition is not the zero value, so it does not leave.
+        let unknown = ConfChangeV2 { transition: 7, ..ConfChangeV2::default() };
+        assert!(!unknown.leave_joint());
+    }
+
+    #[test]
+    fn enter_joint_by_transition_and_change_count() {
+        use ConfChangeTransition::*;
+        let cases = [
+            (ConfChangeTransitionAuto, "", None),
+            (ConfChangeTransitionAuto, "v1", None),
+            (ConfChangeTransitionAuto, "v1 l2", Some(true)),
+            (ConfChangeTransitionJointImplicit, "", Some(true)),
+            (ConfChangeTransitionJointImplicit, "v1", Some(true)),
+            (ConfChangeTransitionJointImplicit, "v1 l2 r3", Some(true)),
+            (ConfChangeTransitionJointExplicit, "", Some(false)),
+            (ConfChangeTransitionJointExplicit, "v1", Some(false)),
+            (ConfChangeTransitionJointExplicit, "v1 l2", Some(false)),
+        ];
+        for (transition, changes, want) in cases {
+            let cc = v2(transition, changes, b"");
+            assert_eq!(cc.enter_joint(), want, "{transition:?} {changes:?}");
+        }
+    }
+
+    #[test]
+    fn enter_joint_panics_on_unknown_transition() {
+        // A programmer error in etcd too: the transition was never validated.
+        let cc = ConfChangeV2 { transition: 3, ..ConfChangeV2::default() };
+        let res = std::panic::catch_unwind(|| cc.enter_joint());
+        let payload = res.unwrap_err();
+        let msg = payload.downcast_ref::<String>().unwrap();
+        assert!(msg.starts_with("unknown transition: "), "{msg}");
+        // With a single change and the unknown transition the panic is the
+        // same: only the Auto transition may skip joint consensus.
+        let one = ConfChangeV2 { changes: conf_changes_from_string("v1").unwrap(), ..cc };
+        assert!(std::panic::catch_unwind(|| one.enter_joint()).is_err());
+    }
+
+    #[test]
+    fn v1_as_v2_keeps_type_node_and_context() {
+        let v1 = ConfChange {
+            id: 9,
+            change_type: ConfChangeType::ConfChangeAddLearnerNode as i32,
+            node_id: 4,
+            context: Bytes::from_static(b"ctx"),
+        };
+        let cc = v1.as_v2();
+        assert_eq!(cc.transition, ConfChangeTransition::ConfChangeTransitionAuto as i32);
+        assert_eq!(conf_changes_to_string(&cc.changes), "l4");
+        // The context is shared, not copied.
+        assert_eq!(cc.context.as_ptr(), v1.context.as_ptr());
+        assert_eq!(cc.enter_joint(), None);
+        assert!(!cc.leave_joint());
+        // Unknown change types are carried through unchanged.
+        let odd = ConfChange { change_type: 42, ..ConfChange::default() };
+        assert_eq!(odd.as_v2().changes[0].change_type, 42);
+    }
+
+    #[test]
+    fn any_conf_change_accessors() {
+        let v1 = ConfChange { node_id: 2, ..ConfChange::default() };
+        let any1 = AnyConfChange::from(v1.clone());
+        assert_eq!(any1.as_v1(), Some(&v1));
+        assert_eq!(any1.as_v2(), v1.as_v2());
+
+        let cc = v2(ConfChangeTransition::ConfChangeTransitionJointExplicit, "v1 r2", b"c");
+        let any2 = AnyConfChange::from(cc.clone());
+        assert_eq!(any2.as_v1(), None);
+        assert_eq!(any2.as_v2(), cc);
+    }
+
+    #[test]
+    fn entry_data_decodes_back() {
+        let v1 = ConfChange { id: 1, node_id: 2, ..ConfChange::default() };
+        let (ty, data) = AnyConfChange::from(v1.clone()).to_entry_data();
+        assert_eq!(ty, EntryType::EntryConfChange);
+        assert_eq!(ConfChange::decode(data).unwrap(), v1);
+
+        let cc = v2(ConfChangeTransition::ConfChangeTransitionAuto, "v1 l2", b"x");
+        let (ty, data) = AnyConfChange::from(cc.clone()).to_entry_data();
+        assert_eq!(ty, EntryType::EntryConfChangeV2);
+        assert_eq!(ConfChangeV2::decode(data).unwrap(), cc);
+
+        // The leave-joint change is two bytes (the transition), not empty:
+        // etcd marshals it the same way.
+        let (_, data) = AnyConfChange::from(ConfChangeV2::default()).to_entry_data();
+        assert_eq!(&data[..], &[0x08, 0x00]);
+    }
+
+    #[test]
+    fn text_form_edge_cases() {
+        // Whitespace only is no changes; inner whitespace other than a single
+        // space is part of a token, as with Go's strings.Split.
+        assert!(conf_changes_from_string(" \t\n ").unwrap().is_empty());
+        let err = conf_changes_from_string("v1\tv2").unwrap_err();
+        assert_eq!(err.to_string(), "strconv.ParseUint: parsing \"1\\tv2\": invalid syntax");
+        // Quoted as Go's %q, not Rust's Debug.
+        let err = conf_changes_from_string("v1\u{1}\u{7f}\u{a0}\"\\").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"strconv.ParseUint: parsing "1\x01\x7f\u00a0\"\\": invalid syntax"#
+        );
+        // ParseUint takes no sign and no underscores in base 10.
+        assert!(conf_changes_from_string("v+1").is_err());
+        assert!(conf_changes_from_string("v1_0").is_err());
+        // A non-ASCII first byte is unknown input, not a panic on slicing.
+        assert_eq!(conf_changes_from_string("é1").unwrap_err().to_string(), "unknown input: é1");
+        assert_eq!(conf_changes_from_string("é").unwrap_err().to_string(), "unknown input: é");
+        let max = conf_changes_from_string("u18446744073709551615").unwrap();
+        assert_eq!(max[0].node_id, u64::MAX);
+        assert_eq!(conf_changes_to_string(&max), "u18446744073709551615");
+        // Unknown change types print as "unknown" followed by the id.
+        let odd = [ConfChangeSingle { change_type: 9, node_id: 5 }];
+        assert_eq!(conf_changes_to_string(&odd), "unknown5");
+        assert_eq!(conf_changes_to_string(&[]), "");
     }
 }
