@@ -113,7 +113,7 @@ pub enum ConfChangeParseError {
     #[error("unknown input: {0}")]
     UnknownInput(String),
     /// A node id that is not a decimal `u64`.
-    #[error("strconv.ParseUint: parsing {}: {}", go_quote(.0), .1)]
+    #[error("strconv.ParseUint: parsing {}: {}", crate::describe::go_quote(.0.as_bytes()), .1)]
     BadNodeId(String, &'static str),
 }
 
@@ -151,40 +151,6 @@ fn parse_u64_like_go(s: &str) -> Result<u64, &'static str> {
         return Err("invalid syntax");
     }
     s.parse::<u64>().map_err(|_| "value out of range")
-}
-
-/// Quotes `s` as Go's `%q` does, so error texts match etcd's: `\a \b \f \n
-/// \r \t \v` escapes, `\xNN` for other ASCII controls, `\uNNNN` or
-/// `\UNNNNNNNN` for other non-printable characters. Go's printability test
-/// needs Unicode tables; controls and non-ASCII spaces cover what a text form
-/// can plausibly hold (format characters such as U+200B are left as is).
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
-                if (c as u32) < 0x10000 {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The inverse of [`conf_changes_from_string`].
