@@ -49,12 +49,14 @@ pub(crate) fn conf_change_text(cc: &AnyConfChange) -> String {
     let mut out = String::new();
     match cc {
         AnyConfChange::V1(cc) => {
-            if cc.id != 0 {
-                let _ = write!(out, "id:{} ", cc.id);
-            }
+            // Fields print in their .proto declaration order, where `id`
+            // (field 1) comes last.
             let _ = write!(out, "type:{} node_id:{}", type_name(cc.change_type), cc.node_id);
             if !cc.context.is_empty() {
                 let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
+            }
+            if cc.id != 0 {
+                let _ = write!(out, " id:{}", cc.id);
             }
         }
         AnyConfChange::V2(cc) => {
@@ -217,5 +219,12 @@ mod tests {
             conf_change_text(&ConfChangeV2::default().into()),
             "transition:ConfChangeTransitionAuto"
         );
+        let v1 = ConfChange {
+            change_type: ConfChangeType::ConfChangeRemoveNode as i32,
+            node_id: 2,
+            id: 7,
+            ..ConfChange::default()
+        };
+        assert_eq!(conf_change_text(&v1.into()), "type:ConfChangeRemoveNode node_id:2 id:7");
     }
 }
