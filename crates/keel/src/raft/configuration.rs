@@ -79,6 +79,26 @@ pub(crate) fn conf_change_text(cc: &AnyConfChange) -> String {
     out
 }
 
+/// A configuration in the text form Go's protobuf library prints for `%v`
+/// (fields in declaration order, repeated fields repeated), e.g.
+/// `voters:1 voters:2 learners:3 auto_leave:false`.
+pub(crate) fn conf_state_text(cs: &ConfState) -> String {
+    let mut out = String::new();
+    let fields: [(&str, &[u64]); 4] = [
+        ("voters", &cs.voters),
+        ("learners", &cs.learners),
+        ("voters_outgoing", &cs.voters_outgoing),
+        ("learners_next", &cs.learners_next),
+    ];
+    for (name, ids) in fields {
+        for id in ids {
+            let _ = write!(out, "{name}:{id} ");
+        }
+    }
+    let _ = write!(out, "auto_leave:{}", cs.auto_leave);
+    out
+}
+
 impl<S: Storage> Raft<S> {
     /// Checks each proposed configuration change against the active
     /// configuration; a change that fails is replaced by an empty normal
@@ -226,5 +246,7 @@ mod tests {
             ..ConfChange::default()
         };
         assert_eq!(conf_change_text(&v1.into()), "type:ConfChangeRemoveNode node_id:2 id:7");
+        let cs = ConfState { voters: vec![1, 2], learners: vec![3], ..ConfState::default() };
+        assert_eq!(conf_state_text(&cs), "voters:1 voters:2 learners:3 auto_leave:false");
     }
 }
