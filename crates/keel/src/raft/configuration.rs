@@ -49,12 +49,14 @@ pub(crate) fn conf_change_text(cc: &AnyConfChange) -> String {
     let mut out = String::new();
     match cc {
         AnyConfChange::V1(cc) => {
-            if cc.id != 0 {
-                let _ = write!(out, "id:{} ", cc.id);
-            }
+            // Fields print in their .proto declaration order, where `id`
+            // (field 1) comes last.
             let _ = write!(out, "type:{} node_id:{}", type_name(cc.change_type), cc.node_id);
             if !cc.context.is_empty() {
                 let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
+            }
+            if cc.id != 0 {
+                let _ = write!(out, " id:{}", cc.id);
             }
         }
         AnyConfChange::V2(cc) => {
@@ -74,6 +76,26 @@ pub(crate) fn conf_change_text(cc: &AnyConfChange) -> String {
             }
         }
     }
+    out
+}
+
+/// A configuration in the text form Go's protobuf library prints for `%v`
+/// (fields in declaration order, repeated fields repeated), e.g.
+/// `voters:1 voters:2 learners:3 auto_leave:false`.
+pub(crate) fn conf_state_text(cs: &ConfState) -> String {
+    let mut out = String::new();
+    let fields: [(&str, &[u64]); 4] = [
+        ("voters", &cs.voters),
+        ("learners", &cs.learners),
+        ("voters_outgoing", &cs.voters_outgoing),
+        ("learners_next", &cs.learners_next),
+    ];
+    for (name, ids) in fields {
+        for id in ids {
+            let _ = write!(out, "{name}:{id} ");
+        }
+    }
+    let _ = write!(out, "auto_leave:{}", cs.auto_leave);
     out
 }
 
@@ -217,5 +239,14 @@ mod tests {
             conf_change_text(&ConfChangeV2::default().into()),
             "transition:ConfChangeTransitionAuto"
         );
+        let v1 = ConfChange {
+            change_type: ConfChangeType::ConfChangeRemoveNode as i32,
+            node_id: 2,
+            id: 7,
+            ..ConfChange::default()
+        };
+        assert_eq!(conf_change_text(&v1.into()), "type:ConfChangeRemoveNode node_id:2 id:7");
+        let cs = ConfState { voters: vec![1, 2], learners: vec![3], ..ConfState::default() };
+        assert_eq!(conf_state_text(&cs), "voters:1 voters:2 learners:3 auto_leave:false");
     }
 }

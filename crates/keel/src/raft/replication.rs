@@ -306,9 +306,9 @@ impl<S: Storage> Raft<S> {
         if !found {
             warnf!(
                 self.logger,
-                "{:x} attempted to restore snapshot but it is not in the ConfState {:?}; should never happen",
+                "{:x} attempted to restore snapshot but it is not in the ConfState {}; should never happen",
                 self.id,
-                cs
+                super::configuration::conf_state_text(cs)
             );
             return false;
         }

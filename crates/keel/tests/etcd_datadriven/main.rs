@@ -12,15 +12,17 @@
 //!
 //! `KEEL_REWRITE=1` rewrites the files with the actual outputs instead of
 //! comparing. Files expected to fail are listed in `expected_failures.txt`
-//! beside this file (`<suite>/<file>` per line). A new suite (such as the
-//! raft interaction files in `testdata/`) is one more [`suite::Suite`] and
-//! `#[test]` below.
+//! beside this file (`<suite>/<file>` per line). Each suite is one
+//! [`suite::Suite`] and one `#[test]` below: `quorum`, `confchange`, and
+//! `interaction` (whole clusters driven through etcd's interaction DSL, see
+//! the `interaction` module).
 
 // The suites report on stdout (the summary lines are their output).
 #![allow(clippy::print_stdout)]
 
 mod confchange;
 mod datadriven;
+mod interaction;
 mod quorum;
 mod suite;
 
@@ -33,6 +35,10 @@ const QUORUM: Suite =
 /// etcd-raft's `confchange/testdata`: simple and joint membership changes.
 const CONFCHANGE: Suite =
     Suite { name: "confchange", dir: "confchange/testdata", new_handler: confchange::new_handler };
+
+/// etcd-raft's `testdata`: whole clusters driven through the interaction DSL.
+const INTERACTION: Suite =
+    Suite { name: "interaction", dir: "testdata", new_handler: interaction::new_handler };
 
 /// Runs a suite and fails the test with its report if any file had an
 /// unexpected outcome.
@@ -50,4 +56,9 @@ fn etcd_quorum() {
 #[test]
 fn etcd_confchange() {
     check(&CONFCHANGE);
+}
+
+#[test]
+fn etcd_interaction() {
+    check(&INTERACTION);
 }

@@ -1,0 +1,196 @@
+//! `process-ready`, `process-append-thread` and `process-apply-thread`:
+//! handling a node's `Ready`, and the work of its storage threads with
+//! asynchronous storage writes. The state machine is etcd's "appender":
+//! each applied entry appends its payload to the previous state.
+
+use bytes::{Bytes, BytesMut};
+use keel::describe::{describe_message, describe_ready};
+use keel::raftpb::{
+    ConfChange, ConfChangeV2, Entry, EntryType, HardState, MessageType, Snapshot, SnapshotMetadata,
+};
+use keel::util::is_local_msg_target;
+use prost::Message as _;
+
+use super::{CmdResult, Env, Node, fatal, node_idxs, output_err};
+use crate::datadriven::TestData;
+
+impl Env {
+    pub(crate) fn handle_process_ready(&mut self, d: &TestData) -> CmdResult {
+        let idxs = node_idxs(d)?;
+        for &idx in &idxs {
+            if idxs.len() > 1 {
+                self.output.write(&format!("> {} handling Ready\n", idx + 1));
+                self.with_indent(|env| env.process_ready(idx))?;
+            } else {
+                self.process_ready(idx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one `Ready` of the node at `idx`: prints it; in synchronous
+    /// mode persists and applies it and advances; queues its messages (those
+    /// to the local storage threads on the node's work queues).
+    pub(crate) fn process_ready(&mut self, idx: usize) -> CmdResult {
+        let Env { nodes, messages, output } = self;
+        let n = nodes.get_mut(idx).ok_or_else(|| fatal(format!("index out of range [{idx}]")))?;
+        let rd = n.raw.ready();
+        output.write(&describe_ready(&rd, None));
+
+        let async_writes = n.config.async_storage_writes;
+        if !async_writes {
+            process_append(n, rd.hard_state, &rd.entries, &rd.snapshot)?;
+            process_apply(n, &rd.committed_entries)?;
+        }
+        for m in rd.messages {
+            if is_local_msg_target(m.to) {
+                if !async_writes {
+                    return Err(fatal("unexpected local msg target"));
+                }
+                match m.msg_type() {
+                    MessageType::MsgStorageAppend => n.append_work.push(m),
+                    MessageType::MsgStorageApply => n.apply_work.push(m),
+                    t => return Err(fatal(format!("unexpected message type {t:?}"))),
+                }
+            } else {
+                messages.push(m);
+            }
+        }
+        if !async_writes {
+            n.raw.advance();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn handle_process_append_thread(&mut self, d: &TestData) -> CmdResult {
+        let idxs = node_idxs(d)?;
+        for &idx in &idxs {
+            if idxs.len() > 1 {
+                self.output.write(&format!("> {} processing append thread\n", idx + 1));
+                self.with_indent(|env| env.process_append_thread(idx))?;
+            } else {
+                self.process_append_thread(idx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Performs the oldest work item of the node's append thread, and queues
+    /// the responses it carries.
+    pub(crate) fn process_append_thread(&mut self, idx: usize) -> CmdResult {
+        let Env { nodes, messages, output } = self;
+        let n = nodes.get_mut(idx).ok_or_else(|| fatal(format!("index out of range [{idx}]")))?;
+        if n.append_work.is_empty() {
+            output.write("no append work to perform");
+            return Ok(());
+        }
+        let mut m = n.append_work.remove(0);
+        let resps = std::mem::take(&mut m.responses);
+        output.write("Processing:\n");
+        output.write(&describe_message(&m, None));
+        output.write("\n");
+        let st = HardState { term: m.term, vote: m.vote, commit: m.commit };
+        let snap = m.snapshot.clone().unwrap_or_default();
+        process_append(n, st, &m.entries, &snap)?;
+
+        output.write("Responses:\n");
+        for r in &resps {
+            output.write(&describe_message(r, None));
+            output.write("\n");
+        }
+        messages.extend(resps);
+        Ok(())
+    }
+
+    pub(crate) fn handle_process_apply_thread(&mut self, d: &TestData) -> CmdResult {
+        let idxs = node_idxs(d)?;
+        for &idx in &idxs {
+            if idxs.len() > 1 {
+                self.output.write(&format!("> {} processing apply thread\n", idx + 1));
+                self.with_indent(|env| env.process_apply_thread(idx))?;
+            } else {
+                self.process_apply_thread(idx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Performs the oldest work item of the node's apply thread, and queues
+    /// the responses it carries.
+    pub(crate) fn process_apply_thread(&mut self, idx: usize) -> CmdResult {
+        let Env { nodes, messages, output } = self;
+        let n = nodes.get_mut(idx).ok_or_else(|| fatal(format!("index out of range [{idx}]")))?;
+        if n.apply_work.is_empty() {
+            output.write("no apply work to perform");
+            return Ok(());
+        }
+        let mut m = n.apply_work.remove(0);
+        let resps = std::mem::take(&mut m.responses);
+        output.write("Processing:\n");
+        output.write(&describe_message(&m, None));
+        output.write("\n");
+        process_apply(n, &m.entries)?;
+
+        output.write("Responses:\n");
+        for r in &resps {
+            output.write(&describe_message(r, None));
+            output.write("\n");
+        }
+        messages.extend(resps);
+        Ok(())
+    }
+}
+
+/// Persists a hard state and either a snapshot or entries.
+fn process_append(n: &Node, st: HardState, ents: &[Entry], snap: &Snapshot) -> CmdResult {
+    let s = &n.storage;
+    if !st.is_empty() {
+        s.set_hard_state(st);
+    }
+    if !snap.is_empty() {
+        if !ents.is_empty() {
+            return Err(output_err("can't apply snapshot and entries at the same time"));
+        }
+        s.apply_snapshot(snap.clone()).map_err(output_err)?;
+    } else {
+        s.append(ents).map_err(output_err)?;
+    }
+    Ok(())
+}
+
+/// Applies committed entries: configuration changes go to the node, and
+/// every entry's payload (a change's context) is appended to the state.
+fn process_apply(n: &mut Node, ents: &[Entry]) -> CmdResult {
+    for ent in ents {
+        let (update, cs) = match EntryType::try_from(ent.entry_type) {
+            Ok(EntryType::EntryConfChange) => {
+                let cc = ConfChange::decode(ent.data.clone()).map_err(output_err)?;
+                let update = cc.context.clone();
+                // etcd panics when a committed change cannot apply.
+                let cs = n.raw.apply_conf_change(&cc.into()).map_err(fatal)?;
+                (update, Some(cs))
+            }
+            Ok(EntryType::EntryConfChangeV2) => {
+                let cc = ConfChangeV2::decode(ent.data.clone()).map_err(output_err)?;
+                let update = cc.context.clone();
+                let cs = n.raw.apply_conf_change(&cc.into()).map_err(fatal)?;
+                (update, Some(cs))
+            }
+            _ => (ent.data.clone(), None),
+        };
+        let last = n.last_snapshot();
+        let mut data = BytesMut::with_capacity(last.data.len() + update.len());
+        data.extend_from_slice(&last.data);
+        data.extend_from_slice(&update);
+        let snap = Snapshot {
+            data: Bytes::from(data),
+            metadata: SnapshotMetadata {
+                conf_state: cs.unwrap_or(last.metadata.conf_state),
+                index: ent.index,
+                term: ent.term,
+            },
+        };
+        n.push_history(snap);
+    }
+    Ok(())
+}
