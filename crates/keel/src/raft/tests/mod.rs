@@ -223,6 +223,7 @@ enum Node {
 }
 
 /// How to populate one address when building a [`Network`].
+#[allow(clippy::large_enum_variant, reason = "a handful per test network")]
 enum NetPeer {
     /// A fresh node whose storage knows every address as a voter.
     New,

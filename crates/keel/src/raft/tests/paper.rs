@@ -182,7 +182,9 @@ fn sec5_2_candidate_that_neither_wins_nor_loses_starts_a_new_election() {
 #[test]
 fn sec5_2_one_round_of_request_vote_wins_loses_or_is_undecided() {
     use StateType::*;
-    let cases: Vec<(u64, Vec<(u64, bool)>, StateType)> = vec![
+    // (cluster size, votes received, resulting role)
+    type Case = (u64, Vec<(u64, bool)>, StateType);
+    let cases: Vec<Case> = vec![
         // Wins with the votes of a majority.
         (1, vec![], Leader),
         (3, vec![(2, true), (3, true)], Leader),
