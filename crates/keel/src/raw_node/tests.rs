@@ -14,6 +14,7 @@ use super::*;
 use crate::logger::DiscardLogger;
 use crate::raftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeV2};
 use crate::storage::{MemoryStorage, StorageError};
+use crate::tracker::ProgressState;
 use crate::util::NO_LIMIT;
 
 fn new_test_config(id: u64, election: usize, heartbeat: usize) -> Config {
@@ -1203,4 +1204,172 @@ fn two_readys_without_advance_panic() {
 
 fn types(msgs: &[Message]) -> Vec<MessageType> {
     msgs.iter().map(Message::msg_type).collect()
+}
+
+// ---- The rest of the RawNode surface ----
+
+/// Settles a single-node leader: elected, empty entry committed and
+/// applied.
+fn single_node_leader(cfg: &Config, s: &MemoryStorage) -> RawNode<MemoryStorage> {
+    let mut rn = new_raw_node(cfg, s);
+    rn.campaign().unwrap();
+    while rn.has_ready() {
+        let rd = rn.ready();
+        handle_ready(&mut rn, s, &rd);
+    }
+    assert_eq!(rn.raft.state, StateType::Leader);
+    rn
+}
+
+/// A batch proposal appends all its entries together, in order, and
+/// commits them together.
+#[test]
+fn propose_batch_appends_entries_together() {
+    let s = new_test_storage(&[1]);
+    let mut rn = single_node_leader(&new_test_config(1, 10, 1), &s);
+    rn.propose_batch([
+        Bytes::from_static(b"a"),
+        Bytes::from_static(b"b"),
+        Bytes::from_static(b"c"),
+    ])
+    .unwrap();
+    // An empty batch is a no-op.
+    rn.propose_batch(std::iter::empty()).unwrap();
+    let rd = rn.ready();
+    assert_eq!(rd.entries, vec![entry(1, 2, b"a"), entry(1, 3, b"b"), entry(1, 4, b"c")]);
+    handle_ready(&mut rn, &s, &rd);
+    let rd = rn.ready();
+    assert_eq!(rd.committed_entries.len(), 3);
+    handle_ready(&mut rn, &s, &rd);
+}
+
+/// A batch is refused whole when it would overflow the uncommitted-size
+/// limit of a non-empty tail.
+#[test]
+fn propose_batch_is_dropped_whole() {
+    let s = new_test_storage(&[1, 2]);
+    let mut cfg = new_test_config(1, 10, 1);
+    cfg.max_uncommitted_entries_size = 10;
+    let mut rn = new_raw_node(&cfg, &s);
+    rn.raft.become_candidate();
+    rn.raft.become_leader();
+    rn.propose(Bytes::from_static(b"12345")).unwrap();
+    let last = rn.raft.raft_log.last_index();
+    let res = rn.propose_batch([Bytes::from_static(b"123"), Bytes::from_static(b"456")]);
+    assert!(matches!(res, Err(Error::ProposalDropped)));
+    assert_eq!(rn.raft.raft_log.last_index(), last);
+}
+
+/// Responses from nodes outside the configuration are refused, and so are
+/// malformed appends: untrusted input gives an error, not a panic.
+#[test]
+fn step_refuses_unknown_peers_and_malformed_appends() {
+    let s = new_test_storage(&[1, 2]);
+    let mut rn = new_raw_node(&new_test_config(1, 10, 1), &s);
+    let resp = Message { from: 9, to: 1, term: 1, ..Message::new(MessageType::MsgAppResp) };
+    assert!(matches!(rn.step(resp), Err(Error::StepPeerNotFound)));
+
+    // Entries that do not follow each other.
+    let gap = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        entries: vec![entry(1, 1, b""), entry(1, 3, b"")],
+        ..Message::new(MessageType::MsgApp)
+    };
+    assert!(matches!(rn.step(gap), Err(Error::InvalidMessage(_))));
+    // Entries of a later term than the leader's.
+    let newer = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        entries: vec![entry(2, 1, b"")],
+        ..Message::new(MessageType::MsgApp)
+    };
+    assert!(matches!(rn.step(newer), Err(Error::InvalidMessage(_))));
+    assert_eq!(rn.raft.raft_log.last_index(), 0);
+    assert_eq!(rn.raft.term, 0);
+}
+
+/// `report_unreachable` moves a replicating follower back to probing;
+/// `report_snapshot` ends a pending snapshot.
+#[test]
+fn report_unreachable_and_snapshot() {
+    let s = new_test_storage(&[1, 2]);
+    let mut rn = new_raw_node(&new_test_config(1, 10, 1), &s);
+    rn.raft.become_candidate();
+    rn.raft.become_leader();
+
+    let pr = rn.raft.trk.progress.get_mut(2).unwrap();
+    pr.become_replicate();
+    rn.report_unreachable(2);
+    assert_eq!(rn.raft.trk.progress.get(2).unwrap().state, ProgressState::Probe);
+
+    rn.raft.trk.progress.get_mut(2).unwrap().become_snapshot(5);
+    rn.report_snapshot(2, SnapshotStatus::Failure);
+    let pr = rn.raft.trk.progress.get(2).unwrap();
+    assert_eq!(pr.state, ProgressState::Probe);
+    assert_eq!(pr.pending_snapshot, 0);
+
+    rn.raft.trk.progress.get_mut(2).unwrap().become_snapshot(5);
+    rn.report_snapshot(2, SnapshotStatus::Finish);
+    let pr = rn.raft.trk.progress.get(2).unwrap();
+    assert_eq!(pr.state, ProgressState::Probe);
+    assert_eq!(pr.next, 6);
+}
+
+/// `transfer_leader` on the leader starts a transfer (here to an
+/// up-to-date node, which is told to campaign at once).
+#[test]
+fn transfer_leader_sends_timeout_now() {
+    let s = new_test_storage(&[1, 2]);
+    let mut rn = new_raw_node(&new_test_config(1, 10, 1), &s);
+    rn.raft.become_candidate();
+    rn.raft.become_leader();
+    let last = rn.raft.raft_log.last_index();
+    rn.raft.trk.progress.get_mut(2).unwrap().matched = last;
+
+    rn.transfer_leader(2);
+    assert_eq!(rn.basic_status().lead_transferee, 2);
+    let rd = rn.ready();
+    assert!(rd.messages.iter().any(|m| m.msg_type() == MessageType::MsgTimeoutNow && m.to == 2));
+}
+
+/// `forget_leader` makes a follower forget its leader, unless reads rely
+/// on the leader lease.
+#[test]
+fn forget_leader() {
+    for lease in [false, true] {
+        let s = new_test_storage(&[1, 2]);
+        let mut cfg = new_test_config(2, 10, 1);
+        if lease {
+            cfg.check_quorum = true;
+            cfg.read_only_option = crate::config::ReadOnlyOption::LeaseBased;
+        }
+        let mut rn = new_raw_node(&cfg, &s);
+        rn.step(Message { from: 1, to: 2, term: 1, ..Message::new(MessageType::MsgHeartbeat) })
+            .unwrap();
+        assert_eq!(rn.raft.lead, 1);
+        rn.forget_leader().unwrap();
+        let want = if lease { 1 } else { crate::util::NONE };
+        assert_eq!(rn.raft.lead, want, "lease={lease}");
+        assert_eq!(rn.raft.term, 1, "lease={lease}");
+    }
+}
+
+/// `with_progress` visits every peer in id order, learners marked.
+#[test]
+fn with_progress_visits_peers_in_order() {
+    let s = MemoryStorage::new_with_conf_state(ConfState {
+        voters: vec![3, 1],
+        learners: vec![2],
+        ..ConfState::default()
+    });
+    let rn = new_raw_node(&new_test_config(1, 10, 1), &s);
+    let mut seen = Vec::new();
+    rn.with_progress(|id, typ, _| seen.push((id, typ)));
+    assert_eq!(
+        seen,
+        vec![(1, ProgressType::Peer), (2, ProgressType::Learner), (3, ProgressType::Peer)]
+    );
 }
