@@ -558,3 +558,6 @@ impl<S: Storage> RawNode<S> {
         self.raft.set_randomized_election_timeout(ticks);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,6 +22,8 @@ mod follower;
 mod leader;
 mod reads;
 mod replication;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::sync::Arc;
