@@ -211,56 +211,38 @@ impl<S: Storage> Raft<S> {
         // ...and only for a candidate whose log is at least as up to date.
         let last = self.raft_log.last_entry_id();
         let cand = EntryId { term: m.log_term, index: m.index };
-        if can_vote && self.raft_log.is_up_to_date(cand) {
-            // Learners vote too: a learner may have been promoted without
-            // knowing it yet, and the candidate knows better.
-            infof!(
-                self.logger,
-                "{:x} [logterm: {}, index: {}, vote: {:x}] cast {:?} for {:x} [logterm: {}, index: {}] at term {}",
-                self.id,
-                last.term,
-                last.index,
-                self.vote,
-                t,
-                m.from,
-                cand.term,
-                cand.index,
-                self.term
-            );
-            // Answer with the request's term, not ours: for a pre-vote ours
-            // may be behind, and the candidate would ignore a stale term.
-            self.send(Message {
-                to: m.from,
-                term: m.term,
-                msg_type: vote_resp_msg_type(t) as i32,
-                ..Message::default()
-            });
-            if t == MessageType::MsgVote {
-                // Only real votes are recorded.
-                self.election_elapsed = 0;
-                self.vote = m.from;
-            }
-        } else {
-            infof!(
-                self.logger,
-                "{:x} [logterm: {}, index: {}, vote: {:x}] rejected {:?} from {:x} [logterm: {}, index: {}] at term {}",
-                self.id,
-                last.term,
-                last.index,
-                self.vote,
-                t,
-                m.from,
-                cand.term,
-                cand.index,
-                self.term
-            );
-            self.send(Message {
-                to: m.from,
-                term: self.term,
-                msg_type: vote_resp_msg_type(t) as i32,
-                reject: true,
-                ..Message::default()
-            });
+        let grant = can_vote && self.raft_log.is_up_to_date(cand);
+        // Learners vote too: a learner may have been promoted without knowing
+        // it yet, and the candidate knows better.
+        infof!(
+            self.logger,
+            "{:x} [logterm: {}, index: {}, vote: {:x}] {} {:?} {} {:x} [logterm: {}, index: {}] at term {}",
+            self.id,
+            last.term,
+            last.index,
+            self.vote,
+            if grant { "cast" } else { "rejected" },
+            t,
+            if grant { "for" } else { "from" },
+            m.from,
+            cand.term,
+            cand.index,
+            self.term
+        );
+        // A granted vote answers with the request's term, not ours: for a
+        // pre-vote ours may be behind, and the candidate ignores stale terms.
+        let term = if grant { m.term } else { self.term };
+        self.send(Message {
+            to: m.from,
+            term,
+            msg_type: vote_resp_msg_type(t) as i32,
+            reject: !grant,
+            ..Message::default()
+        });
+        if grant && t == MessageType::MsgVote {
+            // Only real votes are recorded.
+            self.election_elapsed = 0;
+            self.vote = m.from;
         }
     }
 

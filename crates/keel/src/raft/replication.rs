@@ -244,37 +244,25 @@ impl<S: Storage> Raft<S> {
         // A MsgSnap always carries a snapshot; treat a missing one as empty.
         let s = m.snapshot.unwrap_or_default();
         let (sindex, sterm) = (s.metadata.index, s.metadata.term);
-        if self.restore(s) {
-            infof!(
-                self.logger,
-                "{:x} [commit: {}] restored snapshot [index: {}, term: {}]",
-                self.id,
-                self.raft_log.committed(),
-                sindex,
-                sterm
-            );
-            self.send(Message {
-                to: m.from,
-                msg_type: MessageType::MsgAppResp as i32,
-                index: self.raft_log.last_index(),
-                ..Message::default()
-            });
-        } else {
-            infof!(
-                self.logger,
-                "{:x} [commit: {}] ignored snapshot [index: {}, term: {}]",
-                self.id,
-                self.raft_log.committed(),
-                sindex,
-                sterm
-            );
-            self.send(Message {
-                to: m.from,
-                msg_type: MessageType::MsgAppResp as i32,
-                index: self.raft_log.committed(),
-                ..Message::default()
-            });
-        }
+        let restored = self.restore(s);
+        infof!(
+            self.logger,
+            "{:x} [commit: {}] {} snapshot [index: {}, term: {}]",
+            self.id,
+            self.raft_log.committed(),
+            if restored { "restored" } else { "ignored" },
+            sindex,
+            sterm
+        );
+        // Acknowledge up to what we now hold: the whole log after a restore,
+        // else what we had already committed.
+        let index = if restored { self.raft_log.last_index() } else { self.raft_log.committed() };
+        self.send(Message {
+            to: m.from,
+            msg_type: MessageType::MsgAppResp as i32,
+            index,
+            ..Message::default()
+        });
     }
 
     /// Restores the log and the configuration from a snapshot. Returns false

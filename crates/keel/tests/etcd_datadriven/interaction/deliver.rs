@@ -5,6 +5,7 @@ use keel::describe::{describe_message, message_type_name};
 use keel::raftpb::Message;
 use keel::util::is_local_msg_target;
 
+use super::process::Thread;
 use super::{CmdError, CmdResult, Env, fatal, go_parse_u64, node_idxs, scan_u64};
 use crate::datadriven::TestData;
 
@@ -160,28 +161,22 @@ impl Env {
                     done = false;
                 }
             }
-            for &idx in &idxs {
-                let id = self.nodes[idx].raw.id();
-                let i = (id - 1) as usize;
-                if !self.nodes[idx].append_work.is_empty() {
-                    self.output.write(&format!("> {id} processing append thread\n"));
-                    while !self.nodes[idx].append_work.is_empty() {
-                        self.with_indent(|env| env.process_append_thread(i))?;
+            for thread in [Thread::Append, Thread::Apply] {
+                for &idx in &idxs {
+                    let id = self.nodes[idx].raw.id();
+                    let i = (id - 1) as usize;
+                    if thread.work(&mut self.nodes[idx]).is_empty() {
+                        continue;
                     }
-                    done = false;
-                }
-            }
-            for &idx in &idxs {
-                let id = self.nodes[idx].raw.id();
-                let i = (id - 1) as usize;
-                if !self.nodes[idx].apply_work.is_empty() {
-                    self.output.write(&format!("> {id} processing apply thread\n"));
-                    while !self.nodes[idx].apply_work.is_empty() {
-                        // etcd ignores the apply thread's errors here (but
-                        // not its panics).
-                        let res = self.with_indent(|env| env.process_apply_thread(i));
-                        if let Err(CmdError::Fatal(e)) = res {
-                            return Err(CmdError::Fatal(e));
+                    self.output.write(&format!("> {id} processing {} thread\n", thread.name()));
+                    while !thread.work(&mut self.nodes[idx]).is_empty() {
+                        let res = self.with_indent(|env| env.process_thread(i, thread));
+                        match (thread, res) {
+                            (_, Ok(())) => {}
+                            // etcd ignores the apply thread's errors here (but
+                            // not its panics).
+                            (Thread::Apply, Err(CmdError::Output(_))) => {}
+                            (_, Err(e)) => return Err(e),
                         }
                     }
                     done = false;

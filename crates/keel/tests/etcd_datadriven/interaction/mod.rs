@@ -40,6 +40,7 @@ use keel::{CaptureLogger, Config, Level, RawNode};
 
 use crate::datadriven::{CmdArg, Handler, TestData};
 use add_nodes::EnvStorage;
+use process::Thread;
 
 /// A fresh environment for one file.
 pub(crate) fn new_handler() -> Handler {
@@ -164,8 +165,8 @@ impl Env {
             "compact" => self.handle_compact(d),
             "deliver-msgs" => self.handle_deliver_msgs(d),
             "process-ready" => self.handle_process_ready(d),
-            "process-append-thread" => self.handle_process_append_thread(d),
-            "process-apply-thread" => self.handle_process_apply_thread(d),
+            "process-append-thread" => self.handle_process_thread(d, Thread::Append),
+            "process-apply-thread" => self.handle_process_thread(d, Thread::Apply),
             "log-level" => self.handle_log_level(d),
             "raft-log" => self.handle_raft_log(d),
             "raft-state" => self.handle_raft_state(),

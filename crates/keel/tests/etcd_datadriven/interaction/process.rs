@@ -62,37 +62,43 @@ impl Env {
         Ok(())
     }
 
-    pub(crate) fn handle_process_append_thread(&mut self, d: &TestData) -> CmdResult {
+    /// `process-append-thread` / `process-apply-thread`.
+    pub(crate) fn handle_process_thread(&mut self, d: &TestData, thread: Thread) -> CmdResult {
         let idxs = node_idxs(d)?;
         for &idx in &idxs {
             if idxs.len() > 1 {
-                self.output.write(&format!("> {} processing append thread\n", idx + 1));
-                self.with_indent(|env| env.process_append_thread(idx))?;
+                self.output.write(&format!("> {} processing {} thread\n", idx + 1, thread.name()));
+                self.with_indent(|env| env.process_thread(idx, thread))?;
             } else {
-                self.process_append_thread(idx)?;
+                self.process_thread(idx, thread)?;
             }
         }
         Ok(())
     }
 
-    /// Performs the oldest work item of the node's append thread, and queues
-    /// the responses it carries.
-    pub(crate) fn process_append_thread(&mut self, idx: usize) -> CmdResult {
+    /// Performs the oldest work item of one of the node's storage threads,
+    /// and queues the responses it carries.
+    pub(crate) fn process_thread(&mut self, idx: usize, thread: Thread) -> CmdResult {
         let Env { nodes, messages, output } = self;
         let n = nodes.get_mut(idx).ok_or_else(|| fatal(format!("index out of range [{idx}]")))?;
-        if n.append_work.is_empty() {
-            output.write("no append work to perform");
+        let work = thread.work(n);
+        if work.is_empty() {
+            output.write(&format!("no {} work to perform", thread.name()));
             return Ok(());
         }
-        let mut m = n.append_work.remove(0);
+        let mut m = work.remove(0);
         let resps = std::mem::take(&mut m.responses);
         output.write("Processing:\n");
         output.write(&describe_message(&m, None));
         output.write("\n");
-        let st = HardState { term: m.term, vote: m.vote, commit: m.commit };
-        let snap = m.snapshot.clone().unwrap_or_default();
-        process_append(n, st, &m.entries, &snap)?;
-
+        match thread {
+            Thread::Append => {
+                let st = HardState { term: m.term, vote: m.vote, commit: m.commit };
+                let snap = m.snapshot.clone().unwrap_or_default();
+                process_append(n, st, &m.entries, &snap)?;
+            }
+            Thread::Apply => process_apply(n, &m.entries)?,
+        }
         output.write("Responses:\n");
         for r in &resps {
             output.write(&describe_message(r, None));
@@ -101,43 +107,31 @@ impl Env {
         messages.extend(resps);
         Ok(())
     }
+}
 
-    pub(crate) fn handle_process_apply_thread(&mut self, d: &TestData) -> CmdResult {
-        let idxs = node_idxs(d)?;
-        for &idx in &idxs {
-            if idxs.len() > 1 {
-                self.output.write(&format!("> {} processing apply thread\n", idx + 1));
-                self.with_indent(|env| env.process_apply_thread(idx))?;
-            } else {
-                self.process_apply_thread(idx)?;
-            }
+/// A node's local storage threads (asynchronous storage writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Thread {
+    /// Persists entries, hard state and snapshots (`MsgStorageAppend`).
+    Append,
+    /// Applies committed entries (`MsgStorageApply`).
+    Apply,
+}
+
+impl Thread {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Thread::Append => "append",
+            Thread::Apply => "apply",
         }
-        Ok(())
     }
 
-    /// Performs the oldest work item of the node's apply thread, and queues
-    /// the responses it carries.
-    pub(crate) fn process_apply_thread(&mut self, idx: usize) -> CmdResult {
-        let Env { nodes, messages, output } = self;
-        let n = nodes.get_mut(idx).ok_or_else(|| fatal(format!("index out of range [{idx}]")))?;
-        if n.apply_work.is_empty() {
-            output.write("no apply work to perform");
-            return Ok(());
+    /// The thread's queue of work on node `n`.
+    pub(crate) fn work(self, n: &mut Node) -> &mut Vec<keel::raftpb::Message> {
+        match self {
+            Thread::Append => &mut n.append_work,
+            Thread::Apply => &mut n.apply_work,
         }
-        let mut m = n.apply_work.remove(0);
-        let resps = std::mem::take(&mut m.responses);
-        output.write("Processing:\n");
-        output.write(&describe_message(&m, None));
-        output.write("\n");
-        process_apply(n, &m.entries)?;
-
-        output.write("Responses:\n");
-        for r in &resps {
-            output.write(&describe_message(r, None));
-            output.write("\n");
-        }
-        messages.extend(resps);
-        Ok(())
     }
 }
 
