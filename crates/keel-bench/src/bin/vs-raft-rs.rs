@@ -30,6 +30,17 @@ enum ModeArg {
     Both,
 }
 
+/// Which libraries to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SideArg {
+    /// Keel only (for profiling; no ratios).
+    Keel,
+    /// raft-rs only (for profiling; no ratios).
+    RaftRs,
+    /// Both, alternating.
+    Both,
+}
+
 /// Keel vs raft-rs 0.7: 3 in-memory nodes in one thread, 128-byte entries.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -44,6 +55,12 @@ struct Args {
     /// Proposal path.
     #[arg(long, value_enum, default_value_t = ModeArg::Both)]
     mode: ModeArg,
+    /// Run only one side, e.g. under a profiler.
+    #[arg(long, value_enum, default_value_t = SideArg::Both)]
+    side: SideArg,
+    /// Skip the latency runs (to profile the throughput workload alone).
+    #[arg(long)]
+    skip_latency: bool,
 }
 
 /// Everything measured for one library in one mode, over all rounds.
@@ -56,7 +73,7 @@ struct Figures {
 }
 
 impl Figures {
-    fn record<C: Cluster>(&mut self, mode: Mode, window: Duration, probe: AllocProbe) {
+    fn record<C: Cluster>(&mut self, mode: Mode, window: Duration, probe: AllocProbe, args: &Args) {
         let run = run_throughput::<C>(mode, window, probe);
         println!(
             "  {:<8} {:<7} throughput {:>12.0} entries/s  ({} entries, {} loops, peak {:.1} MiB, {:.2} allocs/entry)",
@@ -71,6 +88,9 @@ impl Figures {
         self.rates.push(run.rate());
         self.peak_bytes = self.peak_bytes.max(run.peak_bytes);
         self.allocs_per_entry.push(run.allocs_per_entry);
+        if args.skip_latency {
+            return;
+        }
         let mut samples = run_latency::<C>(mode, window);
         let p = Percentiles::of(&mut samples);
         println!(
@@ -130,16 +150,23 @@ fn main() {
         for (i, &mode) in modes.iter().enumerate() {
             // Alternate which side goes first, so neither always runs on a
             // warmer (or more fragmented) heap.
-            if round % 2 == 1 {
-                keel[i].record::<KeelCluster>(mode, window, probe);
-                raft_rs[i].record::<RaftRsCluster>(mode, window, probe);
-            } else {
-                raft_rs[i].record::<RaftRsCluster>(mode, window, probe);
-                keel[i].record::<KeelCluster>(mode, window, probe);
+            let run_keel = args.side != SideArg::RaftRs;
+            let run_raft_rs = args.side != SideArg::Keel;
+            if round % 2 == 1 && run_keel {
+                keel[i].record::<KeelCluster>(mode, window, probe, &args);
+            }
+            if run_raft_rs {
+                raft_rs[i].record::<RaftRsCluster>(mode, window, probe, &args);
+            }
+            if round % 2 == 0 && run_keel {
+                keel[i].record::<KeelCluster>(mode, window, probe, &args);
             }
         }
     }
 
+    if args.side != SideArg::Both {
+        return;
+    }
     println!();
     println!(
         "3 nodes in one thread, 128-byte entries, <= 4096 outstanding in batches of 64, \
