@@ -24,7 +24,7 @@ use crate::storage::{Storage, ents_size};
 use crate::tracker::Progress;
 use crate::util::{
     LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, is_local_msg, is_local_msg_target,
-    is_response_msg,
+    is_response_msg, payloads_size,
 };
 
 /// Volatile state that is useful for logging and leader tracking; it need not
@@ -104,6 +104,22 @@ pub struct RawNode<S: Storage> {
     prev_hard_state: HardState,
     /// Self-addressed responses to step on `advance` (synchronous mode).
     steps_on_advance: Vec<Message>,
+    /// The apply acknowledgement to process on `advance`, after
+    /// `steps_on_advance` (synchronous mode). etcd steps a
+    /// `MsgStorageApplyResp` carrying the applied entries; only their last
+    /// index and sizes matter, so the entries are not copied.
+    applied_on_advance: Option<AppliedOnAdvance>,
+}
+
+/// The part of a `MsgStorageApplyResp` that stepping it reads.
+#[derive(Clone, Copy, Debug)]
+struct AppliedOnAdvance {
+    /// The last applied index.
+    index: u64,
+    /// The encoded size of the applied entries.
+    size: u64,
+    /// Their payload bytes, released from the uncommitted-size quota.
+    payloads_size: u64,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -121,6 +137,7 @@ impl<S: Storage> RawNode<S> {
             prev_soft_state,
             prev_hard_state,
             steps_on_advance: Vec::new(),
+            applied_on_advance: None,
         })
     }
 
@@ -362,8 +379,9 @@ impl<S: Storage> RawNode<S> {
         if !rd.read_states.is_empty() {
             self.raft.read_states.clear();
         }
+        let committed_size = ents_size(&rd.committed_entries);
         if !self.async_storage_writes {
-            if !self.steps_on_advance.is_empty() {
+            if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
             }
             let id = self.raft.id;
@@ -373,20 +391,21 @@ impl<S: Storage> RawNode<S> {
                 let m = self.new_storage_append_resp_msg(rd);
                 self.steps_on_advance.push(m);
             }
-            if !rd.committed_entries.is_empty() {
-                let m = self.new_storage_apply_resp_msg(&rd.committed_entries);
-                self.steps_on_advance.push(m);
+            if let Some(last) = rd.committed_entries.last() {
+                // What stepping the apply thread's response (which would
+                // carry a copy of the committed entries) does on advance.
+                self.applied_on_advance = Some(AppliedOnAdvance {
+                    index: last.index,
+                    size: committed_size,
+                    payloads_size: payloads_size(&rd.committed_entries),
+                });
             }
         }
         self.raft.msgs_after_append.clear();
         self.raft.raft_log.accept_unstable();
         if let Some(last) = rd.committed_entries.last() {
             let allow_unstable = self.apply_unstable_entries();
-            self.raft.raft_log.accept_applying(
-                last.index,
-                ents_size(&rd.committed_entries),
-                allow_unstable,
-            );
+            self.raft.raft_log.accept_applying(last.index, committed_size, allow_unstable);
         }
     }
 
@@ -436,6 +455,12 @@ impl<S: Storage> RawNode<S> {
         }
         // Keep the buffer's capacity for the next Ready.
         self.steps_on_advance = steps;
+        if let Some(applied) = self.applied_on_advance.take() {
+            // Exactly what `Raft::step` does with a `MsgStorageApplyResp`
+            // (a local message, so no term checks).
+            self.raft.applied_to(applied.index, applied.size);
+            self.raft.reduce_uncommitted_size(applied.payloads_size);
+        }
     }
 
     /// The node's state, with the configuration and (on a leader) a copy of
