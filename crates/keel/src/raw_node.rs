@@ -226,12 +226,15 @@ impl<S: Storage> RawNode<S> {
     /// The outstanding work. Everything in it must be handled, and then (in
     /// synchronous mode) `advance` called, before the next `ready`.
     pub fn ready(&mut self) -> Ready {
-        let rd = self.ready_without_accept();
-        self.accept_ready(&rd);
+        let mut rd = self.ready_without_accept();
+        self.accept_ready(&mut rd);
         rd
     }
 
-    /// Builds a `Ready` without committing to handle it.
+    /// Builds a `Ready` without committing to handle it. In synchronous
+    /// mode its messages do not yet include the responses that wait for the
+    /// entries to be durable: [`accept_ready`](Self::accept_ready) moves
+    /// them in (rather than this cloning them).
     fn ready_without_accept(&mut self) -> Ready {
         let allow_unstable = self.apply_unstable_entries();
         let r = &mut self.raft;
@@ -267,11 +270,6 @@ impl<S: Storage> RawNode<S> {
                 let m = self.new_storage_apply_msg(&rd.committed_entries);
                 rd.messages.push(m);
             }
-        } else {
-            // The Ready contract says messages go out after the entries are
-            // persisted, so the durable-only responses can ride along.
-            let id = self.raft.id;
-            rd.messages.extend(self.raft.msgs_after_append.iter().filter(|m| m.to != id).cloned());
         }
         rd
     }
@@ -369,7 +367,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Commits to handling `rd`: nothing may change the node between
     /// `ready_without_accept` and this.
-    fn accept_ready(&mut self, rd: &Ready) {
+    fn accept_ready(&mut self, rd: &mut Ready) {
         if let Some(ss) = rd.soft_state {
             self.prev_soft_state = ss;
         }
@@ -384,9 +382,7 @@ impl<S: Storage> RawNode<S> {
             if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
             }
-            let id = self.raft.id;
-            let msgs = std::mem::take(&mut self.raft.msgs_after_append);
-            self.steps_on_advance.extend(msgs.into_iter().filter(|m| m.to == id));
+            self.split_msgs_after_append(rd);
             if self.need_storage_append_resp_msg(rd) {
                 let m = self.new_storage_append_resp_msg(rd);
                 self.steps_on_advance.push(m);
@@ -406,6 +402,29 @@ impl<S: Storage> RawNode<S> {
         if let Some(last) = rd.committed_entries.last() {
             let allow_unstable = self.apply_unstable_entries();
             self.raft.raft_log.accept_applying(last.index, committed_size, allow_unstable);
+        }
+    }
+
+    /// Synchronous mode: the Ready contract says messages go out after the
+    /// entries are persisted, so the responses that wait for durability join
+    /// the Ready's messages, except the self-addressed ones, which are stepped
+    /// on `advance`. Moves them (in order) instead of copying.
+    fn split_msgs_after_append(&mut self, rd: &mut Ready) {
+        let id = self.raft.id;
+        let after = &mut self.raft.msgs_after_append;
+        if after.iter().all(|m| m.to == id) {
+            // A leader's own acknowledgements: hand over the whole buffer.
+            std::mem::swap(&mut self.steps_on_advance, after);
+        } else if after.iter().all(|m| m.to != id) {
+            rd.messages.append(after);
+        } else {
+            for m in after.drain(..) {
+                if m.to == id {
+                    self.steps_on_advance.push(m);
+                } else {
+                    rd.messages.push(m);
+                }
+            }
         }
     }
 
@@ -453,8 +472,13 @@ impl<S: Storage> RawNode<S> {
         for m in steps.drain(..) {
             let _ = self.raft.step(m);
         }
-        // Keep the buffer's capacity for the next Ready.
-        self.steps_on_advance = steps;
+        // Keep the buffer's capacity for the next Ready. (When it was swapped
+        // with `msgs_after_append`, this hands that buffer's capacity back.)
+        if self.raft.msgs_after_append.capacity() == 0 {
+            self.raft.msgs_after_append = steps;
+        } else {
+            self.steps_on_advance = steps;
+        }
         if let Some(applied) = self.applied_on_advance.take() {
             // Exactly what `Raft::step` does with a `MsgStorageApplyResp`
             // (a local message, so no term checks).
