@@ -307,7 +307,7 @@ impl<S: Storage> RawNode<S> {
             m.commit = rd.hard_state.commit;
         }
         if !rd.snapshot.is_empty() {
-            m.snapshot = Some(rd.snapshot.clone());
+            m.snapshot = Some(Box::new(rd.snapshot.clone()));
         }
         // The leader's self-acknowledgements come before the append response,
         // so that they find the new entries still in the unstable log.
@@ -339,7 +339,7 @@ impl<S: Storage> RawNode<S> {
             m.log_term = last.term;
         }
         if !rd.snapshot.is_empty() {
-            m.snapshot = Some(rd.snapshot.clone());
+            m.snapshot = Some(Box::new(rd.snapshot.clone()));
         }
         m
     }
