@@ -1,9 +1,10 @@
 //! [`MemoryStorage`]: etcd-raft's in-memory `Storage`, shared between the Raft
 //! loop and the application's storage threads.
 
-use super::{Storage, StorageError, limit_len};
+use super::{Storage, StorageError, limit_count};
 use crate::raftpb::{ConfState, Entry, HardState, Snapshot};
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// How many times each [`Storage`] method of a [`MemoryStorage`] was called,
@@ -49,7 +50,9 @@ struct Inner {
     hard_state: HardState,
     snapshot: Snapshot,
     /// `ents[i]` has log index `ents[0].index + i`; `ents[0]` is the dummy.
-    ents: Vec<Entry>,
+    /// A ring buffer, so that compaction drops the compacted entries without
+    /// moving the ones that stay.
+    ents: VecDeque<Entry>,
     call_stats: MemoryStorageCallStats,
 }
 
@@ -95,7 +98,7 @@ impl MemoryStorage {
             inner: Arc::new(Mutex::new(Inner {
                 hard_state: HardState::default(),
                 snapshot: Snapshot::default(),
-                ents,
+                ents: ents.into(),
                 call_stats: MemoryStorageCallStats::default(),
             })),
         }
@@ -142,7 +145,7 @@ impl MemoryStorage {
             return Err(StorageError::SnapOutOfDate);
         }
         inner.ents.clear();
-        inner.ents.push(dummy(snapshot.metadata.index, snapshot.metadata.term));
+        inner.ents.push_back(dummy(snapshot.metadata.index, snapshot.metadata.term));
         inner.snapshot = snapshot;
         Ok(())
     }
@@ -233,7 +236,7 @@ impl MemoryStorage {
             panic!("missing log entry [last: {last}, append at: {}]", entries[0].index);
         }
         inner.ents.truncate(offset);
-        inner.ents.extend_from_slice(entries);
+        inner.ents.extend(entries.iter().cloned());
         Ok(())
     }
 
@@ -241,7 +244,7 @@ impl MemoryStorage {
     /// layout.
     #[cfg(test)]
     pub(crate) fn entries_with_dummy(&self) -> Vec<Entry> {
-        self.lock().ents.clone()
+        self.lock().ents.iter().cloned().collect()
     }
 }
 
@@ -268,8 +271,9 @@ impl Storage for MemoryStorage {
             return Err(StorageError::Unavailable);
         }
         assert!(lo <= hi, "invalid entries range [{lo}, {hi})");
-        let range = &inner.ents[(lo - offset) as usize..(hi - offset) as usize];
-        Ok(range[..limit_len(range, max_size)].to_vec())
+        let range = inner.ents.range((lo - offset) as usize..(hi - offset) as usize);
+        let n = limit_count(range.clone(), max_size);
+        Ok(range.take(n).cloned().collect())
     }
 
     fn term(&self, index: u64) -> Result<u64, StorageError> {

@@ -154,28 +154,37 @@ const ENTRY_OVERHEAD_MAX: u64 = 4 + 3 * 10 + 10;
 /// protobuf encoding; at least one when `ents` is not empty, even if that
 /// entry alone is larger, so that progress is always possible.
 pub fn limit_len(ents: &[Entry], max_size: u64) -> usize {
+    limit_count(ents.iter(), max_size)
+}
+
+/// [`limit_len`] over any sequence of entries (a `VecDeque`'s range, say).
+pub(crate) fn limit_count<'a, I>(ents: I, max_size: u64) -> usize
+where
+    I: ExactSizeIterator<Item = &'a Entry> + Clone,
+{
+    let len = ents.len();
     if max_size == u64::MAX {
         // Sizes add up saturating, so nothing exceeds this: skip measuring.
-        return ents.len();
+        return len;
     }
     // Usually everything fits by far (a Ready's or a message's worth of
     // entries against a 1 MiB limit): a bound from the payload lengths
     // alone settles that without encoding sizes entry by entry.
-    let bound = ents.iter().fold(0u64, |sum, e| {
+    let bound = ents.clone().fold(0u64, |sum, e| {
         sum.saturating_add(ENTRY_OVERHEAD_MAX).saturating_add(e.data.len() as u64)
     });
     if bound <= max_size {
-        return ents.len();
+        return len;
     }
-    let Some(first) = ents.first() else { return 0 };
-    let mut size = first.encoded_len() as u64;
-    for (n, e) in ents.iter().enumerate().skip(1) {
+    let mut size = 0u64;
+    for (n, e) in ents.enumerate() {
         size = size.saturating_add(e.encoded_len() as u64);
-        if size > max_size {
+        // The first entry always counts, so that progress is possible.
+        if n > 0 && size > max_size {
             return n;
         }
     }
-    ents.len()
+    len
 }
 
 /// The longest prefix of `ents` within `max_size` bytes of protobuf encoding,
