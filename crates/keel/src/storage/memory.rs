@@ -68,6 +68,29 @@ impl Inner {
     fn last_index(&self) -> u64 {
         self.offset() + self.ents.len() as u64 - 1
     }
+
+    /// Prepares appending `n` entries from index `head`: drops the entries
+    /// they replace and returns how many of them to skip because they are
+    /// already compacted (`None`: all of them).
+    ///
+    /// Panics if they would leave a gap after the last index.
+    fn make_room(&mut self, head: u64, n: usize) -> Option<usize> {
+        let first = self.first_index();
+        let last_new = head + n as u64 - 1;
+        if last_new < first {
+            // Everything is already compacted.
+            return None;
+        }
+        let skip = first.saturating_sub(head);
+        let start = head + skip;
+        let offset = (start - self.offset()) as usize;
+        if offset > self.ents.len() {
+            let last = self.last_index();
+            panic!("missing log entry [last: {last}, append at: {start}]");
+        }
+        self.ents.truncate(offset);
+        Some(skip as usize)
+    }
 }
 
 fn dummy(index: u64, term: u64) -> Entry {
@@ -221,22 +244,24 @@ impl MemoryStorage {
     pub fn append(&self, entries: &[Entry]) -> Result<(), StorageError> {
         let Some(head) = entries.first() else { return Ok(()) };
         let mut inner = self.lock();
-        let first = inner.first_index();
-        let last_new = head.index + entries.len() as u64 - 1;
-        if last_new < first {
-            // Everything is already compacted.
-            return Ok(());
+        if let Some(skip) = inner.make_room(head.index, entries.len()) {
+            inner.ents.extend(entries[skip..].iter().cloned());
         }
-        let entries =
-            if head.index < first { &entries[(first - head.index) as usize..] } else { entries };
-        let offset = (entries[0].index - inner.offset()) as usize;
-        let len = inner.ents.len();
-        if offset > len {
-            let last = inner.last_index();
-            panic!("missing log entry [last: {last}, append at: {}]", entries[0].index);
+        Ok(())
+    }
+
+    /// [`append`](MemoryStorage::append), taking the entries by value: they
+    /// are moved in rather than cloned, which saves a reference count
+    /// increment and decrement per entry. Pass a `Ready`'s entries with
+    /// `std::mem::take(&mut ready.entries)` once nothing else needs them.
+    ///
+    /// Panics if `entries` would leave a gap after the last index.
+    pub fn append_owned(&self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let Some(head) = entries.first() else { return Ok(()) };
+        let mut inner = self.lock();
+        if let Some(skip) = inner.make_room(head.index, entries.len()) {
+            inner.ents.extend(entries.into_iter().skip(skip));
         }
-        inner.ents.truncate(offset);
-        inner.ents.extend(entries.iter().cloned());
         Ok(())
     }
 
@@ -477,11 +502,20 @@ mod tests {
             let s = MemoryStorage::new_with_entries(terms(3, &[3, 4, 5]));
             s.append(input).unwrap();
             assert_eq!(&ids(&s.entries_with_dummy()), want, "append {:?}", ids(input));
+            let owned = MemoryStorage::new_with_entries(terms(3, &[3, 4, 5]));
+            owned.append_owned(input.clone()).unwrap();
+            assert_eq!(&ids(&owned.entries_with_dummy()), want, "append_owned {:?}", ids(input));
         }
         let s = MemoryStorage::new_with_entries(terms(3, &[3, 4, 5]));
         assert!(panics(|| drop(s.append(&terms(7, &[5])))));
+        assert!(panics(|| drop(s.append_owned(terms(7, &[5])))));
         s.append(&[]).unwrap();
+        s.append_owned(Vec::new()).unwrap();
         assert_eq!(s.last_index().unwrap(), 5);
+        // Entirely compacted input is ignored by both.
+        s.append(&terms(1, &[1, 1])).unwrap();
+        s.append_owned(terms(1, &[1, 1])).unwrap();
+        assert_eq!(ids(&s.entries_with_dummy()), vec![(3, 3), (4, 4), (5, 5)]);
     }
 
     #[test]
