@@ -65,7 +65,10 @@ impl KeelCluster {
         if !rd.snapshot.is_empty() {
             node.storage.apply_snapshot(rd.snapshot.clone()).expect("apply snapshot");
         }
-        node.storage.append(&rd.entries).expect("append to memory storage");
+        // Keel can move the entries into the storage instead of cloning them.
+        node.storage
+            .append_owned(std::mem::take(&mut rd.entries))
+            .expect("append to memory storage");
         if !rd.hard_state.is_empty() {
             node.storage.set_hard_state(rd.hard_state);
         }
