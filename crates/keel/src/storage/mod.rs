@@ -150,6 +150,15 @@ pub fn ents_size(ents: &[Entry]) -> u64 {
 /// type, sign-extended when negative) and the payload's length varint.
 const ENTRY_OVERHEAD_MAX: u64 = 4 + 3 * 10 + 10;
 
+/// An upper bound on [`ents_size`] from the payload lengths alone, much
+/// cheaper than encoding each entry's size: enough to show that a batch is
+/// far below a limit.
+pub(crate) fn ents_size_bound<'a>(ents: impl Iterator<Item = &'a Entry>) -> u64 {
+    ents.fold(0u64, |sum, e| {
+        sum.saturating_add(ENTRY_OVERHEAD_MAX).saturating_add(e.data.len() as u64)
+    })
+}
+
 /// How many entries of `ents`, from the front, fit in `max_size` bytes of
 /// protobuf encoding; at least one when `ents` is not empty, even if that
 /// entry alone is larger, so that progress is always possible.
@@ -170,10 +179,7 @@ where
     // Usually everything fits by far (a Ready's or a message's worth of
     // entries against a 1 MiB limit): a bound from the payload lengths
     // alone settles that without encoding sizes entry by entry.
-    let bound = ents.clone().fold(0u64, |sum, e| {
-        sum.saturating_add(ENTRY_OVERHEAD_MAX).saturating_add(e.data.len() as u64)
-    });
-    if bound <= max_size {
+    if ents_size_bound(ents.clone()) <= max_size {
         return len;
     }
     let mut size = 0u64;
