@@ -469,7 +469,8 @@ impl<S: Storage> RawNode<S> {
             panicf!(self.raft.logger, "Advance must not be called when using AsyncStorageWrites");
         }
         let mut steps = std::mem::take(&mut self.steps_on_advance);
-        for m in steps.drain(..) {
+        let skip = self.own_acks_to_skip(&steps);
+        for m in steps.drain(..).skip(skip) {
             let _ = self.raft.step(m);
         }
         // Keep the buffer's capacity for the next Ready. (When it was swapped
@@ -485,6 +486,28 @@ impl<S: Storage> RawNode<S> {
             self.raft.applied_to(applied.index, applied.size);
             self.raft.reduce_uncommitted_size(applied.payloads_size);
         }
+    }
+
+    /// How many of the leading steps on advance (a leader's acknowledgements
+    /// of its own appends, one per proposal) can be skipped because stepping
+    /// the last of them alone has the same effect (see
+    /// `Raft::own_acks_coalesce`).
+    fn own_acks_to_skip(&self, steps: &[Message]) -> usize {
+        let (id, term) = (self.raft.id, self.raft.term);
+        let run = steps
+            .iter()
+            .take_while(|m| {
+                m.msg_type() == MessageType::MsgAppResp
+                    && m.from == id
+                    && m.to == id
+                    && m.term == term
+                    && !m.reject
+            })
+            .count();
+        if run < 2 || !steps[..run].windows(2).all(|w| w[0].index <= w[1].index) {
+            return 0;
+        }
+        if self.raft.own_acks_coalesce(steps[run - 1].index) { run - 1 } else { 0 }
     }
 
     /// The node's state, with the configuration and (on a leader) a copy of
