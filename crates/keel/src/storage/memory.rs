@@ -5,6 +5,8 @@ use super::{Storage, StorageError, limit_count};
 use crate::raftpb::{ConfState, Entry, HardState, Snapshot};
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// How many times each [`Storage`] method of a [`MemoryStorage`] was called,
@@ -42,7 +44,60 @@ pub struct MemoryStorageCallStats {
 /// the caller's contract and panics.
 #[derive(Clone, Debug)]
 pub struct MemoryStorage {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<Inner>,
+    /// `first_index()` and `last_index()`, published by every write before
+    /// it releases the lock. The Raft loop asks for them several times per
+    /// message, so they are read without locking.
+    first_index: AtomicU64,
+    last_index: AtomicU64,
+    calls: CallCounters,
+}
+
+/// [`MemoryStorageCallStats`], counted without the lock.
+#[derive(Debug, Default)]
+struct CallCounters {
+    initial_state: AtomicU64,
+    first_index: AtomicU64,
+    last_index: AtomicU64,
+    entries: AtomicU64,
+    term: AtomicU64,
+    snapshot: AtomicU64,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The lock, held for a change to the entries: releasing it publishes the
+/// new first and last index.
+struct WriteGuard<'a> {
+    inner: MutexGuard<'a, Inner>,
+    shared: &'a Shared,
+}
+
+impl Deref for WriteGuard<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.first_index.store(self.inner.first_index(), Ordering::Release);
+        self.shared.last_index.store(self.inner.last_index(), Ordering::Release);
+    }
 }
 
 #[derive(Debug)]
@@ -53,7 +108,6 @@ struct Inner {
     /// A ring buffer, so that compaction drops the compacted entries without
     /// moving the ones that stay.
     ents: VecDeque<Entry>,
-    call_stats: MemoryStorageCallStats,
 }
 
 impl Inner {
@@ -117,14 +171,20 @@ impl MemoryStorage {
         assert!(!ents.is_empty(), "MemoryStorage needs at least the dummy entry");
         // The dummy entry keeps only its position, as after a compaction.
         ents[0] = dummy(ents[0].index, ents[0].term);
-        MemoryStorage {
-            inner: Arc::new(Mutex::new(Inner {
-                hard_state: HardState::default(),
-                snapshot: Snapshot::default(),
-                ents: ents.into(),
-                call_stats: MemoryStorageCallStats::default(),
-            })),
-        }
+        let storage = MemoryStorage {
+            inner: Arc::new(Shared {
+                state: Mutex::new(Inner {
+                    hard_state: HardState::default(),
+                    snapshot: Snapshot::default(),
+                    ents: ents.into(),
+                }),
+                first_index: AtomicU64::new(0),
+                last_index: AtomicU64::new(0),
+                calls: CallCounters::default(),
+            }),
+        };
+        drop(storage.write());
+        storage
     }
 
     /// An empty storage whose (empty) snapshot carries `conf_state`: the way
@@ -139,7 +199,12 @@ impl MemoryStorage {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The methods panic only before they mutate, so a poisoned lock still
         // guards a consistent state.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lock, for changing the entries.
+    fn write(&self) -> WriteGuard<'_> {
+        WriteGuard { inner: self.lock(), shared: &self.inner }
     }
 
     /// Persists `hard_state`; [`Storage::initial_state`] returns it.
@@ -154,7 +219,16 @@ impl MemoryStorage {
 
     /// How often each [`Storage`] method has been called so far.
     pub fn call_stats(&self) -> MemoryStorageCallStats {
-        self.lock().call_stats
+        let c = &self.inner.calls;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        MemoryStorageCallStats {
+            initial_state: load(&c.initial_state),
+            first_index: load(&c.first_index),
+            last_index: load(&c.last_index),
+            entries: load(&c.entries),
+            term: load(&c.term),
+            snapshot: load(&c.snapshot),
+        }
     }
 
     /// Replaces the whole contents with `snapshot`: the log becomes empty
@@ -163,7 +237,7 @@ impl MemoryStorage {
     /// Returns [`StorageError::SnapOutOfDate`] if the storage already has a
     /// snapshot at that index or a later one.
     pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<(), StorageError> {
-        let mut inner = self.lock();
+        let mut inner = self.write();
         if inner.snapshot.metadata.index >= snapshot.metadata.index {
             return Err(StorageError::SnapOutOfDate);
         }
@@ -220,7 +294,7 @@ impl MemoryStorage {
     /// Returns [`StorageError::Compacted`] if `compact_index` is not after the
     /// current dummy entry. Panics if it is past the last index.
     pub fn compact(&self, compact_index: u64) -> Result<(), StorageError> {
-        let mut inner = self.lock();
+        let mut inner = self.write();
         let offset = inner.offset();
         if compact_index <= offset {
             return Err(StorageError::Compacted);
@@ -243,7 +317,7 @@ impl MemoryStorage {
     /// Panics if `entries` would leave a gap after the last index.
     pub fn append(&self, entries: &[Entry]) -> Result<(), StorageError> {
         let Some(head) = entries.first() else { return Ok(()) };
-        let mut inner = self.lock();
+        let mut inner = self.write();
         if let Some(skip) = inner.make_room(head.index, entries.len()) {
             inner.ents.extend(entries[skip..].iter().cloned());
         }
@@ -258,7 +332,7 @@ impl MemoryStorage {
     /// Panics if `entries` would leave a gap after the last index.
     pub fn append_owned(&self, mut entries: Vec<Entry>) -> Result<(), StorageError> {
         let Some(head) = entries.first() else { return Ok(()) };
-        let mut inner = self.lock();
+        let mut inner = self.write();
         if let Some(skip) = inner.make_room(head.index, entries.len()) {
             entries.drain(..skip);
             // Extending from a whole Vec moves the entries in one copy.
@@ -277,14 +351,14 @@ impl MemoryStorage {
 
 impl Storage for MemoryStorage {
     fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.initial_state += 1;
+        count(&self.inner.calls.initial_state);
+        let inner = self.lock();
         Ok((inner.hard_state, inner.snapshot.metadata.conf_state.clone()))
     }
 
     fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.entries += 1;
+        count(&self.inner.calls.entries);
+        let inner = self.lock();
         let offset = inner.offset();
         if lo <= offset {
             return Err(StorageError::Compacted);
@@ -313,8 +387,8 @@ impl Storage for MemoryStorage {
     }
 
     fn term(&self, index: u64) -> Result<u64, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.term += 1;
+        count(&self.inner.calls.term);
+        let inner = self.lock();
         let offset = inner.offset();
         if index < offset {
             return Err(StorageError::Compacted);
@@ -326,20 +400,18 @@ impl Storage for MemoryStorage {
     }
 
     fn first_index(&self) -> Result<u64, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.first_index += 1;
-        Ok(inner.first_index())
+        count(&self.inner.calls.first_index);
+        Ok(self.inner.first_index.load(Ordering::Acquire))
     }
 
     fn last_index(&self) -> Result<u64, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.last_index += 1;
-        Ok(inner.last_index())
+        count(&self.inner.calls.last_index);
+        Ok(self.inner.last_index.load(Ordering::Acquire))
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.snapshot += 1;
+        count(&self.inner.calls.snapshot);
+        let inner = self.lock();
         Ok(inner.snapshot.clone())
     }
 }
