@@ -24,7 +24,7 @@ use crate::storage::{Storage, ents_size};
 use crate::tracker::Progress;
 use crate::util::{
     LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, is_local_msg, is_local_msg_target,
-    is_response_msg,
+    is_response_msg, payloads_size,
 };
 
 /// Volatile state that is useful for logging and leader tracking; it need not
@@ -104,6 +104,22 @@ pub struct RawNode<S: Storage> {
     prev_hard_state: HardState,
     /// Self-addressed responses to step on `advance` (synchronous mode).
     steps_on_advance: Vec<Message>,
+    /// The apply acknowledgement to process on `advance`, after
+    /// `steps_on_advance` (synchronous mode). etcd steps a
+    /// `MsgStorageApplyResp` carrying the applied entries; only their last
+    /// index and sizes matter, so the entries are not copied.
+    applied_on_advance: Option<AppliedOnAdvance>,
+}
+
+/// The part of a `MsgStorageApplyResp` that stepping it reads.
+#[derive(Clone, Copy, Debug)]
+struct AppliedOnAdvance {
+    /// The last applied index.
+    index: u64,
+    /// The encoded size of the applied entries.
+    size: u64,
+    /// Their payload bytes, released from the uncommitted-size quota.
+    payloads_size: u64,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -121,6 +137,7 @@ impl<S: Storage> RawNode<S> {
             prev_soft_state,
             prev_hard_state,
             steps_on_advance: Vec::new(),
+            applied_on_advance: None,
         })
     }
 
@@ -209,12 +226,15 @@ impl<S: Storage> RawNode<S> {
     /// The outstanding work. Everything in it must be handled, and then (in
     /// synchronous mode) `advance` called, before the next `ready`.
     pub fn ready(&mut self) -> Ready {
-        let rd = self.ready_without_accept();
-        self.accept_ready(&rd);
+        let mut rd = self.ready_without_accept();
+        self.accept_ready(&mut rd);
         rd
     }
 
-    /// Builds a `Ready` without committing to handle it.
+    /// Builds a `Ready` without committing to handle it. In synchronous
+    /// mode its messages do not yet include the responses that wait for the
+    /// entries to be durable: [`accept_ready`](Self::accept_ready) moves
+    /// them in (rather than this cloning them).
     fn ready_without_accept(&mut self) -> Ready {
         let allow_unstable = self.apply_unstable_entries();
         let r = &mut self.raft;
@@ -250,11 +270,6 @@ impl<S: Storage> RawNode<S> {
                 let m = self.new_storage_apply_msg(&rd.committed_entries);
                 rd.messages.push(m);
             }
-        } else {
-            // The Ready contract says messages go out after the entries are
-            // persisted, so the durable-only responses can ride along.
-            let id = self.raft.id;
-            rd.messages.extend(self.raft.msgs_after_append.iter().filter(|m| m.to != id).cloned());
         }
         rd
     }
@@ -292,7 +307,7 @@ impl<S: Storage> RawNode<S> {
             m.commit = rd.hard_state.commit;
         }
         if !rd.snapshot.is_empty() {
-            m.snapshot = Some(rd.snapshot.clone());
+            m.snapshot = Some(Box::new(rd.snapshot.clone()));
         }
         // The leader's self-acknowledgements come before the append response,
         // so that they find the new entries still in the unstable log.
@@ -324,7 +339,7 @@ impl<S: Storage> RawNode<S> {
             m.log_term = last.term;
         }
         if !rd.snapshot.is_empty() {
-            m.snapshot = Some(rd.snapshot.clone());
+            m.snapshot = Some(Box::new(rd.snapshot.clone()));
         }
         m
     }
@@ -352,7 +367,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Commits to handling `rd`: nothing may change the node between
     /// `ready_without_accept` and this.
-    fn accept_ready(&mut self, rd: &Ready) {
+    fn accept_ready(&mut self, rd: &mut Ready) {
         if let Some(ss) = rd.soft_state {
             self.prev_soft_state = ss;
         }
@@ -362,31 +377,54 @@ impl<S: Storage> RawNode<S> {
         if !rd.read_states.is_empty() {
             self.raft.read_states.clear();
         }
+        let committed_size = ents_size(&rd.committed_entries);
         if !self.async_storage_writes {
-            if !self.steps_on_advance.is_empty() {
+            if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
             }
-            let id = self.raft.id;
-            let msgs = std::mem::take(&mut self.raft.msgs_after_append);
-            self.steps_on_advance.extend(msgs.into_iter().filter(|m| m.to == id));
+            self.split_msgs_after_append(rd);
             if self.need_storage_append_resp_msg(rd) {
                 let m = self.new_storage_append_resp_msg(rd);
                 self.steps_on_advance.push(m);
             }
-            if !rd.committed_entries.is_empty() {
-                let m = self.new_storage_apply_resp_msg(&rd.committed_entries);
-                self.steps_on_advance.push(m);
+            if let Some(last) = rd.committed_entries.last() {
+                // What stepping the apply thread's response (which would
+                // carry a copy of the committed entries) does on advance.
+                self.applied_on_advance = Some(AppliedOnAdvance {
+                    index: last.index,
+                    size: committed_size,
+                    payloads_size: payloads_size(&rd.committed_entries),
+                });
             }
         }
         self.raft.msgs_after_append.clear();
         self.raft.raft_log.accept_unstable();
         if let Some(last) = rd.committed_entries.last() {
             let allow_unstable = self.apply_unstable_entries();
-            self.raft.raft_log.accept_applying(
-                last.index,
-                ents_size(&rd.committed_entries),
-                allow_unstable,
-            );
+            self.raft.raft_log.accept_applying(last.index, committed_size, allow_unstable);
+        }
+    }
+
+    /// Synchronous mode: the Ready contract says messages go out after the
+    /// entries are persisted, so the responses that wait for durability join
+    /// the Ready's messages, except the self-addressed ones, which are stepped
+    /// on `advance`. Moves them (in order) instead of copying.
+    fn split_msgs_after_append(&mut self, rd: &mut Ready) {
+        let id = self.raft.id;
+        let after = &mut self.raft.msgs_after_append;
+        if after.iter().all(|m| m.to == id) {
+            // A leader's own acknowledgements: hand over the whole buffer.
+            std::mem::swap(&mut self.steps_on_advance, after);
+        } else if after.iter().all(|m| m.to != id) {
+            rd.messages.append(after);
+        } else {
+            for m in after.drain(..) {
+                if m.to == id {
+                    self.steps_on_advance.push(m);
+                } else {
+                    rd.messages.push(m);
+                }
+            }
         }
     }
 
@@ -431,11 +469,45 @@ impl<S: Storage> RawNode<S> {
             panicf!(self.raft.logger, "Advance must not be called when using AsyncStorageWrites");
         }
         let mut steps = std::mem::take(&mut self.steps_on_advance);
-        for m in steps.drain(..) {
+        let skip = self.own_acks_to_skip(&steps);
+        for m in steps.drain(..).skip(skip) {
             let _ = self.raft.step(m);
         }
-        // Keep the buffer's capacity for the next Ready.
-        self.steps_on_advance = steps;
+        // Keep the buffer's capacity for the next Ready. (When it was swapped
+        // with `msgs_after_append`, this hands that buffer's capacity back.)
+        if self.raft.msgs_after_append.capacity() == 0 {
+            self.raft.msgs_after_append = steps;
+        } else {
+            self.steps_on_advance = steps;
+        }
+        if let Some(applied) = self.applied_on_advance.take() {
+            // Exactly what `Raft::step` does with a `MsgStorageApplyResp`
+            // (a local message, so no term checks).
+            self.raft.applied_to(applied.index, applied.size);
+            self.raft.reduce_uncommitted_size(applied.payloads_size);
+        }
+    }
+
+    /// How many of the leading steps on advance (a leader's acknowledgements
+    /// of its own appends, one per proposal) can be skipped because stepping
+    /// the last of them alone has the same effect (see
+    /// `Raft::own_acks_coalesce`).
+    fn own_acks_to_skip(&self, steps: &[Message]) -> usize {
+        let (id, term) = (self.raft.id, self.raft.term);
+        let run = steps
+            .iter()
+            .take_while(|m| {
+                m.msg_type() == MessageType::MsgAppResp
+                    && m.from == id
+                    && m.to == id
+                    && m.term == term
+                    && !m.reject
+            })
+            .count();
+        if run < 2 || !steps[..run].windows(2).all(|w| w[0].index <= w[1].index) {
+            return 0;
+        }
+        if self.raft.own_acks_coalesce(steps[run - 1].index) { run - 1 } else { 0 }
     }
 
     /// The node's state, with the configuration and (on a leader) a copy of

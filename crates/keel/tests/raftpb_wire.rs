@@ -163,7 +163,7 @@ mod go_ref {
             }
             put_u64(out, 0x40, self.commit);
             if let Some(s) = &self.snapshot {
-                put_msg(out, 0x4a, s);
+                put_msg(out, 0x4a, s.as_ref());
             }
             put_u64(out, 0x50, u64::from(self.reject));
             put_u64(out, 0x58, self.reject_hint);
@@ -469,10 +469,10 @@ fn golden_message_with_entries_snapshot_and_responses() {
         entries: vec![Entry::new(3, 5, Bytes::from_static(b"x")), Entry::new(3, 6, Bytes::new())],
         commit: 4,
         vote: 1,
-        snapshot: Some(Snapshot {
+        snapshot: Some(Box::new(Snapshot {
             data: Bytes::new(),
             metadata: SnapshotMetadata { conf_state: cs(&[1]), index: 4, term: 2 },
-        }),
+        })),
         reject: false,
         reject_hint: 0,
         context: Bytes::from_static(b"c"),
@@ -527,7 +527,7 @@ fn golden_zero_message() {
 fn golden_message_with_empty_snapshot_from_older_peer() {
     // Older etcd binaries send a non-nil, empty snapshot. It must survive:
     // Snapshot{} = metadata(12 08 [0a 02 28 00 | 10 00 | 18 00]).
-    let m = Message { snapshot: Some(Snapshot::default()), ..Message::new(MessageType::MsgApp) };
+    let m = Message { snapshot: Some(Box::default()), ..Message::new(MessageType::MsgApp) };
     #[rustfmt::skip]
     let golden = [
         0x08, 0x03, 0x10, 0x00, 0x18, 0x00, 0x20, 0x00, 0x28, 0x00, 0x30, 0x00, 0x40, 0x00,
@@ -679,7 +679,7 @@ fn arb_message_flat() -> impl Strategy<Value = Message> + Clone {
             entries,
             commit,
             vote,
-            snapshot,
+            snapshot: snapshot.map(Box::new),
             reject,
             reject_hint,
             context,
@@ -905,7 +905,7 @@ where
 fn truncated_golden_message_is_an_error_mid_field() {
     let m = Message {
         entries: vec![Entry::new(3, 5, Bytes::from_static(b"payload"))],
-        snapshot: Some(Snapshot::default()),
+        snapshot: Some(Box::default()),
         context: Bytes::from_static(b"ctx"),
         responses: vec![Message::new(MessageType::MsgAppResp)],
         ..Message::new(MessageType::MsgStorageAppend)

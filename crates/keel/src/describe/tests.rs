@@ -294,7 +294,7 @@ fn messages_with_entries() {
 fn messages_with_snapshots() {
     // confchange_v2_add_double_auto.txt:102-103.
     let mut m = msg(MessageType::MsgSnap, 1, 2, 1, 0, 0);
-    m.snapshot = Some(snapshot(4, 1, &[1, 2, 3], &[1], true));
+    m.snapshot = Some(Box::new(snapshot(4, 1, &[1, 2, 3], &[1], true)));
     assert_eq!(
         describe_message(&m, None),
         "1->2 MsgSnap Term:1 Log:0/0\n  Snapshot: Index:4 Term:1 ConfState:Voters:[1 2 3] \
@@ -302,7 +302,7 @@ fn messages_with_snapshots() {
     );
     // An empty snapshot (index 0) is not shown.
     let mut m = msg(MessageType::MsgApp, 1, 2, 1, 1, 1);
-    m.snapshot = Some(Snapshot::default());
+    m.snapshot = Some(Box::default());
     assert_eq!(describe_message(&m, None), "1->2 MsgApp Term:1 Log:1/1");
 }
 
@@ -352,13 +352,13 @@ fn nested_responses_indent_every_level() {
     // Not in the test files: a response with several entries, a snapshot and a
     // response of its own. Each level adds two spaces to every line it owns.
     let mut inner = msg(MessageType::MsgSnap, 2, 3, 4, 0, 0);
-    inner.snapshot = Some(snapshot(9, 4, &[1, 2], &[], false));
+    inner.snapshot = Some(Box::new(snapshot(9, 4, &[1, 2], &[], false)));
     let mut middle = msg(MessageType::MsgStorageAppendResp, LOCAL_APPEND_THREAD, 2, 4, 4, 12);
     middle.entries = vec![ent(4, 11, "x"), ent(4, 12, "y")];
     middle.responses = vec![inner];
     let mut outer = msg(MessageType::MsgStorageAppend, 2, LOCAL_APPEND_THREAD, 4, 0, 0);
     outer.entries = vec![ent(4, 11, "x"), ent(4, 12, "y")];
-    outer.snapshot = Some(snapshot(9, 4, &[1, 2], &[], false));
+    outer.snapshot = Some(Box::new(snapshot(9, 4, &[1, 2], &[], false)));
     outer.responses = vec![middle, msg(MessageType::MsgAppResp, 2, 1, 4, 0, 12)];
     let want = "\
 2->AppendThread MsgStorageAppend Term:4 Log:0/0 Entries:[

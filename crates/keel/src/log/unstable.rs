@@ -184,11 +184,16 @@ impl Unstable {
             return;
         }
         let num = (id.index + 1 - self.offset) as usize;
-        for e in &mut self.buf[self.head..self.head + num] {
-            // Release the payload now rather than when the slot is reclaimed.
-            *e = Entry::default();
+        if self.head + num == self.buf.len() {
+            // Everything is stable (the usual case): release it all at once.
+            self.clear_entries();
+        } else {
+            for e in &mut self.buf[self.head..self.head + num] {
+                // Release the payload now rather than when the slot is reclaimed.
+                *e = Entry::default();
+            }
+            self.head += num;
         }
-        self.head += num;
         self.offset = id.index + 1;
         self.offset_in_progress = self.offset_in_progress.max(self.offset);
         self.shrink_entries_array();

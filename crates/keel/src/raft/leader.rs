@@ -1,11 +1,12 @@
 //! The leader's half of `step`: proposals, acknowledgements, heartbeats,
 //! snapshot reports, unreachable peers and leadership transfer.
 
-use super::Raft;
+use super::{Raft, StateType};
 use crate::error::{Error, Result};
+use crate::quorum::AckedIndexer;
 use crate::raftpb::{Message, MessageType};
 use crate::storage::Storage;
-use crate::tracker::ProgressState;
+use crate::tracker::{ProgressMap, ProgressState};
 use crate::util::NONE;
 
 impl<S: Storage> Raft<S> {
@@ -312,5 +313,44 @@ impl<S: Storage> Raft<S> {
         } else {
             self.send_append(transferee);
         }
+    }
+
+    /// Whether stepping this leader's own append acknowledgements one by one,
+    /// up to the last at `index`, has the same effect as stepping only that
+    /// last one. `RawNode::advance` uses it to skip the others: a leader
+    /// queues one acknowledgement per proposal, and each would otherwise
+    /// recompute the committed index.
+    ///
+    /// For an acknowledgement from itself, `handle_append_response` marks
+    /// the leader active, raises its match (monotone), frees its inflights
+    /// up to the index (it has none), may commit, and checks a transfer to
+    /// itself (never in progress). Only committing depends on the
+    /// intermediate indexes, so the answer is yes when even the last cannot
+    /// move the commit index. Keep this in step with `handle_append_response`.
+    pub(crate) fn own_acks_coalesce(&self, index: u64) -> bool {
+        if self.state != StateType::Leader || self.lead_transferee == self.id {
+            return false;
+        }
+        let Some(pr) = self.trk.progress.get(self.id) else { return false };
+        if pr.state != ProgressState::Replicate {
+            return false;
+        }
+        let acked = OwnAckAt { progress: &self.trk.progress, id: self.id, index };
+        self.trk.config.voters.committed_index(&acked) <= self.raft_log.committed()
+    }
+}
+
+/// The acknowledged indexes as they would be after the leader `id`
+/// acknowledged `index` itself.
+struct OwnAckAt<'a> {
+    progress: &'a ProgressMap,
+    id: u64,
+    index: u64,
+}
+
+impl AckedIndexer for OwnAckAt<'_> {
+    fn acked_index(&self, voter_id: u64) -> Option<u64> {
+        let acked = self.progress.acked_index(voter_id);
+        if voter_id == self.id { acked.map(|matched| matched.max(self.index)) } else { acked }
     }
 }

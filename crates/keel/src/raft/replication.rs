@@ -126,7 +126,7 @@ impl<S: Storage> Raft<S> {
         self.send(Message {
             to,
             msg_type: MessageType::MsgSnap as i32,
-            snapshot: Some(snapshot),
+            snapshot: Some(Box::new(snapshot)),
             ..Message::default()
         });
         true
@@ -242,7 +242,7 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn handle_snapshot(&mut self, m: Message) {
         // A MsgSnap always carries a snapshot; treat a missing one as empty.
-        let s = m.snapshot.unwrap_or_default();
+        let s = m.snapshot.map(|s| *s).unwrap_or_default();
         let (sindex, sterm) = (s.metadata.index, s.metadata.term);
         let restored = self.restore(s);
         infof!(

@@ -217,9 +217,11 @@ pub struct Message {
     /// For `MsgStorageAppend`, the vote to persist.
     #[prost(uint64, required, tag = "13")]
     pub vote: u64,
-    /// The snapshot of a `MsgSnap` (or of a `MsgStorageAppend`).
-    #[prost(message, optional, tag = "9")]
-    pub snapshot: Option<Snapshot>,
+    /// The snapshot of a `MsgSnap` (or of a `MsgStorageAppend`). Boxed: a
+    /// snapshot is rare and large (about 150 bytes even when empty), and
+    /// every message is moved several times on the hot path.
+    #[prost(message, optional, boxed, tag = "9")]
+    pub snapshot: Option<Box<Snapshot>>,
     /// Whether the request is rejected.
     #[prost(bool, required, tag = "10")]
     pub reject: bool,

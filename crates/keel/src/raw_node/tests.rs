@@ -838,7 +838,7 @@ fn persist(s: &MemoryStorage, m: &Message) -> Vec<Message> {
         s.set_hard_state(HardState { term: m.term, vote: m.vote, commit: m.commit });
     }
     if let Some(snap) = &m.snapshot {
-        s.apply_snapshot(snap.clone()).unwrap();
+        s.apply_snapshot(snap.as_ref().clone()).unwrap();
     }
     s.append(&m.entries).unwrap();
     m.responses.clone()

@@ -1,9 +1,12 @@
 //! [`MemoryStorage`]: etcd-raft's in-memory `Storage`, shared between the Raft
 //! loop and the application's storage threads.
 
-use super::{Storage, StorageError, limit_len};
+use super::{Storage, StorageError, limit_count};
 use crate::raftpb::{ConfState, Entry, HardState, Snapshot};
 use bytes::Bytes;
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// How many times each [`Storage`] method of a [`MemoryStorage`] was called,
@@ -41,7 +44,60 @@ pub struct MemoryStorageCallStats {
 /// the caller's contract and panics.
 #[derive(Clone, Debug)]
 pub struct MemoryStorage {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<Inner>,
+    /// `first_index()` and `last_index()`, published by every write before
+    /// it releases the lock. The Raft loop asks for them several times per
+    /// message, so they are read without locking.
+    first_index: AtomicU64,
+    last_index: AtomicU64,
+    calls: CallCounters,
+}
+
+/// [`MemoryStorageCallStats`], counted without the lock.
+#[derive(Debug, Default)]
+struct CallCounters {
+    initial_state: AtomicU64,
+    first_index: AtomicU64,
+    last_index: AtomicU64,
+    entries: AtomicU64,
+    term: AtomicU64,
+    snapshot: AtomicU64,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The lock, held for a change to the entries: releasing it publishes the
+/// new first and last index.
+struct WriteGuard<'a> {
+    inner: MutexGuard<'a, Inner>,
+    shared: &'a Shared,
+}
+
+impl Deref for WriteGuard<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.first_index.store(self.inner.first_index(), Ordering::Release);
+        self.shared.last_index.store(self.inner.last_index(), Ordering::Release);
+    }
 }
 
 #[derive(Debug)]
@@ -49,8 +105,9 @@ struct Inner {
     hard_state: HardState,
     snapshot: Snapshot,
     /// `ents[i]` has log index `ents[0].index + i`; `ents[0]` is the dummy.
-    ents: Vec<Entry>,
-    call_stats: MemoryStorageCallStats,
+    /// A ring buffer, so that compaction drops the compacted entries without
+    /// moving the ones that stay.
+    ents: VecDeque<Entry>,
 }
 
 impl Inner {
@@ -64,6 +121,29 @@ impl Inner {
 
     fn last_index(&self) -> u64 {
         self.offset() + self.ents.len() as u64 - 1
+    }
+
+    /// Prepares appending `n` entries from index `head`: drops the entries
+    /// they replace and returns how many of them to skip because they are
+    /// already compacted (`None`: all of them).
+    ///
+    /// Panics if they would leave a gap after the last index.
+    fn make_room(&mut self, head: u64, n: usize) -> Option<usize> {
+        let first = self.first_index();
+        let last_new = head + n as u64 - 1;
+        if last_new < first {
+            // Everything is already compacted.
+            return None;
+        }
+        let skip = first.saturating_sub(head);
+        let start = head + skip;
+        let offset = (start - self.offset()) as usize;
+        if offset > self.ents.len() {
+            let last = self.last_index();
+            panic!("missing log entry [last: {last}, append at: {start}]");
+        }
+        self.ents.truncate(offset);
+        Some(skip as usize)
     }
 }
 
@@ -91,14 +171,20 @@ impl MemoryStorage {
         assert!(!ents.is_empty(), "MemoryStorage needs at least the dummy entry");
         // The dummy entry keeps only its position, as after a compaction.
         ents[0] = dummy(ents[0].index, ents[0].term);
-        MemoryStorage {
-            inner: Arc::new(Mutex::new(Inner {
-                hard_state: HardState::default(),
-                snapshot: Snapshot::default(),
-                ents,
-                call_stats: MemoryStorageCallStats::default(),
-            })),
-        }
+        let storage = MemoryStorage {
+            inner: Arc::new(Shared {
+                state: Mutex::new(Inner {
+                    hard_state: HardState::default(),
+                    snapshot: Snapshot::default(),
+                    ents: ents.into(),
+                }),
+                first_index: AtomicU64::new(0),
+                last_index: AtomicU64::new(0),
+                calls: CallCounters::default(),
+            }),
+        };
+        drop(storage.write());
+        storage
     }
 
     /// An empty storage whose (empty) snapshot carries `conf_state`: the way
@@ -113,7 +199,12 @@ impl MemoryStorage {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The methods panic only before they mutate, so a poisoned lock still
         // guards a consistent state.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lock, for changing the entries.
+    fn write(&self) -> WriteGuard<'_> {
+        WriteGuard { inner: self.lock(), shared: &self.inner }
     }
 
     /// Persists `hard_state`; [`Storage::initial_state`] returns it.
@@ -128,7 +219,16 @@ impl MemoryStorage {
 
     /// How often each [`Storage`] method has been called so far.
     pub fn call_stats(&self) -> MemoryStorageCallStats {
-        self.lock().call_stats
+        let c = &self.inner.calls;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        MemoryStorageCallStats {
+            initial_state: load(&c.initial_state),
+            first_index: load(&c.first_index),
+            last_index: load(&c.last_index),
+            entries: load(&c.entries),
+            term: load(&c.term),
+            snapshot: load(&c.snapshot),
+        }
     }
 
     /// Replaces the whole contents with `snapshot`: the log becomes empty
@@ -137,12 +237,12 @@ impl MemoryStorage {
     /// Returns [`StorageError::SnapOutOfDate`] if the storage already has a
     /// snapshot at that index or a later one.
     pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<(), StorageError> {
-        let mut inner = self.lock();
+        let mut inner = self.write();
         if inner.snapshot.metadata.index >= snapshot.metadata.index {
             return Err(StorageError::SnapOutOfDate);
         }
         inner.ents.clear();
-        inner.ents.push(dummy(snapshot.metadata.index, snapshot.metadata.term));
+        inner.ents.push_back(dummy(snapshot.metadata.index, snapshot.metadata.term));
         inner.snapshot = snapshot;
         Ok(())
     }
@@ -194,7 +294,7 @@ impl MemoryStorage {
     /// Returns [`StorageError::Compacted`] if `compact_index` is not after the
     /// current dummy entry. Panics if it is past the last index.
     pub fn compact(&self, compact_index: u64) -> Result<(), StorageError> {
-        let mut inner = self.lock();
+        let mut inner = self.write();
         let offset = inner.offset();
         if compact_index <= offset {
             return Err(StorageError::Compacted);
@@ -217,23 +317,27 @@ impl MemoryStorage {
     /// Panics if `entries` would leave a gap after the last index.
     pub fn append(&self, entries: &[Entry]) -> Result<(), StorageError> {
         let Some(head) = entries.first() else { return Ok(()) };
-        let mut inner = self.lock();
-        let first = inner.first_index();
-        let last_new = head.index + entries.len() as u64 - 1;
-        if last_new < first {
-            // Everything is already compacted.
-            return Ok(());
+        let mut inner = self.write();
+        if let Some(skip) = inner.make_room(head.index, entries.len()) {
+            inner.ents.extend(entries[skip..].iter().cloned());
         }
-        let entries =
-            if head.index < first { &entries[(first - head.index) as usize..] } else { entries };
-        let offset = (entries[0].index - inner.offset()) as usize;
-        let len = inner.ents.len();
-        if offset > len {
-            let last = inner.last_index();
-            panic!("missing log entry [last: {last}, append at: {}]", entries[0].index);
+        Ok(())
+    }
+
+    /// [`append`](MemoryStorage::append), taking the entries by value: they
+    /// are moved in rather than cloned, which saves a reference count
+    /// increment and decrement per entry. Pass a `Ready`'s entries with
+    /// `std::mem::take(&mut ready.entries)` once nothing else needs them.
+    ///
+    /// Panics if `entries` would leave a gap after the last index.
+    pub fn append_owned(&self, mut entries: Vec<Entry>) -> Result<(), StorageError> {
+        let Some(head) = entries.first() else { return Ok(()) };
+        let mut inner = self.write();
+        if let Some(skip) = inner.make_room(head.index, entries.len()) {
+            entries.drain(..skip);
+            // Extending from a whole Vec moves the entries in one copy.
+            inner.ents.extend(entries);
         }
-        inner.ents.truncate(offset);
-        inner.ents.extend_from_slice(entries);
         Ok(())
     }
 
@@ -241,20 +345,20 @@ impl MemoryStorage {
     /// layout.
     #[cfg(test)]
     pub(crate) fn entries_with_dummy(&self) -> Vec<Entry> {
-        self.lock().ents.clone()
+        self.lock().ents.iter().cloned().collect()
     }
 }
 
 impl Storage for MemoryStorage {
     fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.initial_state += 1;
+        count(&self.inner.calls.initial_state);
+        let inner = self.lock();
         Ok((inner.hard_state, inner.snapshot.metadata.conf_state.clone()))
     }
 
     fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.entries += 1;
+        count(&self.inner.calls.entries);
+        let inner = self.lock();
         let offset = inner.offset();
         if lo <= offset {
             return Err(StorageError::Compacted);
@@ -268,13 +372,23 @@ impl Storage for MemoryStorage {
             return Err(StorageError::Unavailable);
         }
         assert!(lo <= hi, "invalid entries range [{lo}, {hi})");
-        let range = &inner.ents[(lo - offset) as usize..(hi - offset) as usize];
-        Ok(range[..limit_len(range, max_size)].to_vec())
+        let (start, end) = ((lo - offset) as usize, (hi - offset) as usize);
+        let n = limit_count(inner.ents.range(start..end), max_size);
+        // The range is at most two contiguous runs of the ring buffer: clone
+        // them slice by slice, which is faster than entry by entry.
+        let (head, tail) = inner.ents.as_slices();
+        let split = head.len();
+        let front = &head[start.min(split)..end.min(split)];
+        let back = &tail[start.saturating_sub(split)..end.saturating_sub(split)];
+        let mut ents = Vec::with_capacity(n);
+        ents.extend_from_slice(&front[..n.min(front.len())]);
+        ents.extend_from_slice(&back[..n.saturating_sub(front.len())]);
+        Ok(ents)
     }
 
     fn term(&self, index: u64) -> Result<u64, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.term += 1;
+        count(&self.inner.calls.term);
+        let inner = self.lock();
         let offset = inner.offset();
         if index < offset {
             return Err(StorageError::Compacted);
@@ -286,20 +400,18 @@ impl Storage for MemoryStorage {
     }
 
     fn first_index(&self) -> Result<u64, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.first_index += 1;
-        Ok(inner.first_index())
+        count(&self.inner.calls.first_index);
+        Ok(self.inner.first_index.load(Ordering::Acquire))
     }
 
     fn last_index(&self) -> Result<u64, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.last_index += 1;
-        Ok(inner.last_index())
+        count(&self.inner.calls.last_index);
+        Ok(self.inner.last_index.load(Ordering::Acquire))
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        let mut inner = self.lock();
-        inner.call_stats.snapshot += 1;
+        count(&self.inner.calls.snapshot);
+        let inner = self.lock();
         Ok(inner.snapshot.clone())
     }
 }
@@ -308,6 +420,7 @@ impl Storage for MemoryStorage {
 mod tests {
     use super::*;
     use crate::raftpb::SnapshotMetadata;
+    use crate::storage::limit_size;
     use prost::Message as _;
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -473,11 +586,20 @@ mod tests {
             let s = MemoryStorage::new_with_entries(terms(3, &[3, 4, 5]));
             s.append(input).unwrap();
             assert_eq!(&ids(&s.entries_with_dummy()), want, "append {:?}", ids(input));
+            let owned = MemoryStorage::new_with_entries(terms(3, &[3, 4, 5]));
+            owned.append_owned(input.clone()).unwrap();
+            assert_eq!(&ids(&owned.entries_with_dummy()), want, "append_owned {:?}", ids(input));
         }
         let s = MemoryStorage::new_with_entries(terms(3, &[3, 4, 5]));
         assert!(panics(|| drop(s.append(&terms(7, &[5])))));
+        assert!(panics(|| drop(s.append_owned(terms(7, &[5])))));
         s.append(&[]).unwrap();
+        s.append_owned(Vec::new()).unwrap();
         assert_eq!(s.last_index().unwrap(), 5);
+        // Entirely compacted input is ignored by both.
+        s.append(&terms(1, &[1, 1])).unwrap();
+        s.append_owned(terms(1, &[1, 1])).unwrap();
+        assert_eq!(ids(&s.entries_with_dummy()), vec![(3, 3), (4, 4), (5, 5)]);
     }
 
     #[test]
@@ -545,5 +667,46 @@ mod tests {
         s.append(&[Entry::new(1, 1, payload.clone())]).unwrap();
         let got = s.entries(1, 2, u64::MAX).unwrap();
         assert_eq!(got[0].data.as_ptr(), payload.as_ptr());
+    }
+
+    #[test]
+    fn entries_read_across_the_ring_buffer_wrap() {
+        // Compacting the front and appending at the back makes the deque
+        // wrap around; every range must still read like a plain vector.
+        let s = MemoryStorage::new();
+        let mut model: Vec<Entry> = vec![Entry::default()];
+        let mut next = 1u64;
+        let mut wrapped = false;
+        for round in 0..40u64 {
+            let batch: Vec<Entry> = (next..next + 7)
+                .map(|i| Entry::new(1, i, Bytes::from(vec![i as u8; (i % 5) as usize])))
+                .collect();
+            next += 7;
+            if round % 2 == 0 {
+                s.append(&batch).unwrap();
+            } else {
+                s.append_owned(batch.clone()).unwrap();
+            }
+            model.extend(batch);
+            let compact_to = model[0].index + 5;
+            s.compact(compact_to).unwrap();
+            let cut = (compact_to - model[0].index) as usize;
+            model.drain(..cut);
+            model[0] = dummy(model[0].index, model[0].term);
+            assert_eq!(ids(&s.entries_with_dummy()), ids(&model));
+            wrapped |= !s.lock().ents.as_slices().1.is_empty();
+            let (first, last) = (model[0].index + 1, model[model.len() - 1].index);
+            for lo in first..=last {
+                for hi in lo..=last + 1 {
+                    let want =
+                        &model[(lo - model[0].index) as usize..(hi - model[0].index) as usize];
+                    for max in [u64::MAX, 0, 20, 50] {
+                        let got = s.entries(lo, hi, max).unwrap();
+                        assert_eq!(got, limit_size(want, max), "[{lo}, {hi}) max {max}");
+                    }
+                }
+            }
+        }
+        assert!(wrapped, "the test must exercise a wrapped ring buffer");
     }
 }

@@ -145,23 +145,52 @@ pub fn ents_size(ents: &[Entry]) -> u64 {
     ents.iter().map(|e| e.encoded_len() as u64).fold(0, u64::saturating_add)
 }
 
+/// The most bytes the encoding of an [`Entry`] adds to its payload: four
+/// one-byte keys, three varints of at most ten bytes (term, index, and the
+/// type, sign-extended when negative) and the payload's length varint.
+const ENTRY_OVERHEAD_MAX: u64 = 4 + 3 * 10 + 10;
+
+/// An upper bound on [`ents_size`] from the payload lengths alone, much
+/// cheaper than encoding each entry's size: enough to show that a batch is
+/// far below a limit.
+pub(crate) fn ents_size_bound<'a>(ents: impl Iterator<Item = &'a Entry>) -> u64 {
+    ents.fold(0u64, |sum, e| {
+        sum.saturating_add(ENTRY_OVERHEAD_MAX).saturating_add(e.data.len() as u64)
+    })
+}
+
 /// How many entries of `ents`, from the front, fit in `max_size` bytes of
 /// protobuf encoding; at least one when `ents` is not empty, even if that
 /// entry alone is larger, so that progress is always possible.
 pub fn limit_len(ents: &[Entry], max_size: u64) -> usize {
+    limit_count(ents.iter(), max_size)
+}
+
+/// [`limit_len`] over any sequence of entries (a `VecDeque`'s range, say).
+pub(crate) fn limit_count<'a, I>(ents: I, max_size: u64) -> usize
+where
+    I: ExactSizeIterator<Item = &'a Entry> + Clone,
+{
+    let len = ents.len();
     if max_size == u64::MAX {
         // Sizes add up saturating, so nothing exceeds this: skip measuring.
-        return ents.len();
+        return len;
     }
-    let Some(first) = ents.first() else { return 0 };
-    let mut size = first.encoded_len() as u64;
-    for (n, e) in ents.iter().enumerate().skip(1) {
+    // Usually everything fits by far (a Ready's or a message's worth of
+    // entries against a 1 MiB limit): a bound from the payload lengths
+    // alone settles that without encoding sizes entry by entry.
+    if ents_size_bound(ents.clone()) <= max_size {
+        return len;
+    }
+    let mut size = 0u64;
+    for (n, e) in ents.enumerate() {
         size = size.saturating_add(e.encoded_len() as u64);
-        if size > max_size {
+        // The first entry always counts, so that progress is possible.
+        if n > 0 && size > max_size {
             return n;
         }
     }
-    ents.len()
+    len
 }
 
 /// The longest prefix of `ents` within `max_size` bytes of protobuf encoding,
@@ -224,6 +253,30 @@ mod tests {
         }
         assert!(limit_size(&[], 0).is_empty());
         assert_eq!(ents_size(&[]), 0);
+    }
+
+    #[test]
+    fn entry_overhead_bound_holds_at_the_extremes() {
+        let huge = Entry { term: u64::MAX, index: u64::MAX, entry_type: -1, data: Bytes::new() };
+        assert!(huge.encoded_len() as u64 <= ENTRY_OVERHEAD_MAX);
+        let with_data = Entry { data: Bytes::from(vec![0; 300]), ..huge.clone() };
+        assert!(with_data.encoded_len() as u64 <= ENTRY_OVERHEAD_MAX + 300);
+        // The bound is what lets limit_len skip measuring; it must not change
+        // the answer near the limit either.
+        let ents: Vec<Entry> = (1..=100).map(|i| ent(i, 1, 128)).collect();
+        let exact = ents_size(&ents);
+        for max in [exact - 1, exact, exact + 1, exact + 100 * ENTRY_OVERHEAD_MAX] {
+            let slow = ents
+                .iter()
+                .scan(0u64, |sum, e| {
+                    *sum += e.encoded_len() as u64;
+                    Some(*sum)
+                })
+                .take_while(|&sum| sum <= max)
+                .count()
+                .max(1);
+            assert_eq!(limit_len(&ents, max), slow, "max_size {max}");
+        }
     }
 
     #[test]

@@ -271,7 +271,7 @@ fn ignore_providing_snapshot_to_inactive_follower() {
 fn restore_from_snapshot_message() {
     let m = Message {
         term: 2,
-        snapshot: Some(snapshot(voters(&[1, 2]))),
+        snapshot: Some(Box::new(snapshot(voters(&[1, 2])))),
         ..msg(1, 0, MessageType::MsgSnap)
     };
     let mut r = new_test_raft(2, 10, 1, new_test_storage(&[1, 2], &[]));

@@ -100,7 +100,7 @@ impl Env {
             term: from.raw.basic_status().hard_state.term,
             from: from_idx as u64 + 1,
             to: to_idx as u64 + 1,
-            snapshot: Some(snap),
+            snapshot: Some(Box::new(snap)),
             ..Message::new(MessageType::MsgSnap)
         };
         self.output.write(&describe_message(&msg, None));
