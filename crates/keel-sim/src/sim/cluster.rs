@@ -217,6 +217,8 @@ impl Cluster {
         c.max_size_per_msg = o.max_size_per_msg;
         c.max_committed_size_per_ready = o.max_committed_size_per_ready;
         c.max_inflight_msgs = o.max_inflight_msgs;
+        c.max_inflight_bytes = o.max_inflight_bytes;
+        c.max_uncommitted_entries_size = o.max_uncommitted_entries_size;
         c.check_quorum = o.check_quorum;
         c.pre_vote = o.pre_vote;
         c.read_only_option =
@@ -1155,6 +1157,18 @@ impl Cluster {
             _ => *self.rng.pick(&up),
         };
         self.crash(id);
+        if leader == Some(id) && self.o.forget_crashed_leader {
+            // The operator saw the leader die and tells the others, so that
+            // they vote at once instead of waiting out its lease.
+            let followers: Vec<u64> =
+                self.nodes.values().filter(|n| n.is_up()).map(|n| n.id).collect();
+            for f in followers {
+                let live = self.live(f).expect("up");
+                let res = live.raw.forget_leader();
+                self.note_with(f, || format!("operator: forget leader {id} ({res:?})"));
+                self.after(f)?;
+            }
+        }
         let down = self.rng.range(self.o.down_max_us / 10, self.o.down_max_us);
         self.schedule(down, Ev::Restart(id));
         Ok(())

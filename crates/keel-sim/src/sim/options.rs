@@ -39,6 +39,13 @@ pub struct Options {
     pub max_committed_size_per_ready: u64,
     /// `Config::max_inflight_msgs`.
     pub max_inflight_msgs: usize,
+    /// `Config::max_inflight_bytes` (0: no limit).
+    pub max_inflight_bytes: u64,
+    /// `Config::max_uncommitted_entries_size` (0: no limit).
+    pub max_uncommitted_entries_size: u64,
+    /// Whether the operator tells followers to forget a leader it saw crash
+    /// (`RawNode::forget_leader`).
+    pub forget_crashed_leader: bool,
     /// `Config::election_tick`.
     pub election_tick: usize,
     /// `Config::heartbeat_tick`.
@@ -119,6 +126,8 @@ impl Options {
         let mut r = Rng::new(seed ^ 0x6f70_7469_6f6e_7321);
         let check_quorum = r.chance(500);
         let conf_changes = r.chance(400);
+        let max_size_per_msg = *r.pick(&[1 << 20, 1 << 20, 0, 256]);
+        let election_tick = *r.pick(&[10, 10, 5, 20]);
         let mut o = Options {
             nodes: *r.pick(&[3, 3, 5]),
             spare_nodes: if conf_changes { 3 } else { 0 },
@@ -128,11 +137,18 @@ impl Options {
             lease_reads: check_quorum && r.chance(300),
             step_down_on_removal: r.chance(500),
             disable_proposal_forwarding: r.chance(100),
-            max_size_per_msg: *r.pick(&[1 << 20, 1 << 20, 0, 256]),
+            max_size_per_msg,
             max_committed_size_per_ready: *r.pick(&[1 << 20, 1 << 20, 1, 4096]),
             max_inflight_msgs: *r.pick(&[256, 256, 4, 1]),
-            election_tick: 10,
-            heartbeat_tick: 1,
+            max_inflight_bytes: if r.chance(250) {
+                max_size_per_msg.max(256) * r.range(1, 4)
+            } else {
+                0
+            },
+            max_uncommitted_entries_size: *r.pick(&[0, 0, 0, 200, 2000]),
+            forget_crashed_leader: r.chance(300),
+            election_tick,
+            heartbeat_tick: *r.pick(&[1, 1, 2]),
             tick_us: 10_000,
             tick_skew_pct: *r.pick(&[0, 5, 20]),
             delay_min_us: r.range(100, 1000),
@@ -194,7 +210,8 @@ impl fmt::Display for Options {
         write!(
             f,
             "nodes={}+{} mode={} pre_vote={} check_quorum={} reads={} step_down_on_removal={} \
-             no_forwarding={} max_size_per_msg={} max_committed_size_per_ready={} max_inflight={} ticks={}/{} tick={}ms±{}% \
+             no_forwarding={} max_size_per_msg={} max_committed_size_per_ready={} max_inflight={}/{}B max_uncommitted={}B \
+             forget_crashed_leader={} ticks={}/{} tick={}ms±{}% \
              delay={}..{}ms fsync<={}ms drop={}‰ dup={}‰ partition_every={}ms(<={}ms) \
              crash_every={}ms(down<={}ms) clients={} keys={} think<={}ms timeout={}ms \
              conf_change_every={}ms transfer_every={}ms snapshot_every={} compact_keep={} \
@@ -210,6 +227,9 @@ impl fmt::Display for Options {
             self.max_size_per_msg,
             self.max_committed_size_per_ready,
             self.max_inflight_msgs,
+            self.max_inflight_bytes,
+            self.max_uncommitted_entries_size,
+            self.forget_crashed_leader,
             self.election_tick,
             self.heartbeat_tick,
             ms(self.tick_us),
