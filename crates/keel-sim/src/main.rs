@@ -230,7 +230,7 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
     println!(
         "totals: {} client ops ({} returned, {} checked), {} leaders, {} crashes, {} partitions, \
          {} membership changes applied, {} transfers, {} snapshots made, {} installed, \
-         {} lease reads outside etcd's lease, {} stranded learners",
+         {} lease reads outside etcd's lease, {} stranded members",
         totals.ops_invoked,
         totals.ops_ok,
         totals.ops_checked,
@@ -242,7 +242,7 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
         totals.snapshots_created,
         totals.snapshots_installed,
         totals.lease_reads_unverifiable,
-        totals.stranded_learners
+        totals.stranded_members
     );
     if !failing.is_empty() {
         println!("failing seeds: {failing:?}");
@@ -263,7 +263,7 @@ fn add_stats(t: &mut keel_sim::sim::RunStats, s: &keel_sim::sim::RunStats) {
     t.snapshots_created += s.snapshots_created;
     t.snapshots_installed += s.snapshots_installed;
     t.lease_reads_unverifiable += s.lease_reads_unverifiable;
-    t.stranded_learners += s.stranded_learners;
+    t.stranded_members += s.stranded_members;
 }
 
 fn first_line(s: &str) -> &str {

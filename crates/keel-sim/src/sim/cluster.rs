@@ -125,6 +125,9 @@ pub(crate) struct Cluster {
     /// Ids that were members of a committed configuration and are not any
     /// more; never reused.
     pub(crate) removed: BTreeSet<u64>,
+    /// A configuration disagreement found while applying (reported after
+    /// the event).
+    conf_violation: Option<Violation>,
     /// Removed nodes the operator stops after the current event.
     pending_decommissions: Vec<u64>,
     /// Read contexts answered by a leader after a later term had a leader:
@@ -171,6 +174,7 @@ impl Cluster {
             latest_conf: (0, ConfState { voters, ..ConfState::default() }),
             removed: BTreeSet::new(),
             pending_decommissions: Vec::new(),
+            conf_violation: None,
             unverifiable_reads: HashSet::new(),
             stats: RunStats::default(),
             logger,
@@ -292,6 +296,8 @@ impl Cluster {
             snapshot_index: snap.metadata.index,
             snapshot_conf: snap.metadata.conf_state.clone(),
             registered_commit: 0,
+            snapshot_floor: snap.metadata.index,
+            deferred_snapshots: Vec::new(),
         };
         let node = self.nodes.get_mut(&id).expect("known node");
         node.live = Some(live);
@@ -372,6 +378,9 @@ impl Cluster {
         self.now = s.time;
         self.step += 1;
         self.handle(s.ev)?;
+        if let Some(v) = self.conf_violation.take() {
+            return Err(v);
+        }
         for id in std::mem::take(&mut self.pending_decommissions) {
             if matches!(self.nodes[&id].phase, Phase::Up | Phase::Down) {
                 self.decommission(id, "removed from the cluster");
@@ -483,6 +492,14 @@ impl Cluster {
         }
         let summary = MsgSummary::of(&m);
         let live = self.live(to).expect("up");
+        if t == MessageType::MsgSnap && live.sync_ready.is_some() {
+            // The application steps a snapshot only between two `Ready`s: the
+            // core would install its configuration at once, under the
+            // configuration changes of the `Ready` being applied.
+            live.deferred_snapshots.push(m);
+            self.note(to, TraceEvent::Note("snapshot message deferred until advance".to_owned()));
+            return Ok(());
+        }
         if matches!(t, MessageType::MsgAppResp | MessageType::MsgHeartbeatResp)
             && live.leading_term != 0
             && m.term == live.leading_term
@@ -588,6 +605,7 @@ impl Cluster {
         let term = live.raw.basic_status().hard_state.term;
         if !rd.snapshot.is_empty() {
             let meta = &rd.snapshot.metadata;
+            live.snapshot_floor = live.snapshot_floor.max(meta.index);
             live.log.restore(meta.index, meta.term);
             live.registered_commit = live.registered_commit.max(meta.index);
             self.inv.commit(id, meta.index, meta.term, term)?;
@@ -750,8 +768,20 @@ impl Cluster {
             return Ok(());
         }
         self.take_read_states(id, &rd)?;
-        if let Some(live) = self.live(id) {
-            live.raw.advance();
+        let deferred = match self.live(id) {
+            Some(live) => {
+                live.raw.advance();
+                std::mem::take(&mut live.deferred_snapshots)
+            }
+            None => Vec::new(),
+        };
+        for m in deferred {
+            let summary = MsgSummary::of(&m);
+            let res = self.live(id).expect("up").raw.step(m);
+            self.note(id, TraceEvent::Deliver(summary));
+            if let Err(err) = res {
+                self.note_with(id, || format!("step refused: {err}"));
+            }
         }
         self.after(id)
     }
@@ -936,8 +966,11 @@ impl Cluster {
         let mut removed_self = false;
         for e in entries {
             let live = self.live(id).expect("up");
-            if e.index <= live.kv.applied() {
-                // Covered by a snapshot the state machine already has.
+            if e.index <= live.kv.applied().max(live.snapshot_floor) {
+                // Covered by a snapshot the state machine has or will install
+                // (etcd-io/etcd#11510: applying it, configuration change
+                // included, after the core installed the snapshot would undo
+                // part of the snapshot's configuration).
                 continue;
             }
             if e.index != live.kv.applied() + 1 {
@@ -1026,6 +1059,14 @@ impl Cluster {
             }
         }
         let after = members(&cs);
+        // Bootstrapped members applied all the initial changes at once
+        // (`RawNode::bootstrap`), so their configuration differs from a new
+        // member's replaying them one by one until the last of them.
+        if index > self.o.nodes as u64
+            && let Err(v) = self.inv.conf_applied(id, index, &cs)
+        {
+            self.conf_violation = Some(v);
+        }
         if index > self.latest_conf.0 {
             let prev = members(&self.latest_conf.1);
             let gone: Vec<u64> = prev.difference(&after).copied().collect();
@@ -1298,11 +1339,13 @@ impl Cluster {
     /// applied to the leader's commit index with the same configuration.
     /// Returns the commit index and the number of stranded learners.
     ///
-    /// A stranded learner is one whose term is above the leader's while
-    /// neither PreVote nor CheckQuorum is on: etcd then ignores the leader's
-    /// (lower-term) messages without telling it, and a learner never
-    /// campaigns, so nothing ever brings it back (a known limitation of
-    /// etcd's protocol, reported in the statistics rather than as a failure).
+    /// A stranded member is one whose term is above the leader's while
+    /// neither PreVote nor CheckQuorum is on, and that cannot campaign to any
+    /// current member (it is a learner in its own view, or the voters of its
+    /// stale configuration are all gone): etcd then drops the leader's
+    /// lower-term messages without answering, and nobody ever hears of the
+    /// higher term, so nothing brings it back. A known limitation of etcd's
+    /// protocol, reported in the statistics rather than as a failure.
     pub(crate) fn converged(&self) -> Option<(u64, u64)> {
         let cs = &self.latest_conf.1;
         if !cs.voters_outgoing.is_empty() {
@@ -1324,12 +1367,20 @@ impl Cluster {
             return None;
         }
         let strandable = !self.o.pre_vote && !self.o.check_quorum;
+        let member_ids = members(cs);
         let mut stranded = 0;
-        for m in members(cs) {
+        for &m in &member_ids {
             let l = self.nodes.get(&m)?.live.as_ref()?;
             let mst = l.raw.basic_status();
             if mst.hard_state.term > term {
-                if strandable && !cs.voters.contains(&m) {
+                let own = &l.conf_state;
+                let reaches_a_member = own
+                    .voters
+                    .iter()
+                    .chain(&own.voters_outgoing)
+                    .any(|&v| v != m && member_ids.contains(&v) && self.nodes[&v].is_up());
+                let campaigns = own.voters.contains(&m) || own.voters_outgoing.contains(&m);
+                if strandable && !(campaigns && reaches_a_member) {
                     stranded += 1;
                     continue;
                 }

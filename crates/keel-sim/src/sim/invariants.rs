@@ -16,6 +16,8 @@
 //!   node's term bounds the term the entry was committed in).
 //! - **State machine safety**: an applied entry is the committed one at its
 //!   index, and two replicas' snapshots at one index have the same digest.
+//! - **Configuration agreement**: applying the configuration change at an
+//!   index gives every node the same configuration.
 //! - **One vote per term**: a node grants its vote in a term to one
 //!   candidate; its durable (term, vote) never goes back, even across
 //!   restarts (checked by the cluster, which sees the disks).
@@ -28,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use bytes::Bytes;
-use keel::raftpb::Entry;
+use keel::raftpb::{ConfState, Entry};
 
 use super::node::LogMirror;
 
@@ -83,6 +85,8 @@ pub struct Invariants {
     committed: Vec<Option<Committed>>,
     votes: HashMap<(u64, u64), u64>,
     snapshot_digests: HashMap<u64, (u64, u64)>,
+    /// The configuration each applied configuration change produced.
+    confs: HashMap<u64, (u64, ConfState)>,
     /// The highest term in which some node was seen leading.
     pub max_leader_term: u64,
 }
@@ -265,6 +269,27 @@ impl Invariants {
             Some(&(other, _)) => Err(Violation::new(
                 "state machine safety",
                 format!("nodes {other} and {id} have different states at applied index {index}"),
+            )),
+        }
+    }
+
+    /// Node `id` applied the configuration change at `index`, which gave
+    /// `cs`: every node must get the same configuration from it.
+    pub fn conf_applied(&mut self, id: u64, index: u64, cs: &ConfState) -> Checked {
+        match self.confs.get(&index) {
+            None => {
+                self.confs.insert(index, (id, cs.clone()));
+                Ok(())
+            }
+            Some((_, known)) if known.equivalent(cs) => Ok(()),
+            Some((other, known)) => Err(Violation::new(
+                "configuration agreement",
+                format!(
+                    "applying the configuration change at index {index}, node {other} got {} \
+                     and node {id} got {}",
+                    keel::describe::describe_conf_state(known),
+                    keel::describe::describe_conf_state(cs)
+                ),
             )),
         }
     }

@@ -151,6 +151,15 @@ pub struct Live {
     /// install it (the core refuses a snapshot that does not list it), so a
     /// configuration change calls for a new snapshot.
     pub snapshot_conf: ConfState,
+    /// The highest snapshot index the core has handed out to be installed.
+    /// Committed entries at or below it that are still waiting to be applied
+    /// are superseded: applying them (and above all their configuration
+    /// changes, which would land on the snapshot's configuration) would be
+    /// wrong. See `Cluster::apply`.
+    pub snapshot_floor: u64,
+    /// Synchronous mode: snapshot messages that arrived while a `Ready` was
+    /// being handled, stepped after `advance` (see `Cluster::deliver`).
+    pub deferred_snapshots: Vec<Message>,
     /// The commit index up to which this node's log was registered as
     /// committed with the invariants.
     pub registered_commit: u64,

@@ -210,8 +210,9 @@ impl fmt::Display for Options {
         write!(
             f,
             "nodes={}+{} mode={} pre_vote={} check_quorum={} reads={} step_down_on_removal={} \
-             no_forwarding={} max_size_per_msg={} max_committed_size_per_ready={} max_inflight={}/{}B max_uncommitted={}B \
-             forget_crashed_leader={} ticks={}/{} tick={}ms±{}% \
+             no_forwarding={} max_size_per_msg={} max_committed_size_per_ready={} \
+             max_inflight={}/{}B max_uncommitted={}B forget_crashed_leader={} ticks={}/{} \
+             tick={}ms±{}% \
              delay={}..{}ms fsync<={}ms drop={}‰ dup={}‰ partition_every={}ms(<={}ms) \
              crash_every={}ms(down<={}ms) clients={} keys={} think<={}ms timeout={}ms \
              conf_change_every={}ms transfer_every={}ms snapshot_every={} compact_keep={} \
