@@ -1,4 +1,5 @@
-//! The `keel-sim check-history` command: output and exit codes, run as a built binary.
+//! The `keel-sim` command: `check-history`, the soak and the replay; output and exit codes,
+//! run as a built binary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -105,4 +106,34 @@ fn usage_errors_exit_64_and_help_exits_0() {
     let help = keel_sim(&["check-history", "--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--format"));
+}
+
+#[test]
+fn a_soak_prints_its_rate_and_exits_0_when_every_seed_passes() {
+    let out = keel_sim(&["--seeds", "3", "--steps", "300"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("3 seeds in ") && stdout.contains("seeds/s"), "{stdout}");
+    assert!(stdout.contains("safety violations: 0, liveness failures: 0"), "{stdout}");
+}
+
+#[test]
+fn a_soak_that_finds_a_bug_exits_1_and_prints_the_seed() {
+    // Seed 0 with asynchronous writes catches a planted early acknowledgement.
+    let out = keel_sim(&["--seeds", "1", "--mode", "async", "--plant-bug", "ack-before-persist"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("seed=0 SAFETY VIOLATION: durable before acknowledged"), "{stdout}");
+    assert!(stdout.contains("options: nodes=") && stdout.contains("last 40 events:"), "{stdout}");
+    assert!(stdout.contains("failing seeds: [0]"), "{stdout}");
+}
+
+#[test]
+fn a_replay_prints_one_line_per_event() {
+    let out = keel_sim(&["--seed", "1", "--steps", "200"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("seed=1 options: nodes="), "{stdout}");
+    assert!(stdout.lines().filter(|l| l.contains("ms #")).count() >= 200, "{stdout}");
+    assert!(stdout.trim_end().ends_with("seed=1 passed"), "{stdout}");
 }

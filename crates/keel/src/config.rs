@@ -70,6 +70,40 @@ pub struct Config {
     /// run is reproducible. It is mixed with the id, so nodes sharing a seed
     /// still draw different timeouts.
     pub seed: u64,
+    /// Test-only: a known bug to plant in the core, so that the simulator can
+    /// prove it catches it (see [`PlantedBug`]). `None` in every real use.
+    #[cfg(feature = "testing")]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Test-only (feature `testing`): known safety bugs the core can be told to
+/// commit, each at the one place it would live. keel-sim plants them to show
+/// that its invariants and linearizability checks catch them.
+#[cfg(feature = "testing")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlantedBug {
+    /// Commit an entry of an earlier term by counting replicas (Raft paper
+    /// figure 8), instead of only entries of the leader's term.
+    CommitPreviousTermByCount,
+    /// Grant votes without checking that the candidate's log is up to date.
+    VoteWithoutLogCheck,
+    /// Accept lease-based reads without CheckQuorum, so a deposed leader
+    /// keeps serving reads.
+    LeaseReadWithoutCheckQuorum,
+    /// Acknowledge appended entries (`MsgAppResp`) before they are durable.
+    AckBeforePersist,
+}
+
+/// Whether the test-only planted bug `$bug` is on in `$owner` (a `Config` or
+/// the state machine); a constant `false` without the `testing` feature.
+macro_rules! planted_bug {
+    ($owner:expr, $bug:ident) => {{
+        #[cfg(feature = "testing")]
+        let on = $owner.planted_bug == Some($crate::config::PlantedBug::$bug);
+        #[cfg(not(feature = "testing"))]
+        let on = false;
+        on
+    }};
 }
 
 impl fmt::Debug for Config {
@@ -120,6 +154,8 @@ impl Config {
             step_down_on_removal: false,
             logger: Arc::new(TracingLogger),
             seed: 0,
+            #[cfg(feature = "testing")]
+            planted_bug: None,
         }
     }
 
@@ -143,7 +179,10 @@ impl Config {
         if self.max_inflight_bytes != 0 && self.max_inflight_bytes < self.max_size_per_msg {
             return Err(ConfigError::MaxInflightBytes);
         }
-        if self.read_only_option == ReadOnlyOption::LeaseBased && !self.check_quorum {
+        if self.read_only_option == ReadOnlyOption::LeaseBased
+            && !self.check_quorum
+            && !planted_bug!(self, LeaseReadWithoutCheckQuorum)
+        {
             return Err(ConfigError::LeaseWithoutCheckQuorum);
         }
         Ok(())

@@ -64,6 +64,7 @@
 #[macro_use]
 pub mod logger;
 pub mod confchange;
+#[macro_use]
 mod config;
 pub mod describe;
 mod error;
@@ -77,6 +78,8 @@ pub mod storage;
 pub mod tracker;
 pub mod util;
 
+#[cfg(feature = "testing")]
+pub use config::PlantedBug;
 pub use config::{Config, ReadOnlyOption};
 pub use error::{ConfigError, Error, Result};
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};

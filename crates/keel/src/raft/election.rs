@@ -211,7 +211,9 @@ impl<S: Storage> Raft<S> {
         // ...and only for a candidate whose log is at least as up to date.
         let last = self.raft_log.last_entry_id();
         let cand = EntryId { term: m.log_term, index: m.index };
-        let grant = can_vote && self.raft_log.is_up_to_date(cand);
+        // PLANTED BUG (testing only): skip the log check.
+        let log_ok = planted_bug!(self, VoteWithoutLogCheck) || self.raft_log.is_up_to_date(cand);
+        let grant = can_vote && log_ok;
         // Learners vote too: a learner may have been promoted without knowing
         // it yet, and the candidate knows better.
         infof!(

@@ -149,6 +149,9 @@ pub(crate) struct Raft<S: Storage> {
     /// in its term; answered once it has.
     pub(crate) pending_read_index_messages: Vec<Message>,
     rng: SplitMix64,
+    /// Test-only: the bug keel-sim planted, if any (see `PlantedBug`).
+    #[cfg(feature = "testing")]
+    pub(crate) planted_bug: Option<crate::config::PlantedBug>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -195,6 +198,8 @@ impl<S: Storage> Raft<S> {
             logger,
             pending_read_index_messages: Vec::new(),
             rng: SplitMix64::new(c.seed ^ c.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            #[cfg(feature = "testing")]
+            planted_bug: c.planted_bug,
         };
 
         let last_id = r.raft_log.last_entry_id();
@@ -267,10 +272,14 @@ impl<S: Storage> Raft<S> {
                 m.term = self.term;
             }
         }
+        // PLANTED BUG (testing only): a peer's append acknowledgement skips the wait.
+        let ack_early =
+            planted_bug!(self, AckBeforePersist) && t == MessageType::MsgAppResp && m.to != self.id;
         if matches!(
             t,
             MessageType::MsgAppResp | MessageType::MsgVoteResp | MessageType::MsgPreVoteResp
-        ) {
+        ) && !ack_early
+        {
             // Acknowledging an append or granting a vote must wait until the
             // entries or vote are durable (Raft thesis 3.8); rejections wait
             // too, erring on the side of safety as etcd does.
@@ -326,7 +335,14 @@ impl<S: Storage> Raft<S> {
     /// entry is from the current term. Only a leader calls this.
     pub(crate) fn maybe_commit(&mut self) -> bool {
         let committed = self.trk.committed();
-        self.raft_log.maybe_commit(EntryId { term: self.term, index: committed })
+        // PLANTED BUG (testing only): take the entry's own term, so that any
+        // entry a quorum holds commits, whatever its term (figure 8).
+        let term = if planted_bug!(self, CommitPreviousTermByCount) {
+            self.raft_log.term_or_zero(committed)
+        } else {
+            self.term
+        };
+        self.raft_log.maybe_commit(EntryId { term, index: committed })
     }
 
     /// Resets the volatile state for `term` (clearing the vote on a term
