@@ -804,7 +804,7 @@ impl Cluster {
                 vote: m.vote,
                 commit: m.commit,
             });
-            let snap = m.snapshot.as_ref().filter(|s| !s.is_empty());
+            let snap = m.snapshot.as_deref().filter(|s| !s.is_empty());
             self.nodes[&id].disk.persist(snap, &m.entries, hs);
             self.persisted(id, hs, m.entries.len(), snap.map_or(0, |s| s.metadata.index))?;
             for r in &m.responses {
