@@ -8,6 +8,19 @@
 //! happen on other threads, driven by the `MsgStorageAppend` /
 //! `MsgStorageApply` messages in `Ready::messages`, whose responses are
 //! stepped back in instead of calling `advance()`.
+//!
+//! # The application's duties
+//! - Persist before sending: a `Ready`'s entries, hard state and snapshot
+//!   must be durable before its messages leave (with asynchronous writes,
+//!   before the `MsgStorageAppend`'s responses are delivered).
+//! - Apply in order, and call [`RawNode::apply_conf_change`] for each
+//!   committed configuration change as it is applied.
+//! - A snapshot supersedes committed entries handed out earlier: once a
+//!   `Ready` (or `MsgStorageAppend`) carries a snapshot at index `i`, skip any
+//!   entry at or below `i` that was handed out before but is not yet applied,
+//!   and do not call `apply_conf_change` for it. The snapshot's configuration
+//!   already includes its effect; applying it again would corrupt this
+//!   node's configuration (etcd-io/etcd#11510; Keel's simulator checks this).
 
 use bytes::Bytes;
 
@@ -197,7 +210,8 @@ impl<S: Storage> RawNode<S> {
 
     /// Applies a committed configuration change to this node, returning the
     /// new configuration. Call it when applying the change's entry (unless
-    /// the application rejects the change).
+    /// the application rejects the change), never for an entry a snapshot has
+    /// since superseded (see the module docs).
     pub fn apply_conf_change(
         &mut self,
         cc: &AnyConfChange,
