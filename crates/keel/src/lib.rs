@@ -10,7 +10,7 @@
 //! - [`quorum`]: majority and joint quorum arithmetic.
 //! - [`tracker`]: per-peer replication progress, inflight windows, vote tallies.
 //! - [`confchange`]: applying membership changes to a tracker configuration.
-//! - [`storage`]: the [`Storage`](storage::Storage) trait and [`MemoryStorage`].
+//! - [`storage`]: the [`Storage`] trait and [`MemoryStorage`].
 //! - [`log`]: the unstable log and the [`RaftLog`](log::RaftLog) over storage.
 //! - `raft` (private): the state machine — elections, replication,
 //!   configuration changes, reads.
