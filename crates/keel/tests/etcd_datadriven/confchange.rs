@@ -62,12 +62,7 @@ impl Env {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datadriven::parse_line;
-
-    fn case(directive: &str, input: &str) -> TestData {
-        let (cmd, cmd_args) = parse_line(directive).unwrap();
-        TestData { cmd, cmd_args, input: input.to_string(), ..TestData::default() }
-    }
+    use crate::datadriven::test_case as case;
 
     #[test]
     fn last_index_counts_every_command() {

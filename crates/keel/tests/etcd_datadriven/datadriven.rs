@@ -106,6 +106,14 @@ pub(crate) fn parse_go_u64(s: &str) -> Result<u64, String> {
     s.parse().map_err(|_| format!("strconv.ParseUint: parsing {s:?}: value out of range"))
 }
 
+/// A test case from a directive line and its input, for the handlers'
+/// unit tests.
+#[cfg(test)]
+pub(crate) fn test_case(directive: &str, input: &str) -> TestData {
+    let (cmd, cmd_args) = parse_line(directive).expect("a valid directive");
+    TestData { cmd, cmd_args, input: input.to_string(), ..TestData::default() }
+}
+
 /// Parses a directive line into its command and arguments. An empty line
 /// gives an empty command.
 pub(crate) fn parse_line(line: &str) -> Result<(String, Vec<CmdArg>), String> {

@@ -214,11 +214,10 @@ fn go_index_slice(values: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datadriven::parse_line;
+    use crate::datadriven::test_case;
 
     fn case(directive: &str) -> TestData {
-        let (cmd, cmd_args) = parse_line(directive).unwrap();
-        TestData { cmd, cmd_args, ..TestData::default() }
+        test_case(directive, "")
     }
 
     #[test]

@@ -320,12 +320,7 @@ pub(crate) fn scan_arg<'a>(d: &'a TestData, key: &str) -> Result<&'a str, CmdErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datadriven::parse_line;
-
-    fn case(directive: &str, input: &str) -> TestData {
-        let (cmd, cmd_args) = parse_line(directive).unwrap();
-        TestData { cmd, cmd_args, input: input.to_string(), ..TestData::default() }
-    }
+    use crate::datadriven::test_case as case;
 
     #[test]
     fn errors_print_even_when_quiet_and_ok_when_silent() {
