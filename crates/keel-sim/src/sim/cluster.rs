@@ -1180,6 +1180,21 @@ impl Cluster {
 
     // ----- faults -----------------------------------------------------------
 
+    /// The nodes that are running, in id order.
+    fn up_ids(&self) -> Vec<u64> {
+        self.nodes.values().filter(|n| n.is_up()).map(|n| n.id).collect()
+    }
+
+    /// The nodes that are members of the cluster, running or crashed, in id
+    /// order.
+    pub(super) fn member_ids(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| matches!(n.phase, Phase::Up | Phase::Down))
+            .map(|n| n.id)
+            .collect()
+    }
+
     fn crash_event(&mut self) -> Checked {
         if self.phase != RunPhase::Faulty {
             return Ok(());
@@ -1187,7 +1202,7 @@ impl Cluster {
         let every = self.o.crash_every_us;
         let next = self.rng.range(every / 2, every * 3 / 2);
         self.schedule(next, Ev::Crash);
-        let up: Vec<u64> = self.nodes.values().filter(|n| n.is_up()).map(|n| n.id).collect();
+        let up = self.up_ids();
         if up.is_empty() {
             return Ok(());
         }
@@ -1201,9 +1216,7 @@ impl Cluster {
         if leader == Some(id) && self.o.forget_crashed_leader {
             // The operator saw the leader die and tells the others, so that
             // they vote at once instead of waiting out its lease.
-            let followers: Vec<u64> =
-                self.nodes.values().filter(|n| n.is_up()).map(|n| n.id).collect();
-            for f in followers {
+            for f in self.up_ids() {
                 let live = self.live(f).expect("up");
                 let res = live.raw.forget_leader();
                 self.note_with(f, || format!("operator: forget leader {id} ({res:?})"));
@@ -1222,12 +1235,7 @@ impl Cluster {
         let every = self.o.partition_every_us;
         let next = self.rng.range(every / 2, every * 3 / 2);
         self.schedule(next, Ev::Partition);
-        let ids: Vec<u64> = self
-            .nodes
-            .values()
-            .filter(|n| matches!(n.phase, Phase::Up | Phase::Down))
-            .map(|n| n.id)
-            .collect();
+        let ids = self.member_ids();
         if ids.len() < 2 {
             return Ok(());
         }

@@ -97,12 +97,7 @@ impl Cluster {
         let hint = self.clients[c].hint;
         let hint_ok = hint != 0 && self.nodes.get(&hint).is_some_and(|n| n.is_up());
         if self.rng.chance(200) || (!hint_ok && self.leader().is_none()) {
-            let ids: Vec<u64> = self
-                .nodes
-                .values()
-                .filter(|n| matches!(n.phase, Phase::Up | Phase::Down))
-                .map(|n| n.id)
-                .collect();
+            let ids = self.member_ids();
             return *self.rng.pick(&ids);
         }
         if let Some(l) = self.leader()
