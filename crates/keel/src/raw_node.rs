@@ -497,8 +497,7 @@ impl<S: Storage> RawNode<S> {
         if let Some(applied) = self.applied_on_advance.take() {
             // Exactly what `Raft::step` does with a `MsgStorageApplyResp`
             // (a local message, so no term checks).
-            self.raft.applied_to(applied.index, applied.size);
-            self.raft.reduce_uncommitted_size(applied.payloads_size);
+            self.raft.entries_applied(applied.index, applied.size, applied.payloads_size);
         }
     }
 

@@ -325,6 +325,14 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// The application applied committed entries up to `index`, of encoded
+    /// size `size` and payload size `payloads`: advance the applied index and
+    /// release their share of the uncommitted-size quota.
+    pub(crate) fn entries_applied(&mut self, index: u64, size: u64, payloads: u64) {
+        self.applied_to(index, size);
+        self.reduce_uncommitted_size(payloads);
+    }
+
     pub(crate) fn applied_snap(&mut self, snap: &Snapshot) {
         let index = snap.metadata.index;
         self.raft_log.stable_snap_to(index);
@@ -528,8 +536,8 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgStorageApplyResp => {
                 if let Some(last) = m.entries.last() {
                     let index = last.index;
-                    self.applied_to(index, crate::storage::ents_size(&m.entries));
-                    self.reduce_uncommitted_size(payloads_size(&m.entries));
+                    let size = crate::storage::ents_size(&m.entries);
+                    self.entries_applied(index, size, payloads_size(&m.entries));
                 }
             }
             MessageType::MsgVote | MessageType::MsgPreVote => self.handle_vote_request(&m),
