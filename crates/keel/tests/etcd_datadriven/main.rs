@@ -2,8 +2,8 @@
 //! Keel.
 //!
 //! Each suite runs every `*.txt` file of one directory under
-//! `$KEEL_ETCD_TESTDATA` (default: `../shared/etcd-raft-testdata` beside the
-//! workspace) and prints one line `etcd-datadriven <suite>: P passed, F
+//! `$KEEL_ETCD_TESTDATA` (default: the vendored copy in
+//! `crates/keel/tests/testdata/etcd-raft`) and prints one line `etcd-datadriven <suite>: P passed, F
 //! failed`. Run with
 //!
 //! ```sh

@@ -9,12 +9,10 @@
 //! `expected_failures.txt`, or if a listed file passes (so the list
 //! shrinks as the port improves).
 //!
-//! A missing directory is not a pass: it prints a `SKIP` line, written
-//! straight to the process's stderr so that it shows even when the test
-//! harness captures output.
+//! A missing or empty directory is not a pass: the suite fails and says
+//! which directory it tried to read.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::datadriven::{CaseFailure, Handler, run_test};
@@ -34,13 +32,13 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
 }
 
-/// `$KEEL_ETCD_TESTDATA`, or `../shared/etcd-raft-testdata` beside the
-/// workspace. A relative path is taken relative to the workspace root (the
+/// `$KEEL_ETCD_TESTDATA`, or the vendored copy `crates/keel/tests/testdata/etcd-raft`.
+/// A relative path is taken relative to the workspace root (the
 /// test binary runs in the crate directory, which would surprise).
 fn testdata_root() -> PathBuf {
     match std::env::var_os("KEEL_ETCD_TESTDATA") {
         Some(dir) if !dir.is_empty() => workspace_root().join(dir),
-        _ => workspace_root().join("..").join("shared").join("etcd-raft-testdata"),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/etcd-raft"),
     }
 }
 
@@ -109,16 +107,14 @@ pub(crate) fn run_suite(suite: &Suite) -> Result<(), String> {
     let files = match test_files(&dir) {
         Ok(files) => files,
         Err(e) => {
-            loud(&format!(
-                "SKIP {header}: cannot read {} ({e}); set KEEL_ETCD_TESTDATA",
+            return Err(format!(
+                "{header}: cannot read {} ({e}); check KEEL_ETCD_TESTDATA",
                 dir.display()
             ));
-            println!("{header}: 0 passed, 0 failed");
-            return Ok(());
         }
     };
     if files.is_empty() {
-        loud(&format!("SKIP {header}: no *.txt files in {}", dir.display()));
+        return Err(format!("{header}: no *.txt files in {}", dir.display()));
     }
     let expected = expected_failures(suite.name);
     let rewrite = rewrite_mode();
@@ -184,12 +180,6 @@ pub(crate) fn run_suite(suite: &Suite) -> Result<(), String> {
     let passed = reports.iter().filter(|r| r.passed).count();
     println!("{header}: {passed} passed, {} failed", reports.len() - passed);
     if problems.is_empty() { Ok(()) } else { Err(problems) }
-}
-
-/// Writes a line to stderr even while the test harness captures output
-/// (it captures the print macros, not direct writes).
-fn loud(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn indent(text: &str) -> String {
