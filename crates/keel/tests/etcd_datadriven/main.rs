@@ -3,8 +3,8 @@
 //!
 //! Each suite runs every `*.txt` file of one directory under
 //! `$KEEL_ETCD_TESTDATA` (default: the vendored copy in
-//! `crates/keel/tests/testdata/etcd-raft`) and prints one line `etcd-datadriven <suite>: P passed, F
-//! failed`. Run with
+//! `crates/keel/tests/testdata/etcd-raft`) and prints one line
+//! `etcd-datadriven <suite>: P passed, F failed`. Run with
 //!
 //! ```sh
 //! cargo test -p keel --test etcd_datadriven -- --nocapture
