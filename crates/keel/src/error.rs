@@ -49,6 +49,20 @@ pub enum Error {
     /// `bootstrap` was called on storage that already holds entries.
     #[error("can't bootstrap a nonempty Storage")]
     BootstrapNonEmpty,
+    /// The [`Node`](crate::Node) is stopped or stopping.
+    #[error("raft: stopped")]
+    Stopped,
+    /// A blocking [`Node`](crate::Node) call waited longer than its
+    /// `request_timeout`.
+    #[error("raft: request timed out")]
+    Timeout,
+    /// `advance` was called on a node with asynchronous storage writes,
+    /// whose storage threads acknowledge instead.
+    #[error("raft: advance is not used with asynchronous storage writes")]
+    AdvanceWithAsyncStorageWrites,
+    /// The [`Node`](crate::Node)'s thread could not be started.
+    #[error("raft: cannot start the node's thread: {0}")]
+    Spawn(#[source] std::io::Error),
 }
 
 /// Why a [`Config`](crate::Config) is invalid. The messages are etcd's.

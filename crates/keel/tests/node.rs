@@ -1,0 +1,389 @@
+//! `Node` through its public API: the behaviours of etcd-raft's
+//! `node_test.go`, written anew. Ticks are driven by hand and every wait is
+//! bounded by the node's request timeout, so a bug fails a test instead of
+//! hanging it.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+use keel::raftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType,
+};
+use keel::{
+    Config, Error, MemoryStorage, Node, NodeOptions, Peer, Ready, SnapshotStatus, StateType,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn options() -> NodeOptions {
+    NodeOptions { request_timeout: Some(WAIT), ..NodeOptions::default() }
+}
+
+fn peers(ids: &[u64]) -> Vec<Peer> {
+    ids.iter().map(|&id| Peer { id, ..Peer::default() }).collect()
+}
+
+/// Persists a `Ready` the way etcd's docs order it: snapshot, then hard
+/// state and entries.
+fn persist(storage: &MemoryStorage, rd: &Ready) {
+    if !rd.snapshot.is_empty() {
+        storage.apply_snapshot(rd.snapshot.clone()).unwrap();
+    }
+    if !rd.hard_state.is_empty() {
+        storage.set_hard_state(rd.hard_state);
+    }
+    storage.append(&rd.entries).unwrap();
+}
+
+/// A one-voter node driven on the test thread.
+struct Single {
+    node: Node,
+    storage: MemoryStorage,
+    applied: Vec<Entry>,
+    conf: Option<ConfState>,
+}
+
+impl Single {
+    fn start() -> Single {
+        let storage = MemoryStorage::new();
+        let node =
+            Node::start_with(&Config::new(1), storage.clone(), &peers(&[1]), options()).unwrap();
+        Single { node, storage, applied: Vec::new(), conf: None }
+    }
+
+    /// Handles one `Ready`: persist, apply (conf changes through the node),
+    /// advance.
+    fn step_ready(&mut self) -> Ready {
+        let rd = self.node.ready().unwrap();
+        persist(&self.storage, &rd);
+        for e in &rd.committed_entries {
+            if e.entry_type() == EntryType::EntryConfChange && e.index > 1 {
+                let cc: ConfChange = prost::Message::decode(e.data.clone()).unwrap();
+                self.conf = Some(self.node.apply_conf_change_at(e.index, cc).unwrap());
+            }
+            self.applied.push(e.clone());
+        }
+        self.node.advance().unwrap();
+        rd
+    }
+
+    /// Runs Readys until `done`, at most 100 of them.
+    fn until(&mut self, mut done: impl FnMut(&Single) -> bool) {
+        for _ in 0..100 {
+            if done(self) {
+                return;
+            }
+            self.step_ready();
+        }
+        panic!("condition not reached in 100 Readys");
+    }
+
+    /// Applies the bootstrap configuration (a node does not campaign with
+    /// configuration changes left to apply), then campaigns.
+    fn elect(&mut self) {
+        self.step_ready();
+        self.node.campaign().unwrap();
+        self.until(|s| s.node.status().unwrap().basic.soft_state.raft_state == StateType::Leader);
+    }
+
+    fn applied_data(&self) -> Vec<Bytes> {
+        self.applied
+            .iter()
+            .filter(|e| e.entry_type() == EntryType::EntryNormal && !e.data.is_empty())
+            .map(|e| e.data.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn proposals_are_committed_and_applied() {
+    let mut s = Single::start();
+    s.elect();
+    for i in 0..10u8 {
+        s.node.propose(Bytes::from(vec![i])).unwrap();
+    }
+    s.node.propose_batch(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]).unwrap();
+    s.until(|s| s.applied_data().len() == 12);
+    let want: Vec<Bytes> = (0..10u8)
+        .map(|i| Bytes::from(vec![i]))
+        .chain([Bytes::from_static(b"a"), Bytes::from_static(b"b")])
+        .collect();
+    assert_eq!(s.applied_data(), want);
+    s.node.stop();
+}
+
+#[test]
+fn a_follower_without_a_leader_drops_proposals() {
+    // Three voters, never elected: nobody to forward to.
+    let storage = MemoryStorage::new();
+    let node =
+        Node::start_with(&Config::new(1), storage.clone(), &peers(&[1, 2, 3]), options()).unwrap();
+    let err = node.propose(Bytes::from_static(b"x")).unwrap_err();
+    assert!(matches!(err, Error::ProposalDropped), "{err:?}");
+    node.stop();
+}
+
+#[test]
+fn conf_changes_go_through_the_node() {
+    let mut s = Single::start();
+    s.elect();
+    let cc = ConfChange {
+        change_type: ConfChangeType::ConfChangeAddNode as i32,
+        node_id: 2,
+        ..ConfChange::default()
+    };
+    s.node.propose_conf_change(cc).unwrap();
+    s.until(|s| s.conf.is_some());
+    assert_eq!(s.conf.as_ref().unwrap().voters, vec![1, 2]);
+    let st = s.node.status().unwrap();
+    assert!(st.config.voters().ids().any(|id| id == 2));
+    s.node.stop();
+}
+
+#[test]
+fn stop_answers_every_waiting_caller_and_every_later_call() {
+    let storage = MemoryStorage::new();
+    // No timeout: only stop can release the waiters.
+    let node = Node::start(&Config::new(1), storage, &peers(&[1, 2, 3])).unwrap();
+    // Take the bootstrap Ready and do not advance: the next ready() blocks.
+    let _ = node.ready().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let waiter = {
+        let node = node.clone();
+        thread::spawn(move || tx.send(node.ready().map(|_| ())).unwrap())
+    };
+    thread::sleep(Duration::from_millis(20));
+    node.stop();
+    let got = rx.recv_timeout(WAIT).expect("the blocked ready() returned");
+    assert!(matches!(got, Err(Error::Stopped)), "{got:?}");
+    waiter.join().unwrap();
+    // Idempotent, and every call now fails fast.
+    node.stop();
+    assert!(node.is_stopped());
+    assert!(matches!(node.tick(), Err(Error::Stopped)));
+    assert!(matches!(node.propose(Bytes::from_static(b"x")), Err(Error::Stopped)));
+    assert!(matches!(node.status(), Err(Error::Stopped)));
+    assert!(matches!(node.ready(), Err(Error::Stopped)));
+    assert!(matches!(node.step(Message::new(MessageType::MsgHeartbeat)), Err(Error::Stopped)));
+}
+
+#[test]
+fn dropping_the_last_handle_stops_the_loop() {
+    let node = Node::start(&Config::new(1), MemoryStorage::new(), &peers(&[1])).unwrap();
+    let clone = node.clone();
+    drop(node);
+    assert!(clone.status().is_ok(), "a clone keeps the loop alive");
+    drop(clone); // joins the thread; the test would hang otherwise
+}
+
+#[test]
+fn step_refuses_local_message_types() {
+    let node = Node::start(&Config::new(1), MemoryStorage::new(), &peers(&[1])).unwrap();
+    for t in [MessageType::MsgHup, MessageType::MsgBeat, MessageType::MsgStorageAppendResp] {
+        let err = node.step(Message::new(t)).unwrap_err();
+        assert!(matches!(err, Error::StepLocalMsg), "{t:?}: {err:?}");
+    }
+    node.stop();
+}
+
+#[test]
+fn restart_from_storage_keeps_the_log() {
+    let mut s = Single::start();
+    s.elect();
+    s.node.propose(Bytes::from_static(b"before")).unwrap();
+    s.until(|s| s.applied_data().len() == 1);
+    let hs = s.storage.hard_state();
+    s.node.stop();
+
+    let node = Node::restart_with(&Config::new(1), s.storage.clone(), options()).unwrap();
+    let st = node.status().unwrap();
+    assert_eq!(st.basic.hard_state, hs);
+    // The restarted node hands out the committed entries again (applied is
+    // 0 in its config), ending with the proposal.
+    let rd = node.ready().unwrap();
+    assert_eq!(rd.committed_entries.last().unwrap().data, Bytes::from_static(b"before"));
+    node.advance().unwrap();
+    node.stop();
+}
+
+#[test]
+fn restart_from_a_snapshot() {
+    let mut s = Single::start();
+    s.elect();
+    s.node.propose(Bytes::from_static(b"x")).unwrap();
+    s.until(|s| s.applied_data().len() == 1);
+    let applied = s.applied.last().unwrap().index;
+    let cs = ConfState { voters: vec![1], ..ConfState::default() };
+    s.storage.create_snapshot(applied, Some(&cs), Bytes::from_static(b"state")).unwrap();
+    s.storage.compact(applied).unwrap();
+    s.node.stop();
+
+    let mut config = Config::new(1);
+    config.applied = applied;
+    let node = Node::restart_with(&config, s.storage.clone(), options()).unwrap();
+    let st = node.status().unwrap();
+    assert_eq!(st.basic.applied, applied);
+    assert_eq!(st.config.voters().ids().collect::<Vec<_>>(), vec![1]);
+    node.stop();
+}
+
+#[test]
+fn read_index_is_answered_in_a_ready() {
+    let mut s = Single::start();
+    s.elect();
+    let commit = s.node.status().unwrap().basic.hard_state.commit;
+    s.node.read_index(Bytes::from_static(b"ctx")).unwrap();
+    let mut found = None;
+    for _ in 0..10 {
+        let rd = s.step_ready();
+        if let Some(rs) = rd.read_states.first() {
+            found = Some(rs.clone());
+            break;
+        }
+    }
+    let rs = found.expect("a read state");
+    assert_eq!(rs.request_ctx, Bytes::from_static(b"ctx"));
+    // A lone voter answers at once with its commit index, as etcd's does.
+    assert!(rs.index >= commit, "{rs:?} before commit {commit}");
+    s.node.stop();
+}
+
+#[test]
+fn no_second_ready_before_advance() {
+    let mut s = Single::start();
+    s.elect();
+    s.node.propose(Bytes::from_static(b"one")).unwrap();
+    let rd = s.node.ready().unwrap();
+    persist(&s.storage, &rd);
+    // More work arrives while the Ready is outstanding...
+    s.node.propose(Bytes::from_static(b"two")).unwrap();
+    let _ = s.node.status().unwrap(); // the loop has seen the proposal
+    assert!(s.node.try_ready().unwrap().is_none(), "a second Ready before advance");
+    // ... and is handed out after it.
+    s.node.advance().unwrap();
+    let rd = s.node.ready().unwrap();
+    assert!(rd.entries.iter().any(|e| e.data == Bytes::from_static(b"two")));
+    persist(&s.storage, &rd);
+    s.node.advance().unwrap();
+    s.node.stop();
+}
+
+#[test]
+fn advance_is_refused_with_async_storage_writes() {
+    let mut config = Config::new(1);
+    config.async_storage_writes = true;
+    let node = Node::start(&config, MemoryStorage::new(), &peers(&[1])).unwrap();
+    assert!(matches!(node.advance(), Err(Error::AdvanceWithAsyncStorageWrites)));
+    node.stop();
+}
+
+/// With asynchronous storage writes the loop routes the storage messages to
+/// a storage thread and an apply thread, which step their responses back.
+#[test]
+fn async_storage_writes_through_the_node() {
+    let mut config = Config::new(1);
+    config.async_storage_writes = true;
+    let storage = MemoryStorage::new();
+    let node = Node::start_with(&config, storage.clone(), &peers(&[1]), options()).unwrap();
+
+    let appender = {
+        let (node, storage) = (node.clone(), storage.clone());
+        thread::spawn(move || {
+            while let Ok(m) = node.append_work().recv() {
+                if let Some(snap) = m.snapshot.as_deref().filter(|s| !s.is_empty()) {
+                    storage.apply_snapshot(snap.clone()).unwrap();
+                }
+                if m.term != 0 || m.vote != 0 || m.commit != 0 {
+                    storage.set_hard_state(HardState {
+                        term: m.term,
+                        vote: m.vote,
+                        commit: m.commit,
+                    });
+                }
+                storage.append(&m.entries).unwrap();
+                for r in m.responses {
+                    // One voter: every response is for this node.
+                    assert_eq!(r.to, 1);
+                    if node.step_local(r).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let (applied_tx, applied_rx) = mpsc::channel();
+    let applier = {
+        let node = node.clone();
+        thread::spawn(move || {
+            while let Ok(m) = node.apply_work().recv() {
+                for e in &m.entries {
+                    if e.entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                        applied_tx.send(e.data.clone()).unwrap();
+                    }
+                }
+                for r in m.responses {
+                    if node.step_local(r).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    // The main loop: take Readys, nothing to send (one voter).
+    let reader = {
+        let node = node.clone();
+        thread::spawn(move || {
+            while let Ok(rd) = node.ready() {
+                assert!(rd.messages.is_empty(), "storage messages are routed, not in the Ready");
+            }
+        })
+    };
+
+    // Campaign once the bootstrap configuration is applied.
+    for attempt in 0.. {
+        node.campaign().unwrap();
+        thread::sleep(Duration::from_millis(1));
+        if node.status().unwrap().basic.soft_state.raft_state == StateType::Leader {
+            break;
+        }
+        assert!(attempt < 5000, "no leader");
+    }
+    let mut got = Vec::new();
+    for i in 0..20u8 {
+        // Proposals are dropped until the node leads; retry boundedly.
+        for attempt in 0.. {
+            match node.propose(Bytes::from(vec![i])) {
+                Ok(()) => break,
+                Err(Error::ProposalDropped) if attempt < 1000 => {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("propose: {e}"),
+            }
+        }
+    }
+    while got.len() < 20 {
+        got.push(applied_rx.recv_timeout(WAIT).expect("applied in time"));
+    }
+    assert_eq!(got, (0..20u8).map(|i| Bytes::from(vec![i])).collect::<Vec<_>>());
+    // Bootstrap entry, the leader's empty entry, then the 20 proposals.
+    assert_eq!(keel::Storage::last_index(&storage).unwrap(), 22);
+    node.stop();
+    for t in [appender, applier, reader] {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn report_calls_reach_the_loop() {
+    let mut s = Single::start();
+    s.elect();
+    s.node.report_unreachable(2).unwrap();
+    s.node.report_snapshot(2, SnapshotStatus::Failure).unwrap();
+    s.node.transfer_leadership(1).unwrap();
+    assert_eq!(s.node.status().unwrap().basic.soft_state.raft_state, StateType::Leader);
+    s.node.stop();
+}
