@@ -36,8 +36,8 @@ fn config() -> Config {
 /// storage now and then as an application's snapshots would.
 fn leader_node() -> (Node, thread::JoinHandle<()>) {
     let storage = MemoryStorage::new();
-    let node = Node::start(&config(), storage.clone(), &[Peer { id: 1, ..Peer::default() }])
-        .unwrap();
+    let node =
+        Node::start(&config(), storage.clone(), &[Peer { id: 1, ..Peer::default() }]).unwrap();
     let driver = {
         let node = node.clone();
         thread::spawn(move || {
