@@ -59,7 +59,12 @@ async fn read_stream(shared: &Shared, mut conn: Conn, hello: Hello) -> Result<()
     while let Some(msg) = read_frame(&mut conn, shared.limits.frame_bytes_max, &mut buf).await? {
         if msg.from != hello.from || msg.to != shared.local_id {
             let (from, to) = (msg.from, msg.to);
-            return Err(WireError::Misaddressed { from, to, peer: hello.from, local: shared.local_id });
+            return Err(WireError::Misaddressed {
+                from,
+                to,
+                peer: hello.from,
+                local: shared.local_id,
+            });
         }
         bump(&counters.msgs_received, 1);
         bump(&counters.bytes_received, buf.len() as u64 + 4);

@@ -99,7 +99,9 @@ impl Writer {
                         Err(e) => tracing::warn!(peer = self.id, error = %e, "stream broken"),
                     }
                 }
-                Err(e) => tracing::debug!(peer = self.id, addr = %self.addr, error = %e, "dial failed"),
+                Err(e) => {
+                    tracing::debug!(peer = self.id, addr = %self.addr, error = %e, "dial failed")
+                }
             }
             self.shared.report_unreachable(self.id);
             tokio::time::sleep(backoff.next_delay()).await;

@@ -43,7 +43,12 @@ pub(crate) async fn send(shared: Arc<Shared>, to: u64, addr: SocketAddr, msg: Me
     shared.report(Event::SnapshotStatus { to, status });
 }
 
-async fn send_inner(shared: &Shared, to: u64, addr: SocketAddr, mut msg: Message) -> Result<(), WireError> {
+async fn send_inner(
+    shared: &Shared,
+    to: u64,
+    addr: SocketAddr,
+    mut msg: Message,
+) -> Result<(), WireError> {
     let data = msg.snapshot.as_mut().map(|s| std::mem::take(&mut s.data)).unwrap_or_default();
     let mut conn = dial(shared, to, addr, ConnKind::Snapshot).await?;
     let mut head = Vec::new();
@@ -69,7 +74,11 @@ enum Assembly {
 }
 
 /// Receives one snapshot after an accepted handshake and delivers it.
-pub(crate) async fn receive(shared: &Shared, mut conn: Conn, hello: Hello) -> Result<(), WireError> {
+pub(crate) async fn receive(
+    shared: &Shared,
+    mut conn: Conn,
+    hello: Hello,
+) -> Result<(), WireError> {
     let limits = &shared.limits;
     let mut buf = Vec::new();
     let Some(mut msg) = read_frame(&mut conn, limits.frame_bytes_max, &mut buf).await? else {
@@ -144,5 +153,9 @@ pub(crate) async fn receive(shared: &Shared, mut conn: Conn, hello: Hello) -> Re
 }
 
 fn eof_is_truncated(e: std::io::Error) -> WireError {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof { WireError::Truncated } else { WireError::Io(e) }
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        WireError::Truncated
+    } else {
+        WireError::Io(e)
+    }
 }

@@ -33,7 +33,11 @@ fn tls_err(what: &str, e: impl std::fmt::Display) -> StartError {
 impl TlsConfig {
     /// Builds from PEM text: the member's certificate chain, its private key,
     /// and the CA certificates peers must chain to.
-    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<TlsConfig, StartError> {
+    pub fn from_pem(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        ca_pem: &[u8],
+    ) -> Result<TlsConfig, StartError> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| tls_err("certificate", e))?;
@@ -43,16 +47,19 @@ impl TlsConfig {
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| tls_err("private key", e))?;
         let mut roots = RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(ca_pem) {
-            roots.add(ca.map_err(|e| tls_err("trusted CA", e))?).map_err(|e| tls_err("trusted CA", e))?;
+            roots
+                .add(ca.map_err(|e| tls_err("trusted CA", e))?)
+                .map_err(|e| tls_err("trusted CA", e))?;
         }
         if roots.is_empty() {
             return Err(StartError::Tls("no certificate in the trusted CA PEM".into()));
         }
         let roots = Arc::new(roots);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
-            .build()
-            .map_err(|e| tls_err("client verifier", e))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .build()
+                .map_err(|e| tls_err("client verifier", e))?;
         let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_err("server", e))?

@@ -188,10 +188,19 @@ mod tests {
         let mut frame = Vec::new();
         put_frame(&mut frame, &Message { to: 1, from: 2, ..Default::default() });
         let cut = &frame[..frame.len() - 1];
-        assert!(matches!(read_frame(&mut &cut[..], 1024, &mut buf).await, Err(WireError::Truncated)));
-        assert!(matches!(read_frame(&mut &frame[..2], 1024, &mut buf).await, Err(WireError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut &cut[..], 1024, &mut buf).await,
+            Err(WireError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut &frame[..2], 1024, &mut buf).await,
+            Err(WireError::Truncated)
+        ));
         let garbage = [0u8, 0, 0, 3, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut &garbage[..], 1024, &mut buf).await, Err(WireError::Decode(_))));
+        assert!(matches!(
+            read_frame(&mut &garbage[..], 1024, &mut buf).await,
+            Err(WireError::Decode(_))
+        ));
         assert!(matches!(read_frame(&mut &[][..], 1024, &mut buf).await, Ok(None)));
     }
 }

@@ -246,7 +246,8 @@ async fn large_snapshot_streams_beside_heartbeats() {
     let (b, mut b_events) = start(2, CLUSTER, any_port());
     a.add_peer(2, b.local_addr());
     b.add_peer(1, a.local_addr());
-    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let data: Vec<u8> =
+        (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let data = Bytes::from(data);
     a.send(vec![snapshot_message(1, 2, data.clone())]);
     const HEARTBEATS: u64 = 50;
@@ -421,8 +422,12 @@ impl Pki {
         let key = rcgen::KeyPair::generate().expect("key");
         let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
         let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).expect("cert");
-        TlsConfig::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), trust.ca_pem.as_bytes())
-            .expect("tls config")
+        TlsConfig::from_pem(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            trust.ca_pem.as_bytes(),
+        )
+        .expect("tls config")
     }
 }
 
@@ -465,8 +470,10 @@ async fn mutual_tls_accepts_the_right_ca_and_refuses_another() {
 /// From a plain thread: the transport brings its own runtime.
 #[test]
 fn usable_from_a_plain_thread() {
-    let (a, _a_events) = Transport::start_with_runtime(Config::new(1, CLUSTER, any_port())).expect("a");
-    let (b, mut b_events) = Transport::start_with_runtime(Config::new(2, CLUSTER, any_port())).expect("b");
+    let (a, _a_events) =
+        Transport::start_with_runtime(Config::new(1, CLUSTER, any_port())).expect("a");
+    let (b, mut b_events) =
+        Transport::start_with_runtime(Config::new(2, CLUSTER, any_port())).expect("b");
     a.add_peer(2, b.local_addr());
     b.add_peer(1, a.local_addr());
     a.send(vec![heartbeat(1, 2, 42)]);
