@@ -11,15 +11,15 @@
 //! incoming messages arrive on one [`Events`] receiver.
 //!
 //! # Layout
-//! - [`config`]: [`Config`] and [`Limits`], every bound in one place.
-//! - `wire`: handshake and frame format.
-//! - `conn`: dialling and accepting, TCP or TLS, the handshake verdict.
-//! - `peer`: per-peer queue and writer task, reconnect backoff.
-//! - `listener`: accept loop and incoming streams.
-//! - `snapshot`: snapshot sender and bounded-memory receiver.
-//! - [`tls`]: mutual TLS from PEM.
-//! - [`stats`]: counters.
-//! - `transport`: the [`Transport`] handle and [`Event`]s.
+//! - [`config`] — [`Config`] and [`Limits`], every bound in one place.
+//! - `wire` — handshake and frame format.
+//! - `conn` — dialling and accepting, TCP or TLS, the handshake verdict.
+//! - `peer` — per-peer queue and writer task, reconnect backoff.
+//! - `listener` — accept loop and incoming streams.
+//! - `snapshot` — snapshot sender and bounded-memory receiver.
+//! - [`tls`] — mutual TLS from PEM files.
+//! - [`stats`] — per-peer counters.
+//! - `transport` — the [`Transport`] handle and [`Event`]s.
 //!
 //! # Example
 //! ```
@@ -31,7 +31,9 @@
 //! let (b, mut b_events) = Transport::start_with_runtime(Config::new(2, 7, local)).unwrap();
 //! a.add_peer(2, b.local_addr());
 //! b.add_peer(1, a.local_addr());
-//! let hb = Message { msg_type: MessageType::MsgHeartbeat as i32, from: 1, to: 2, ..Default::default() };
+//! let hb = Message {
+//!     msg_type: MessageType::MsgHeartbeat as i32, from: 1, to: 2, ..Default::default()
+//! };
 //! a.send(vec![hb.clone()]);
 //! assert_eq!(b_events.blocking_recv(), Some(Event::Message(hb)));
 //! ```
