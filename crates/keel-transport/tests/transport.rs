@@ -377,14 +377,20 @@ async fn bad_input_client_that_never_speaks() {
     check_bad_input(Vec::new(), false).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_snapshot_chunk_with_a_bad_checksum() {
+/// A snapshot connection's handshake, header frame and announced data length.
+fn snapshot_preamble(total: u64) -> Vec<u8> {
     use prost::Message as _;
     let mut bytes = hello(1, CLUSTER, 1, 2);
     let head = snapshot_message(1, 2, Bytes::new()).encode_to_vec();
     bytes.extend_from_slice(&(head.len() as u32).to_be_bytes());
     bytes.extend_from_slice(&head);
-    bytes.extend_from_slice(&4u64.to_be_bytes());
+    bytes.extend_from_slice(&total.to_be_bytes());
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_snapshot_chunk_with_a_bad_checksum() {
+    let mut bytes = snapshot_preamble(4);
     bytes.extend_from_slice(&4u32.to_be_bytes());
     bytes.extend_from_slice(b"data");
     bytes.extend_from_slice(&(crc32c::crc32c(b"data") ^ 1).to_be_bytes());
@@ -393,13 +399,7 @@ async fn bad_input_snapshot_chunk_with_a_bad_checksum() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_snapshot_larger_than_allowed() {
-    use prost::Message as _;
-    let mut bytes = hello(1, CLUSTER, 1, 2);
-    let head = snapshot_message(1, 2, Bytes::new()).encode_to_vec();
-    bytes.extend_from_slice(&(head.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(&head);
-    bytes.extend_from_slice(&u64::MAX.to_be_bytes());
-    check_bad_input(bytes, false).await;
+    check_bad_input(snapshot_preamble(u64::MAX), false).await;
 }
 
 struct Pki {
