@@ -1,0 +1,103 @@
+//! What a transport needs to start, and the limits that bound its memory.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::tls::TlsConfig;
+
+/// Identity, addresses and limits of one transport.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This member's raft id (non-zero).
+    pub local_id: u64,
+    /// The cluster id every peer must present in its handshake.
+    pub cluster_id: u64,
+    /// Where to accept peer connections (port 0: the OS picks).
+    pub listen_addr: SocketAddr,
+    /// The initial peers, by raft id.
+    pub peers: Vec<(u64, SocketAddr)>,
+    /// Queue, frame and snapshot bounds.
+    pub limits: Limits,
+    /// Mutual TLS; `None` is plain TCP (for local use).
+    pub tls: Option<TlsConfig>,
+}
+
+/// Every bound the transport enforces.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest frame accepted or sent (checked before allocating).
+    pub frame_bytes_max: u32,
+    /// Messages queued for one peer before new ones are dropped.
+    pub queue_msgs_max: usize,
+    /// Encoded bytes queued for one peer before new messages are dropped.
+    pub queue_bytes_max: usize,
+    /// Bytes coalesced into one write before flushing.
+    pub batch_bytes_max: usize,
+    /// Largest snapshot data accepted.
+    pub snapshot_bytes_max: u64,
+    /// Bytes per snapshot chunk (sent), and the largest chunk accepted.
+    pub snapshot_chunk_bytes: u32,
+    /// Snapshot bytes assembled in memory before spilling to a temp file.
+    pub snapshot_spill_bytes: usize,
+    /// Incoming messages buffered for the raft loop before readers wait.
+    pub incoming_capacity: usize,
+    /// Time a connection has to complete its handshake (both sides).
+    pub handshake_timeout: Duration,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            frame_bytes_max: 16 << 20,
+            // etcd's stream buffer holds 4096 messages.
+            queue_msgs_max: 4096,
+            queue_bytes_max: 64 << 20,
+            batch_bytes_max: 256 << 10,
+            snapshot_bytes_max: 8 << 30,
+            snapshot_chunk_bytes: 1 << 20,
+            snapshot_spill_bytes: 4 << 20,
+            incoming_capacity: 4096,
+            handshake_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Config {
+    /// A plain-TCP config with default limits and no peers.
+    pub fn new(local_id: u64, cluster_id: u64, listen_addr: SocketAddr) -> Config {
+        Config {
+            local_id,
+            cluster_id,
+            listen_addr,
+            peers: Vec::new(),
+            limits: Limits::default(),
+            tls: None,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), &'static str> {
+        let l = &self.limits;
+        if self.local_id == 0 {
+            return Err("local_id must be non-zero");
+        }
+        if self.peers.iter().any(|(id, _)| *id == 0 || *id == self.local_id) {
+            return Err("peer ids must be non-zero and differ from local_id");
+        }
+        if l.frame_bytes_max == 0 || l.queue_msgs_max == 0 || l.queue_bytes_max == 0 {
+            return Err("frame and queue limits must be non-zero");
+        }
+        if l.snapshot_chunk_bytes == 0 || l.incoming_capacity == 0 || l.batch_bytes_max == 0 {
+            return Err("chunk, batch and incoming limits must be non-zero");
+        }
+        if l.backoff_initial.is_zero() || l.backoff_max < l.backoff_initial {
+            return Err("backoff_initial must be non-zero and at most backoff_max");
+        }
+        Ok(())
+    }
+}

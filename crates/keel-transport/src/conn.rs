@@ -1,0 +1,113 @@
+//! Dialling a peer and the server side of the handshake, over TCP or TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::error::WireError;
+use crate::transport::Shared;
+use crate::wire::{ConnKind, HELLO_LEN, Hello, PROTOCOL_VERSION, Verdict};
+
+/// A byte stream to a peer, plain or TLS.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub(crate) type Conn = Box<dyn Io>;
+
+/// Connects to `addr`, expecting member `to`, and completes the handshake.
+pub(crate) async fn dial(
+    shared: &Shared,
+    to: u64,
+    addr: SocketAddr,
+    kind: ConnKind,
+) -> Result<Conn, WireError> {
+    let deadline = shared.limits.handshake_timeout;
+    let work = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut conn: Conn = match &shared.tls {
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.client));
+                Box::new(connector.connect(crate::tls::server_name(addr), tcp).await?)
+            }
+            None => Box::new(tcp),
+        };
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            kind,
+            cluster_id: shared.cluster_id,
+            from: shared.local_id,
+            to,
+        };
+        conn.write_all(&hello.encode()).await?;
+        conn.flush().await?;
+        let verdict = Verdict::from_byte(conn.read_u8().await?)?;
+        match verdict {
+            Verdict::Accept => Ok(conn),
+            refused => Err(WireError::Refused(refused)),
+        }
+    };
+    match timeout(deadline, work).await {
+        Ok(Err(WireError::Refused(v))) => {
+            tracing::error!(peer = to, %addr, reason = %v, "peer refused our handshake");
+            Err(WireError::Refused(v))
+        }
+        Ok(r) => r,
+        Err(_) => Err(WireError::DialTimeout),
+    }
+}
+
+/// Server side: TLS accept, read the hello, judge it and answer.
+pub(crate) async fn accept(
+    shared: &Shared,
+    tcp: TcpStream,
+    remote: SocketAddr,
+) -> Result<(Conn, Hello), WireError> {
+    let work = async {
+        tcp.set_nodelay(true)?;
+        let mut conn: Conn = match &shared.tls {
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server));
+                Box::new(acceptor.accept(tcp).await?)
+            }
+            None => Box::new(tcp),
+        };
+        let mut raw = [0u8; HELLO_LEN];
+        crate::wire::read_exact(&mut conn, &mut raw).await?;
+        let hello = Hello::decode(&raw)?;
+        let verdict = judge(shared, &hello);
+        conn.write_u8(verdict as u8).await?;
+        conn.flush().await?;
+        match verdict {
+            Verdict::Accept => Ok((conn, hello)),
+            refused => {
+                crate::stats::bump(&shared.stats.handshakes_refused, 1);
+                tracing::error!(
+                    %remote, from = hello.from, to = hello.to, cluster = hello.cluster_id,
+                    version = hello.version, reason = %refused, "refused a peer's handshake"
+                );
+                Err(WireError::Refused(refused))
+            }
+        }
+    };
+    match timeout(shared.limits.handshake_timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(WireError::HandshakeTimeout),
+    }
+}
+
+fn judge(shared: &Shared, hello: &Hello) -> Verdict {
+    if hello.version != PROTOCOL_VERSION {
+        Verdict::WrongVersion
+    } else if hello.cluster_id != shared.cluster_id {
+        Verdict::WrongCluster
+    } else if hello.to != shared.local_id {
+        Verdict::WrongReceiver
+    } else if !shared.is_peer(hello.from) {
+        Verdict::UnknownSender
+    } else {
+        Verdict::Accept
+    }
+}

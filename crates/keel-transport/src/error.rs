@@ -1,0 +1,111 @@
+//! Typed errors: everything that can go wrong on a connection, so that bad
+//! input from the network ends as a log line and never as a panic.
+
+use crate::wire::Verdict;
+
+/// Why a connection (or a snapshot transfer) was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The first bytes are not a Keel handshake.
+    #[error("bad magic {0:02x?}: not a keel transport peer")]
+    BadMagic([u8; 4]),
+    /// The handshake names a connection kind this version does not know.
+    #[error("unknown connection kind {0}")]
+    BadKind(u8),
+    /// The reply to a handshake is not a known verdict.
+    #[error("unknown handshake verdict {0}")]
+    BadVerdict(u8),
+    /// A length prefix above the configured maximum (checked before allocating).
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    FrameTooLarge {
+        /// The announced length.
+        len: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// The connection closed in the middle of a frame.
+    #[error("connection closed inside a frame")]
+    Truncated,
+    /// A frame's bytes are not a raft message.
+    #[error("frame does not decode as a raft message: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// A decoded message that does not belong on this connection.
+    #[error("message from {from} to {to} on a connection from {peer} to {local}")]
+    Misaddressed {
+        /// The message's sender.
+        from: u64,
+        /// The message's recipient.
+        to: u64,
+        /// The sender named in the handshake.
+        peer: u64,
+        /// This member.
+        local: u64,
+    },
+    /// The snapshot connection carried something other than a `MsgSnap`.
+    #[error("snapshot connection carried message type {0}, not a MsgSnap with a snapshot")]
+    NotASnapshot(i32),
+    /// The other side refused the handshake.
+    #[error("handshake refused: {0}")]
+    Refused(Verdict),
+    /// The handshake did not complete in time.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// Connecting to the peer did not complete in time.
+    #[error("dial timed out")]
+    DialTimeout,
+    /// A snapshot chunk whose checksum does not match its bytes.
+    #[error("snapshot chunk checksum mismatch: sent {sent:08x}, computed {computed:08x}")]
+    Checksum {
+        /// The checksum the sender wrote.
+        sent: u32,
+        /// The checksum of the bytes received.
+        computed: u32,
+    },
+    /// A snapshot above the configured maximum.
+    #[error("snapshot of {len} bytes exceeds the maximum of {max}")]
+    SnapshotTooLarge {
+        /// The announced length.
+        len: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// A snapshot chunk longer than the chunk maximum or than what remains.
+    #[error("snapshot chunk of {len} bytes; at most {max} allowed here")]
+    BadChunk {
+        /// The announced chunk length.
+        len: u64,
+        /// The largest length allowed at this point.
+        max: u64,
+    },
+    /// The TLS layer failed.
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Why a transport could not start, or TLS material could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("invalid transport config: {0}")]
+    Config(&'static str),
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Building the runtime failed.
+    #[error("cannot build a tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    /// `start` was called outside a tokio runtime.
+    #[error("Transport::start needs a tokio runtime; use start_with_runtime from a plain thread")]
+    NoRuntime,
+    /// TLS material is unreadable or invalid.
+    #[error("tls: {0}")]
+    Tls(String),
+}

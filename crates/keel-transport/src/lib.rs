@@ -1,0 +1,57 @@
+//! Keel's peer transport: carries `keel::raftpb::Message`s between raft
+//! members over TCP (optionally mutual TLS), the part etcd keeps in
+//! `rafthttp` and etcd-raft leaves to its users.
+//!
+//! `send` never waits on the network: each peer has a bounded queue drained
+//! by its own writer task over one long-lived connection (frames batched,
+//! flushed once, TCP_NODELAY, order kept). Snapshots use a connection of
+//! their own, chunked and checksummed. Every connection starts with a
+//! handshake (protocol version, cluster id, sender, expected receiver).
+//! Events for the raft loop (`report_unreachable`, `report_snapshot`) and
+//! incoming messages arrive on one [`Events`] receiver.
+//!
+//! # Layout
+//! - [`config`] — [`Config`] and [`Limits`], every bound in one place.
+//! - `wire` — handshake and frame format.
+//! - `conn` — dialling and accepting, TCP or TLS, the handshake verdict.
+//! - `peer` — per-peer queue and writer task, reconnect backoff.
+//! - `listener` — accept loop and incoming streams.
+//! - `snapshot` — snapshot sender and bounded-memory receiver.
+//! - [`tls`] — mutual TLS from PEM files.
+//! - [`stats`] — per-peer counters.
+//! - `transport` — the [`Transport`] handle and [`Event`]s.
+//!
+//! # Example
+//! ```
+//! use keel::raftpb::{Message, MessageType};
+//! use keel_transport::{Config, Event, Transport};
+//!
+//! let local = "127.0.0.1:0".parse().unwrap();
+//! let (a, _a_events) = Transport::start_with_runtime(Config::new(1, 7, local)).unwrap();
+//! let (b, mut b_events) = Transport::start_with_runtime(Config::new(2, 7, local)).unwrap();
+//! a.add_peer(2, b.local_addr());
+//! b.add_peer(1, a.local_addr());
+//! let hb = Message {
+//!     msg_type: MessageType::MsgHeartbeat as i32, from: 1, to: 2, ..Default::default()
+//! };
+//! a.send(vec![hb.clone()]);
+//! assert_eq!(b_events.blocking_recv(), Some(Event::Message(hb)));
+//! ```
+
+pub mod config;
+mod conn;
+pub mod error;
+mod listener;
+mod peer;
+mod snapshot;
+pub mod stats;
+pub mod tls;
+mod transport;
+mod wire;
+
+pub use config::{Config, Limits};
+pub use error::{StartError, WireError};
+pub use stats::{PeerStats, Stats};
+pub use tls::TlsConfig;
+pub use transport::{Event, Events, SnapshotStatus, Transport};
+pub use wire::{PROTOCOL_VERSION, Verdict};

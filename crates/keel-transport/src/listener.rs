@@ -1,0 +1,76 @@
+//! The accept side: every incoming connection gets its own task, which
+//! handshakes (bounded by a timeout), then reads frames or one snapshot.
+//! Bad input drops that connection with a log line and nothing else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::conn::{Conn, accept};
+use crate::error::WireError;
+use crate::stats::bump;
+use crate::transport::Shared;
+use crate::wire::{ConnKind, Hello, read_frame};
+
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, remote)) => {
+                let span = tracing::info_span!("peer_incoming", %remote);
+                shared.runtime.spawn(serve(Arc::clone(&shared), tcp, remote).instrument(span));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
+    let mut closed = shared.closed.subscribe();
+    let work = async {
+        let (conn, hello) = accept(&shared, tcp, remote).await?;
+        tracing::debug!(peer = hello.from, kind = ?hello.kind, "incoming connection accepted");
+        match hello.kind {
+            ConnKind::Stream => read_stream(&shared, conn, hello).await,
+            ConnKind::Snapshot => crate::snapshot::receive(&shared, conn, hello).await,
+        }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = closed.changed() => Ok(()),
+    };
+    match result {
+        Ok(()) => tracing::debug!(%remote, "incoming connection closed"),
+        Err(WireError::Refused(_)) => {} // Logged where judged.
+        Err(e) => {
+            bump(&shared.stats.bad_input, 1);
+            tracing::warn!(%remote, error = %e, "dropped incoming connection");
+        }
+    }
+}
+
+async fn read_stream(shared: &Shared, mut conn: Conn, hello: Hello) -> Result<(), WireError> {
+    let counters = shared.stats.peer(hello.from);
+    let mut buf = Vec::new();
+    while let Some(msg) = read_frame(&mut conn, shared.limits.frame_bytes_max, &mut buf).await? {
+        if msg.from != hello.from || msg.to != shared.local_id {
+            let (from, to) = (msg.from, msg.to);
+            return Err(WireError::Misaddressed {
+                from,
+                to,
+                peer: hello.from,
+                local: shared.local_id,
+            });
+        }
+        bump(&counters.msgs_received, 1);
+        bump(&counters.bytes_received, buf.len() as u64 + 4);
+        if !shared.deliver(msg).await {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Snapshots travel on their own connection, so that a large one never delays
+//! the heartbeats on the stream.
+//!
+//! After the handshake the sender writes one frame holding the `MsgSnap` with
+//! its data cut out, the data length (u64 big endian), then chunks of
+//! `[len u32][bytes][crc32c u32]` until the length is reached. The receiver
+//! checks each chunk's checksum, keeps at most `snapshot_spill_bytes` in memory
+//! (beyond that the bytes go to a temp file), and hands the `MsgSnap` to raft
+//! only once every byte has been verified; then it answers one byte, so the
+//! sender reports success only for a snapshot the peer holds.
+
+use std::io::{Read, Seek, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use keel::raftpb::{Message, MessageType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::conn::{Conn, dial};
+use crate::error::WireError;
+use crate::stats::bump;
+use crate::transport::{Event, Shared, SnapshotStatus};
+use crate::wire::{ConnKind, Hello, put_frame, read_exact, read_frame};
+
+/// Sends one `MsgSnap` to `to` and reports the outcome as an event.
+pub(crate) async fn send(shared: Arc<Shared>, to: u64, addr: SocketAddr, msg: Message) {
+    let counters = shared.stats.peer(to);
+    let result = send_inner(&shared, to, addr, msg).await;
+    let status = match result {
+        Ok(()) => {
+            bump(&counters.snapshots_sent, 1);
+            tracing::info!(peer = to, "snapshot sent");
+            SnapshotStatus::Finished
+        }
+        Err(e) => {
+            bump(&counters.snapshots_failed, 1);
+            tracing::warn!(peer = to, error = %e, "snapshot failed");
+            shared.report_unreachable(to);
+            SnapshotStatus::Failed
+        }
+    };
+    shared.report(Event::SnapshotStatus { to, status });
+}
+
+async fn send_inner(
+    shared: &Shared,
+    to: u64,
+    addr: SocketAddr,
+    mut msg: Message,
+) -> Result<(), WireError> {
+    let data = msg.snapshot.as_mut().map(|s| std::mem::take(&mut s.data)).unwrap_or_default();
+    let mut conn = dial(shared, to, addr, ConnKind::Snapshot).await?;
+    let mut head = Vec::new();
+    put_frame(&mut head, &msg);
+    head.extend_from_slice(&(data.len() as u64).to_be_bytes());
+    conn.write_all(&head).await?;
+    let chunk_bytes = shared.limits.snapshot_chunk_bytes as usize;
+    for chunk in data.chunks(chunk_bytes) {
+        conn.write_all(&(chunk.len() as u32).to_be_bytes()).await?;
+        conn.write_all(chunk).await?;
+        conn.write_all(&crc32c::crc32c(chunk).to_be_bytes()).await?;
+    }
+    conn.flush().await?;
+    // The receiver answers once it has verified and delivered the snapshot.
+    conn.read_u8().await?;
+    Ok(())
+}
+
+/// Where an incoming snapshot is assembled: memory up to a threshold, then a file.
+enum Assembly {
+    Memory(Vec<u8>),
+    File(std::fs::File),
+}
+
+/// Receives one snapshot after an accepted handshake and delivers it.
+pub(crate) async fn receive(
+    shared: &Shared,
+    mut conn: Conn,
+    hello: Hello,
+) -> Result<(), WireError> {
+    let limits = &shared.limits;
+    let mut buf = Vec::new();
+    let Some(mut msg) = read_frame(&mut conn, limits.frame_bytes_max, &mut buf).await? else {
+        return Err(WireError::Truncated);
+    };
+    if msg.msg_type != MessageType::MsgSnap as i32 || msg.snapshot.is_none() {
+        return Err(WireError::NotASnapshot(msg.msg_type));
+    }
+    if msg.from != hello.from || msg.to != shared.local_id {
+        let (from, to) = (msg.from, msg.to);
+        return Err(WireError::Misaddressed { from, to, peer: hello.from, local: shared.local_id });
+    }
+    let total = conn.read_u64().await.map_err(eof_is_truncated)?;
+    if total > limits.snapshot_bytes_max {
+        return Err(WireError::SnapshotTooLarge { len: total, max: limits.snapshot_bytes_max });
+    }
+    let mut assembly = Assembly::Memory(Vec::new());
+    let mut received = 0u64;
+    let mut spilled = false;
+    while received < total {
+        let len = u64::from(conn.read_u32().await.map_err(eof_is_truncated)?);
+        let max = (total - received).min(u64::from(limits.snapshot_chunk_bytes));
+        if len == 0 || len > max {
+            return Err(WireError::BadChunk { len, max });
+        }
+        buf.clear();
+        buf.resize(len as usize, 0);
+        read_exact(&mut conn, &mut buf).await?;
+        let sent = conn.read_u32().await.map_err(eof_is_truncated)?;
+        let computed = crc32c::crc32c(&buf);
+        if sent != computed {
+            return Err(WireError::Checksum { sent, computed });
+        }
+        received += len;
+        if let Assembly::Memory(mem) = &mut assembly {
+            if mem.len() + buf.len() > limits.snapshot_spill_bytes {
+                let mut file = tempfile::tempfile()?;
+                file.write_all(mem)?;
+                assembly = Assembly::File(file);
+                spilled = true;
+            }
+        }
+        match &mut assembly {
+            Assembly::Memory(mem) => mem.extend_from_slice(&buf),
+            Assembly::File(file) => file.write_all(&buf)?,
+        }
+    }
+    let data = match assembly {
+        Assembly::Memory(mem) => Bytes::from(mem),
+        Assembly::File(mut file) => {
+            file.rewind()?;
+            let mut all = Vec::with_capacity(total as usize);
+            file.read_to_end(&mut all)?;
+            Bytes::from(all)
+        }
+    };
+    if let Some(snap) = msg.snapshot.as_mut() {
+        snap.data = data;
+    }
+    let counters = shared.stats.peer(hello.from);
+    bump(&counters.snapshots_received, 1);
+    if spilled {
+        bump(&counters.snapshots_spilled, 1);
+    }
+    tracing::info!(peer = hello.from, bytes = total, spilled, "snapshot received and verified");
+    if !shared.deliver(msg).await {
+        return Ok(());
+    }
+    conn.write_u8(0).await?;
+    conn.flush().await?;
+    Ok(())
+}
+
+fn eof_is_truncated(e: std::io::Error) -> WireError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        WireError::Truncated
+    } else {
+        WireError::Io(e)
+    }
+}

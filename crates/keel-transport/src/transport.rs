@@ -1,0 +1,227 @@
+//! The [`Transport`] handle: the raft loop's side of the network.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use keel::raftpb::{Message, MessageType};
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, Limits};
+use crate::error::StartError;
+use crate::peer::PeerQueue;
+use crate::stats::{Registry, Stats, bump};
+use crate::tls::TlsConfig;
+
+/// What the transport hands back to the raft loop.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A message from a peer, to `step` into raft.
+    Message(Message),
+    /// A peer could not be reached (give to `report_unreachable`).
+    Unreachable(u64),
+    /// A snapshot transfer ended (give to `report_snapshot`).
+    SnapshotStatus {
+        /// The peer the snapshot was for.
+        to: u64,
+        /// How it ended.
+        status: SnapshotStatus,
+    },
+}
+
+/// The outcome of a snapshot transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    /// The peer verified and accepted the snapshot.
+    Finished,
+    /// The transfer failed.
+    Failed,
+}
+
+/// The receiving end of a transport's [`Event`]s; async or blocking.
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the transport is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event, blocking the thread (never call from async code).
+    pub fn blocking_recv(&mut self) -> Option<Event> {
+        self.rx.blocking_recv()
+    }
+
+    /// An event if one is ready.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// State shared by the handle and its tasks.
+pub(crate) struct Shared {
+    pub(crate) local_id: u64,
+    pub(crate) cluster_id: u64,
+    pub(crate) limits: Limits,
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) runtime: Handle,
+    pub(crate) stats: Registry,
+    pub(crate) closed: watch::Sender<bool>,
+    peers: Mutex<BTreeMap<u64, PeerQueue>>,
+    events: mpsc::Sender<Event>,
+}
+
+impl Shared {
+    fn peers(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, PeerQueue>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_peer(&self, id: u64) -> bool {
+        self.peers().contains_key(&id)
+    }
+
+    /// Reports without waiting; a full event queue drops the report, which
+    /// raft tolerates (it probes again).
+    pub(crate) fn report(&self, event: Event) {
+        let _ = self.events.try_send(event);
+    }
+
+    pub(crate) fn report_unreachable(&self, id: u64) {
+        self.report(Event::Unreachable(id));
+    }
+
+    /// Hands an incoming message to raft, waiting for room (back-pressure on
+    /// the peer's connection); `false` once the transport is gone.
+    pub(crate) async fn deliver(&self, msg: Message) -> bool {
+        self.events.send(Event::Message(msg)).await.is_ok()
+    }
+}
+
+/// A running transport. Dropping it stops every task and closes every connection.
+pub struct Transport {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    accept_task: tokio::task::AbortHandle,
+    runtime: Option<Runtime>,
+}
+
+impl Transport {
+    /// Starts on the current tokio runtime (call from async code).
+    pub fn start(config: Config) -> Result<(Transport, Events), StartError> {
+        let handle = Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        Transport::start_on(config, handle, None)
+    }
+
+    /// Starts on a runtime of its own (two worker threads), for a plain thread.
+    pub fn start_with_runtime(config: Config) -> Result<(Transport, Events), StartError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("keel-transport")
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let handle = runtime.handle().clone();
+        Transport::start_on(config, handle, Some(runtime))
+    }
+
+    fn start_on(
+        config: Config,
+        handle: Handle,
+        runtime: Option<Runtime>,
+    ) -> Result<(Transport, Events), StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let addr = config.listen_addr;
+        let listen = |source| StartError::Listen { addr, source };
+        let std_listener = std::net::TcpListener::bind(addr).map_err(listen)?;
+        std_listener.set_nonblocking(true).map_err(listen)?;
+        let local_addr = std_listener.local_addr().map_err(listen)?;
+        let _guard = handle.enter();
+        let listener = tokio::net::TcpListener::from_std(std_listener).map_err(listen)?;
+        let (events_tx, events_rx) = mpsc::channel(config.limits.incoming_capacity);
+        let shared = Arc::new(Shared {
+            local_id: config.local_id,
+            cluster_id: config.cluster_id,
+            limits: config.limits,
+            tls: config.tls,
+            runtime: handle.clone(),
+            stats: Registry::default(),
+            closed: watch::channel(false).0,
+            peers: Mutex::new(BTreeMap::new()),
+            events: events_tx,
+        });
+        let accept_task = handle.spawn(crate::listener::accept_loop(Arc::clone(&shared), listener));
+        let transport =
+            Transport { shared, local_addr, accept_task: accept_task.abort_handle(), runtime };
+        for (id, addr) in config.peers {
+            transport.add_peer(id, addr);
+        }
+        tracing::info!(id = config.local_id, %local_addr, "transport listening");
+        Ok((transport, Events { rx: events_rx }))
+    }
+
+    /// The address peers connect to (the OS-chosen port when the config said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Adds (or re-addresses) a peer; its stream connects in the background.
+    pub fn add_peer(&self, id: u64, addr: SocketAddr) {
+        if id == self.shared.local_id || id == 0 {
+            return;
+        }
+        let mut peers = self.shared.peers();
+        if peers.get(&id).is_some_and(|p| p.addr == addr) {
+            return;
+        }
+        peers.insert(id, PeerQueue::start(&self.shared, id, addr));
+    }
+
+    /// Removes a peer: its queue is dropped and its connections are refused from now on.
+    pub fn remove_peer(&self, id: u64) {
+        self.shared.peers().remove(&id);
+    }
+
+    /// Queues messages for their recipients and returns at once. A message for
+    /// an unknown peer, or one that does not fit the peer's queue, is dropped,
+    /// counted, and the peer is reported unreachable (as etcd's rafthttp does).
+    /// A `MsgSnap` goes on a connection of its own.
+    pub fn send(&self, msgs: Vec<Message>) {
+        let peers = self.shared.peers();
+        for msg in msgs {
+            let to = msg.to;
+            let Some(peer) = peers.get(&to) else {
+                bump(&self.shared.stats.peer(to).msgs_dropped, 1);
+                tracing::debug!(peer = to, "dropped a message for an unknown peer");
+                self.shared.report_unreachable(to);
+                continue;
+            };
+            if msg.msg_type == MessageType::MsgSnap as i32 {
+                let task = crate::snapshot::send(Arc::clone(&self.shared), to, peer.addr, msg);
+                self.shared.runtime.spawn(task);
+            } else if !peer.offer(msg, &self.shared.limits) {
+                bump(&peer.counters.msgs_dropped, 1);
+                tracing::debug!(peer = to, "peer queue full; dropped a message");
+                self.shared.report_unreachable(to);
+            }
+        }
+    }
+
+    /// A copy of every counter.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        self.shared.peers().clear();
+        let _ = self.shared.closed.send(true);
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The wire format: a fixed-size handshake, then length-prefixed frames.
+//!
+//! Handshake (client to server, 30 bytes): `b"KEEL"`, protocol version (u8),
+//! connection kind (u8), cluster id, sender id, expected receiver id (u64 big
+//! endian each). The server answers one [`Verdict`] byte. Frames: a u32 big
+//! endian length, then that many bytes of a prost-encoded `Message`.
+
+use std::fmt;
+
+use keel::raftpb::Message;
+use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::error::WireError;
+
+/// The protocol version this build speaks; a peer with another is refused.
+pub const PROTOCOL_VERSION: u8 = 1;
+const MAGIC: [u8; 4] = *b"KEEL";
+pub(crate) const HELLO_LEN: usize = 30;
+
+/// What a connection carries after the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnKind {
+    /// Long-lived stream of raft messages.
+    Stream = 0,
+    /// One snapshot, then close.
+    Snapshot = 1,
+}
+
+/// The first bytes on every connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub(crate) version: u8,
+    pub(crate) kind: ConnKind,
+    pub(crate) cluster_id: u64,
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+}
+
+impl Hello {
+    pub(crate) fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut out = [0u8; HELLO_LEN];
+        out[..4].copy_from_slice(&MAGIC);
+        out[4] = self.version;
+        out[5] = self.kind as u8;
+        out[6..14].copy_from_slice(&self.cluster_id.to_be_bytes());
+        out[14..22].copy_from_slice(&self.from.to_be_bytes());
+        out[22..30].copy_from_slice(&self.to.to_be_bytes());
+        out
+    }
+
+    pub(crate) fn decode(raw: &[u8; HELLO_LEN]) -> Result<Hello, WireError> {
+        let magic = [raw[0], raw[1], raw[2], raw[3]];
+        if magic != MAGIC {
+            return Err(WireError::BadMagic(magic));
+        }
+        let kind = match raw[5] {
+            0 => ConnKind::Stream,
+            1 => ConnKind::Snapshot,
+            other => return Err(WireError::BadKind(other)),
+        };
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[at..at + 8]);
+            u64::from_be_bytes(b)
+        };
+        Ok(Hello { version: raw[4], kind, cluster_id: word(6), from: word(14), to: word(22) })
+    }
+}
+
+/// The server's answer to a handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The connection is accepted.
+    Accept = 0,
+    /// Another protocol version.
+    WrongVersion = 1,
+    /// Another cluster id.
+    WrongCluster = 2,
+    /// The client expected another member at this address.
+    WrongReceiver = 3,
+    /// The sender is not (or no longer) a member.
+    UnknownSender = 4,
+}
+
+impl Verdict {
+    pub(crate) fn from_byte(b: u8) -> Result<Verdict, WireError> {
+        Ok(match b {
+            0 => Verdict::Accept,
+            1 => Verdict::WrongVersion,
+            2 => Verdict::WrongCluster,
+            3 => Verdict::WrongReceiver,
+            4 => Verdict::UnknownSender,
+            other => return Err(WireError::BadVerdict(other)),
+        })
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Accept => "accepted",
+            Verdict::WrongVersion => "protocol version mismatch",
+            Verdict::WrongCluster => "cluster id mismatch",
+            Verdict::WrongReceiver => "receiver id mismatch",
+            Verdict::UnknownSender => "sender is not a member",
+        })
+    }
+}
+
+/// Appends one frame (length prefix and encoded message) to `buf`.
+pub(crate) fn put_frame(buf: &mut Vec<u8>, msg: &Message) {
+    let len = msg.encoded_len();
+    // A message's encoded length fits u32: senders check frame_bytes_max first.
+    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    msg.encode_raw(buf);
+}
+
+/// Reads one frame; `Ok(None)` on a clean close between frames. The length is
+/// checked against `max` before `buf` grows.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: u32,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Message>, WireError> {
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    while got < prefix.len() {
+        let n = reader.read(&mut prefix[got..]).await?;
+        if n == 0 {
+            return if got == 0 { Ok(None) } else { Err(WireError::Truncated) };
+        }
+        got += n;
+    }
+    let len = u32::from_be_bytes(prefix);
+    if len > max {
+        return Err(WireError::FrameTooLarge { len: u64::from(len), max: u64::from(max) });
+    }
+    buf.clear();
+    buf.resize(len as usize, 0);
+    read_exact(reader, buf).await?;
+    Ok(Some(Message::decode(&buf[..])?))
+}
+
+/// `read_exact` that reports a close as [`WireError::Truncated`].
+pub(crate) async fn read_exact<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> Result<(), WireError> {
+    match reader.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(WireError::Truncated),
+        Err(e) => Err(WireError::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips() {
+        let h = Hello { version: 1, kind: ConnKind::Snapshot, cluster_id: 7, from: 2, to: 3 };
+        assert_eq!(Hello::decode(&h.encode()).ok(), Some(h));
+    }
+
+    #[test]
+    fn bad_magic_and_kind_are_typed_errors() {
+        let mut raw = [0u8; HELLO_LEN];
+        assert!(matches!(Hello::decode(&raw), Err(WireError::BadMagic(_))));
+        raw[..4].copy_from_slice(b"KEEL");
+        raw[5] = 9;
+        assert!(matches!(Hello::decode(&raw), Err(WireError::BadKind(9))));
+    }
+
+    #[tokio::test]
+    async fn oversized_length_is_refused_before_allocating() {
+        let bytes = [0xffu8, 0xff, 0xff, 0xff];
+        let mut buf = Vec::new();
+        let err = read_frame(&mut &bytes[..], 1 << 20, &mut buf).await;
+        assert!(matches!(err, Err(WireError::FrameTooLarge { len: 4_294_967_295, .. })));
+        assert_eq!(buf.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn truncated_frames_and_garbage_are_typed_errors() {
+        let mut buf = Vec::new();
+        let mut frame = Vec::new();
+        put_frame(&mut frame, &Message { to: 1, from: 2, ..Default::default() });
+        let cut = &frame[..frame.len() - 1];
+        assert!(matches!(
+            read_frame(&mut &cut[..], 1024, &mut buf).await,
+            Err(WireError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut &frame[..2], 1024, &mut buf).await,
+            Err(WireError::Truncated)
+        ));
+        let garbage = [0u8, 0, 0, 3, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            read_frame(&mut &garbage[..], 1024, &mut buf).await,
+            Err(WireError::Decode(_))
+        ));
+        assert!(matches!(read_frame(&mut &[][..], 1024, &mut buf).await, Ok(None)));
+    }
+}

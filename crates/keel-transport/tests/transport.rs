@@ -1,0 +1,482 @@
+//! End-to-end tests over 127.0.0.1 with OS-chosen ports; every wait is bounded.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use keel::raftpb::{Message, MessageType, Snapshot, SnapshotMetadata};
+use keel_transport::{Config, Event, Events, Limits, SnapshotStatus, Stats, TlsConfig, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const CLUSTER: u64 = 7;
+const WAIT: Duration = Duration::from_secs(10);
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn fast_limits() -> Limits {
+    Limits {
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        handshake_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    }
+}
+
+fn start(id: u64, cluster: u64, addr: SocketAddr) -> (Transport, Events) {
+    let mut config = Config::new(id, cluster, addr);
+    config.limits = fast_limits();
+    Transport::start(config).expect("start")
+}
+
+fn heartbeat(from: u64, to: u64, commit: u64) -> Message {
+    Message { msg_type: MessageType::MsgHeartbeat as i32, from, to, commit, ..Default::default() }
+}
+
+/// The next incoming message, skipping reports; panics after `WAIT`.
+async fn next_message(events: &mut Events) -> Message {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(Event::Message(m)) => return m,
+                Some(_) => continue,
+                None => panic!("transport closed"),
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("no message in time")
+}
+
+/// Waits for an event matching `pred`, returning the messages seen before it.
+async fn wait_for(events: &mut Events, pred: impl Fn(&Event) -> bool) -> Vec<Message> {
+    let mut seen = Vec::new();
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(e) if pred(&e) => return,
+                Some(Event::Message(m)) => seen.push(m),
+                Some(_) => {}
+                None => panic!("transport closed"),
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("event did not arrive in time");
+    seen
+}
+
+/// Polls `stats` until `pred` holds (bounded).
+async fn eventually(transport: &Transport, pred: impl Fn(&Stats) -> bool) {
+    let wait = async {
+        while !pred(&transport.stats()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    timeout(WAIT, wait).await.expect("condition not reached in time");
+}
+
+/// Nothing but reports has arrived.
+fn assert_no_message(events: &mut Events) {
+    while let Some(e) = events.try_recv() {
+        assert!(!matches!(e, Event::Message(_)), "unexpected {e:?}");
+    }
+}
+
+/// Delivery between every pair, and the order of each sender is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_transports_deliver_in_order() {
+    let (transports, mut events): (Vec<Transport>, Vec<Events>) =
+        (1..=3).map(|id| start(id, CLUSTER, any_port())).unzip();
+    let addrs: Vec<SocketAddr> = transports.iter().map(Transport::local_addr).collect();
+    for (i, t) in transports.iter().enumerate() {
+        for (j, addr) in addrs.iter().enumerate() {
+            if i != j {
+                t.add_peer(j as u64 + 1, *addr);
+            }
+        }
+    }
+    const N: u64 = 500;
+    for (i, t) in transports.iter().enumerate() {
+        let from = i as u64 + 1;
+        for to in (1..=3).filter(|to| *to != from) {
+            t.send((1..=N).map(|c| heartbeat(from, to, c)).collect());
+        }
+    }
+    for (i, ev) in events.iter_mut().enumerate() {
+        let to = i as u64 + 1;
+        let mut next_commit = [1u64; 4];
+        for _ in 0..2 * N {
+            let m = next_message(ev).await;
+            assert_eq!(m.to, to);
+            assert_eq!(m.commit, next_commit[m.from as usize], "order from {}", m.from);
+            next_commit[m.from as usize] += 1;
+        }
+        for from in (1..=3).filter(|f| *f != to) {
+            assert_eq!(next_commit[from as usize], N + 1);
+        }
+    }
+    let stats = transports[0].stats();
+    let to2 = stats.peers.iter().find(|p| p.id == 2).expect("peer 2 stats");
+    assert_eq!(to2.msgs_sent, N);
+    assert_eq!(to2.msgs_received, N);
+    assert_eq!(to2.msgs_dropped, 0);
+}
+
+/// A peer that is down is reported unreachable; once it is back, delivery resumes
+/// on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_down_then_up() {
+    let (a, mut a_events) = start(1, CLUSTER, any_port());
+    let (b, mut b_events) = start(2, CLUSTER, any_port());
+    let b_addr = b.local_addr();
+    a.add_peer(2, b_addr);
+    b.add_peer(1, a.local_addr());
+    a.send(vec![heartbeat(1, 2, 1)]);
+    assert_eq!(next_message(&mut b_events).await.commit, 1);
+    drop(b_events);
+    drop(b);
+    // Traffic to the dead peer: the stream breaks, or the redial fails.
+    for c in 2..20 {
+        a.send(vec![heartbeat(1, 2, c)]);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_for(&mut a_events, |e| *e == Event::Unreachable(2)).await;
+    let (b, mut b_events) = start(2, CLUSTER, b_addr);
+    b.add_peer(1, a.local_addr());
+    let wait = async {
+        let mut c = 100;
+        loop {
+            a.send(vec![heartbeat(1, 2, c)]);
+            c += 1;
+            if let Ok(Some(Event::Message(m))) =
+                timeout(Duration::from_millis(20), b_events.recv()).await
+            {
+                return m;
+            }
+        }
+    };
+    let m = timeout(WAIT, wait).await.expect("delivery did not resume");
+    assert_eq!((m.from, m.to), (1, 2));
+    let stats = a.stats();
+    let to2 = stats.peers.iter().find(|p| p.id == 2).expect("peer 2 stats");
+    assert!(to2.reconnects >= 1, "{to2:?}");
+}
+
+/// A full queue drops new messages, counts them and reports the peer unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_drops_counts_and_reports() {
+    let mut config = Config::new(1, CLUSTER, any_port());
+    config.limits = Limits { queue_msgs_max: 4, ..fast_limits() };
+    // Nobody listens on the discard port of 127.0.0.1 in the test environment;
+    // even if something did, the handshake would fail and the queue stays full.
+    config.peers = vec![(2, SocketAddr::from(([127, 0, 0, 1], 9)))];
+    let (a, mut a_events) = Transport::start(config).expect("start");
+    a.send((1..=10).map(|c| heartbeat(1, 2, c)).collect());
+    wait_for(&mut a_events, |e| *e == Event::Unreachable(2)).await;
+    let stats = a.stats();
+    let to2 = stats.peers.iter().find(|p| p.id == 2).expect("peer 2 stats");
+    assert!(to2.msgs_dropped >= 6, "{to2:?}");
+    // A message for a peer that is not configured is dropped and reported too.
+    a.send(vec![heartbeat(1, 9, 1)]);
+    wait_for(&mut a_events, |e| *e == Event::Unreachable(9)).await;
+}
+
+/// Another cluster, a wrong receiver id, or a removed member: refused, and
+/// nothing reaches raft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_mismatches_are_refused() {
+    let (b, mut b_events) = start(2, CLUSTER, any_port());
+    b.add_peer(1, any_port());
+    b.add_peer(3, any_port());
+    let (other_cluster, mut oc_events) = start(1, CLUSTER + 1, any_port());
+    other_cluster.add_peer(2, b.local_addr());
+    let (wrong_receiver, mut wr_events) = start(3, CLUSTER, any_port());
+    wrong_receiver.add_peer(4, b.local_addr());
+    let (stranger, mut st_events) = start(5, CLUSTER, any_port());
+    stranger.add_peer(2, b.local_addr());
+    other_cluster.send(vec![heartbeat(1, 2, 1)]);
+    wrong_receiver.send(vec![heartbeat(3, 4, 1)]);
+    stranger.send(vec![heartbeat(5, 2, 1)]);
+    wait_for(&mut oc_events, |e| *e == Event::Unreachable(2)).await;
+    wait_for(&mut wr_events, |e| *e == Event::Unreachable(4)).await;
+    wait_for(&mut st_events, |e| *e == Event::Unreachable(2)).await;
+    eventually(&b, |s| s.handshakes_refused >= 3).await;
+    assert_no_message(&mut b_events);
+}
+
+/// A removed member's connections are refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_member_is_refused() {
+    let (a, mut a_events) = start(1, CLUSTER, any_port());
+    let (b, mut b_events) = start(2, CLUSTER, any_port());
+    a.add_peer(2, b.local_addr());
+    b.add_peer(1, a.local_addr());
+    a.send(vec![heartbeat(1, 2, 1)]);
+    assert_eq!(next_message(&mut b_events).await.commit, 1);
+    b.remove_peer(1);
+    // Re-address the peer so a new connection is dialled.
+    a.remove_peer(2);
+    a.add_peer(2, b.local_addr());
+    a.send(vec![heartbeat(1, 2, 2)]);
+    wait_for(&mut a_events, |e| *e == Event::Unreachable(2)).await;
+    eventually(&b, |s| s.handshakes_refused >= 1).await;
+    assert_no_message(&mut b_events);
+}
+
+fn snapshot_message(from: u64, to: u64, data: Bytes) -> Message {
+    let metadata = SnapshotMetadata { index: 10, term: 2, ..Default::default() };
+    Message {
+        msg_type: MessageType::MsgSnap as i32,
+        from,
+        to,
+        term: 2,
+        snapshot: Some(Box::new(Snapshot { data, metadata })),
+        ..Default::default()
+    }
+}
+
+/// A 64 MiB snapshot on its own connection, spilled to a file on the receiver
+/// (whose assembly buffer stays at `snapshot_spill_bytes`), while heartbeats
+/// keep flowing on the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_snapshot_streams_beside_heartbeats() {
+    let (a, mut a_events) = start(1, CLUSTER, any_port());
+    let (b, mut b_events) = start(2, CLUSTER, any_port());
+    a.add_peer(2, b.local_addr());
+    b.add_peer(1, a.local_addr());
+    let data: Vec<u8> =
+        (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let data = Bytes::from(data);
+    a.send(vec![snapshot_message(1, 2, data.clone())]);
+    const HEARTBEATS: u64 = 50;
+    let mut heartbeats = 0;
+    let mut snapshot = None;
+    let mut c = 0;
+    let wait = async {
+        while snapshot.is_none() || heartbeats < HEARTBEATS {
+            if c < HEARTBEATS {
+                c += 1;
+                a.send(vec![heartbeat(1, 2, c)]);
+            }
+            match timeout(Duration::from_millis(2), b_events.recv()).await {
+                Ok(Some(Event::Message(m))) if m.msg_type == MessageType::MsgSnap as i32 => {
+                    snapshot = Some(m)
+                }
+                Ok(Some(Event::Message(m))) => {
+                    heartbeats += 1;
+                    assert_eq!(m.commit, heartbeats, "heartbeats in order");
+                }
+                _ => {}
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("snapshot and heartbeats in time");
+    let snapshot = snapshot.expect("snapshot").snapshot.expect("snapshot body");
+    assert_eq!(snapshot.metadata.index, 10);
+    assert!(snapshot.data == data, "snapshot data differs");
+    wait_for(&mut a_events, |e| {
+        *e == Event::SnapshotStatus { to: 2, status: SnapshotStatus::Finished }
+    })
+    .await;
+    let received = b.stats();
+    let from1 = received.peers.iter().find(|p| p.id == 1).expect("peer 1 stats");
+    assert_eq!((from1.snapshots_received, from1.snapshots_spilled), (1, 1));
+    let sent = a.stats();
+    assert_eq!(sent.peers.iter().find(|p| p.id == 2).map(|p| p.snapshots_sent), Some(1));
+}
+
+/// A snapshot to a peer that is not there fails and is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_to_a_down_peer_fails() {
+    let mut config = Config::new(1, CLUSTER, any_port());
+    config.limits = fast_limits();
+    config.peers = vec![(2, SocketAddr::from(([127, 0, 0, 1], 9)))];
+    let (a, mut a_events) = Transport::start(config).expect("start");
+    a.send(vec![snapshot_message(1, 2, Bytes::from_static(b"state"))]);
+    wait_for(&mut a_events, |e| {
+        *e == Event::SnapshotStatus { to: 2, status: SnapshotStatus::Failed }
+    })
+    .await;
+    assert_eq!(a.stats().peers.iter().find(|p| p.id == 2).map(|p| p.snapshots_failed), Some(1));
+}
+
+/// The documented handshake bytes, as a hostile or buggy client writes them.
+fn hello(kind: u8, cluster: u64, from: u64, to: u64) -> Vec<u8> {
+    let mut out = b"KEEL".to_vec();
+    out.extend_from_slice(&[1, kind]);
+    for word in [cluster, from, to] {
+        out.extend_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// Writes `bytes` to the transport at `addr`, then checks that the transport
+/// dropped the connection (bad-input counter) and still serves a real peer.
+async fn check_bad_input(bytes: Vec<u8>, close_after: bool) {
+    let (a, _a_events) = start(1, CLUSTER, any_port());
+    let (b, mut b_events) = start(2, CLUSTER, any_port());
+    a.add_peer(2, b.local_addr());
+    b.add_peer(1, a.local_addr());
+    let mut raw = TcpStream::connect(b.local_addr()).await.expect("connect");
+    raw.write_all(&bytes).await.expect("write");
+    if close_after {
+        raw.shutdown().await.expect("shutdown");
+    }
+    eventually(&b, |s| s.connections_dropped_bad_input >= 1).await;
+    // The server closed its end: reading reaches EOF (after any verdict byte).
+    let mut rest = Vec::new();
+    timeout(WAIT, raw.read_to_end(&mut rest)).await.expect("server closes").ok();
+    assert!(rest.len() <= 1, "server wrote {rest:?}");
+    a.send(vec![heartbeat(1, 2, 1)]);
+    assert_eq!(next_message(&mut b_events).await.commit, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_garbage_bytes() {
+    check_bad_input(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02\x03".to_vec(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_frame_length_u32_max() {
+    let mut bytes = hello(0, CLUSTER, 1, 2);
+    bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+    check_bad_input(bytes, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_truncated_frame() {
+    let mut bytes = hello(0, CLUSTER, 1, 2);
+    bytes.extend_from_slice(&100u32.to_be_bytes());
+    bytes.extend_from_slice(&[8, 8, 8]);
+    check_bad_input(bytes, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_frame_that_is_not_a_message() {
+    let mut bytes = hello(0, CLUSTER, 1, 2);
+    bytes.extend_from_slice(&4u32.to_be_bytes());
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    check_bad_input(bytes, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_message_with_a_forged_sender() {
+    use prost::Message as _;
+    let mut bytes = hello(0, CLUSTER, 1, 2);
+    let forged = heartbeat(3, 2, 1).encode_to_vec();
+    bytes.extend_from_slice(&(forged.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&forged);
+    check_bad_input(bytes, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_client_that_never_speaks() {
+    // Connects and says nothing: the handshake timeout (500 ms here) drops it.
+    check_bad_input(Vec::new(), false).await;
+}
+
+/// A snapshot connection's handshake, header frame and announced data length.
+fn snapshot_preamble(total: u64) -> Vec<u8> {
+    use prost::Message as _;
+    let mut bytes = hello(1, CLUSTER, 1, 2);
+    let head = snapshot_message(1, 2, Bytes::new()).encode_to_vec();
+    bytes.extend_from_slice(&(head.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&head);
+    bytes.extend_from_slice(&total.to_be_bytes());
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_snapshot_chunk_with_a_bad_checksum() {
+    let mut bytes = snapshot_preamble(4);
+    bytes.extend_from_slice(&4u32.to_be_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&(crc32c::crc32c(b"data") ^ 1).to_be_bytes());
+    check_bad_input(bytes, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_snapshot_larger_than_allowed() {
+    check_bad_input(snapshot_preamble(u64::MAX), false).await;
+}
+
+struct Pki {
+    ca_pem: String,
+    ca_cert: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = params.self_signed(&ca_key).expect("ca cert");
+        Pki { ca_pem: ca_cert.pem(), ca_cert, ca_key }
+    }
+
+    /// A member certificate for 127.0.0.1, signed by this CA, trusting `trust`.
+    fn member(&self, trust: &Pki) -> TlsConfig {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).expect("cert");
+        TlsConfig::from_pem(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            trust.ca_pem.as_bytes(),
+        )
+        .expect("tls config")
+    }
+}
+
+fn start_tls(id: u64, tls: TlsConfig) -> (Transport, Events) {
+    let mut config = Config::new(id, CLUSTER, any_port());
+    config.limits = fast_limits();
+    config.tls = Some(tls);
+    Transport::start(config).expect("start")
+}
+
+/// Members with certificates from the trusted CA talk; one from another CA,
+/// or a plain-TCP client, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_accepts_the_right_ca_and_refuses_another() {
+    let (good, evil) = (Pki::new(), Pki::new());
+    let (a, mut a_events) = start_tls(1, good.member(&good));
+    let (b, mut b_events) = start_tls(2, good.member(&good));
+    let (c, mut c_events) = start_tls(3, evil.member(&good));
+    let mut plain_config = Config::new(4, CLUSTER, any_port());
+    plain_config.limits = fast_limits();
+    let (plain, mut plain_events) = Transport::start(plain_config).expect("start");
+    for (id, addr) in [(1, a.local_addr()), (3, c.local_addr()), (4, plain.local_addr())] {
+        b.add_peer(id, addr);
+    }
+    a.add_peer(2, b.local_addr());
+    c.add_peer(2, b.local_addr());
+    plain.add_peer(2, b.local_addr());
+    a.send(vec![heartbeat(1, 2, 1)]);
+    let m = next_message(&mut b_events).await;
+    assert_eq!((m.from, m.commit), (1, 1));
+    a_events.try_recv();
+    c.send(vec![heartbeat(3, 2, 1)]);
+    plain.send(vec![heartbeat(4, 2, 1)]);
+    wait_for(&mut c_events, |e| *e == Event::Unreachable(2)).await;
+    wait_for(&mut plain_events, |e| *e == Event::Unreachable(2)).await;
+    eventually(&b, |s| s.connections_dropped_bad_input >= 2).await;
+    assert_no_message(&mut b_events);
+}
+
+/// From a plain thread: the transport brings its own runtime.
+#[test]
+fn usable_from_a_plain_thread() {
+    let (a, _a_events) =
+        Transport::start_with_runtime(Config::new(1, CLUSTER, any_port())).expect("a");
+    let (b, mut b_events) =
+        Transport::start_with_runtime(Config::new(2, CLUSTER, any_port())).expect("b");
+    a.add_peer(2, b.local_addr());
+    b.add_peer(1, a.local_addr());
+    a.send(vec![heartbeat(1, 2, 42)]);
+    let got = std::thread::spawn(move || b_events.blocking_recv()).join().expect("thread");
+    assert_eq!(got, Some(Event::Message(heartbeat(1, 2, 42))));
+}
