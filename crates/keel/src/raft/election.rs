@@ -269,15 +269,17 @@ impl<S: Storage> Raft<S> {
                 return Err(crate::error::Error::ProposalDropped);
             }
             MessageType::MsgApp => {
-                self.become_follower(m.term, m.from); // always m.term == self.term
+                // `step` only lets through m.term == self.term here; use
+                // ours so that no message can ever lower it.
+                self.become_follower(self.term, m.from);
                 self.handle_append_entries(m);
             }
             MessageType::MsgHeartbeat => {
-                self.become_follower(m.term, m.from);
-                self.handle_heartbeat(m);
+                self.become_follower(self.term, m.from);
+                self.handle_heartbeat(m)?;
             }
             MessageType::MsgSnap => {
-                self.become_follower(m.term, m.from);
+                self.become_follower(self.term, m.from);
                 self.handle_snapshot(m);
             }
             _ if t == my_vote_resp => {

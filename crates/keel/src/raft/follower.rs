@@ -40,7 +40,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgHeartbeat => {
                 self.election_elapsed = 0;
                 self.lead = m.from;
-                self.handle_heartbeat(m);
+                self.handle_heartbeat(m)?;
             }
             MessageType::MsgSnap => {
                 self.election_elapsed = 0;
