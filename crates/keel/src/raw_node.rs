@@ -35,9 +35,7 @@ use crate::raftpb::{
 use crate::status::{BasicStatus, ProgressType, Status};
 use crate::storage::{Storage, ents_size};
 use crate::tracker::Progress;
-use crate::util::{
-    LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, payloads_size,
-};
+use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, payloads_size};
 
 /// Volatile state that is useful for logging and leader tracking; it need not
 /// be persisted.

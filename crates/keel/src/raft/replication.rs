@@ -236,10 +236,13 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn handle_heartbeat(&mut self, m: Message) -> Result<()> {
         let last = self.raft_log.last_index();
         if m.commit > last {
-            return Err(
-                InvalidMessage::PastLastIndex(MessageType::MsgHeartbeat, m.from, m.commit, last)
-                    .into(),
-            );
+            return Err(InvalidMessage::PastLastIndex(
+                MessageType::MsgHeartbeat,
+                m.from,
+                m.commit,
+                last,
+            )
+            .into());
         }
         self.raft_log.commit_to(m.commit);
         self.send(Message {
