@@ -58,6 +58,9 @@ impl<S: Storage> Raft<S> {
                     return Ok(());
                 }
                 m.to = self.lead;
+                // A transfer forwarded by a peer already carries its term;
+                // `send` stamps ours.
+                m.term = 0;
                 self.send(m);
             }
             MessageType::MsgForgetLeader => {
