@@ -101,6 +101,10 @@ pub enum InvalidMessage {
     /// A `MsgSnap` whose ConfState does not restore.
     #[error("MsgSnap from {0:x}: {1}")]
     SnapshotConfState(u64, #[source] ConfChangeError),
+    /// A `MsgSnap` whose ConfState names an id twice, as both voter and
+    /// learner, or names 0 or a storage-thread id.
+    #[error("MsgSnap from {0:x}: ConfState does not restore to itself or names a reserved id")]
+    SnapshotMembers(u64),
     /// A heartbeat whose commit index, or an append acknowledgement whose
     /// index, is past this node's last index. Nothing is moved (a commit
     /// index is never clamped: that could commit an entry that differs from

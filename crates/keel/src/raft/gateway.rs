@@ -68,10 +68,20 @@ impl<S: Storage> Raft<S> {
         if term > m.term || (index == 0) != (term == 0) {
             return Err(InvalidMessage::SnapshotTerm(m.from, index, term, m.term).into());
         }
-        let tracker = ProgressTracker::new(self.trk.max_inflight, self.trk.max_inflight_bytes);
+        let cs = &s.metadata.conf_state;
+        let mut tracker = ProgressTracker::new(self.trk.max_inflight, self.trk.max_inflight_bytes);
         let changer = Changer { tracker: &tracker, last_index: index };
-        confchange::restore(&changer, &s.metadata.conf_state)
+        let (cfg, prs) = confchange::restore(&changer, cs)
             .map_err(|e| InvalidMessage::SnapshotConfState(m.from, e))?;
+        tracker.install(cfg, prs);
+        // Restoring must give back the same configuration (no id twice, none
+        // both voter and learner), and no member may be 0 or a thread id.
+        let ids = cs.voters.iter().chain(&cs.learners).chain(&cs.voters_outgoing);
+        let reserved =
+            ids.chain(&cs.learners_next).any(|&id| id == NONE || is_local_msg_target(id));
+        if reserved || !cs.equivalent(&tracker.conf_state()) {
+            return Err(InvalidMessage::SnapshotMembers(m.from).into());
+        }
         Ok(())
     }
 
