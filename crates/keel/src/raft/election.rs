@@ -91,6 +91,18 @@ impl<S: Storage> Raft<S> {
     /// Becomes (pre-)candidate and asks every voter for its vote. The vote
     /// for itself is counted once it is durable, like any other vote.
     pub(crate) fn campaign(&mut self, t: CampaignType) {
+        if self.term >= u64::MAX - 1 {
+            // The terms are used up (reachable only through a hostile term
+            // just below the top, which the gateway lets through): stay put
+            // rather than overflow.
+            errorf!(
+                self.logger,
+                "{:x} cannot campaign at term {}: no term left",
+                self.id,
+                self.term
+            );
+            return;
+        }
         if !self.promotable() {
             // Callers check this; a loud line if one did not.
             warnf!(
