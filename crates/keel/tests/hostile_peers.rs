@@ -231,7 +231,11 @@ fn scenario() -> impl Strategy<Value = (u64, Vec<Op>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn hostile_messages_never_crash_or_break_safety((n, ops) in scenario()) {
