@@ -3,6 +3,8 @@
 //! etcd's do; everything a caller or a peer can cause is an `Error`.
 
 use crate::confchange::ConfChangeError;
+use crate::log::LogSliceError;
+use crate::raftpb::MessageType;
 use crate::storage::StorageError;
 
 /// What went wrong with a call into the core.
@@ -25,9 +27,10 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// A message from a peer is malformed (it is dropped).
-    #[error("invalid message: {0}")]
-    InvalidMessage(String),
+    /// A message from a peer was refused (and dropped): no honest peer sends
+    /// it. The reason is kept as the error's source.
+    #[error("invalid message")]
+    InvalidMessage(#[source] InvalidMessage),
     /// The persisted hard state contradicts the persisted log.
     #[error("{id:x} state.commit {commit} is out of range [{lo}, {hi}]")]
     InvalidHardState {
@@ -63,6 +66,71 @@ pub enum Error {
     /// The [`Node`](crate::Node)'s thread could not be started.
     #[error("raft: cannot start the node's thread: {0}")]
     Spawn(#[source] std::io::Error),
+}
+
+/// Why [`RawNode::step`](crate::RawNode::step) (or
+/// [`RawNode::step_local`](crate::RawNode::step_local)) refused a message.
+/// Each is something an honest, crash-fault peer (or storage thread) never
+/// sends; the message is dropped and the node keeps running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidMessage {
+    /// The message type is not one this version knows.
+    #[error("unknown message type {0}")]
+    UnknownType(i32),
+    /// A storage thread's response, or a self-addressed response, arrived
+    /// through `step`; it belongs to `step_local`.
+    #[error("{0:?} from {1:x} is local; step it with step_local")]
+    LocalResponse(MessageType, u64),
+    /// `step_local` was given something other than a storage thread's (or
+    /// this node's own) response.
+    #[error("{0:?} from {1:x} to {2:x} is not a local response")]
+    NotLocal(MessageType, u64, u64),
+    /// `from` is 0, this node's own id, or a reserved storage-thread id.
+    #[error("{0:?} from reserved or own id {1:x}")]
+    BadSender(MessageType, u64),
+    /// A term is required and is 0.
+    #[error("{0:?} from {1:x} has no term")]
+    MissingTerm(MessageType, u64),
+    /// A term is carried where none is allowed (forwarded proposals and
+    /// read requests travel without one).
+    #[error("{0:?} from {1:x} carries term {2}, none allowed")]
+    UnexpectedTerm(MessageType, u64, u64),
+    /// The term is `u64::MAX`: the next election would overflow it.
+    #[error("{0:?} from {1:x} has term u64::MAX")]
+    MaxTerm(MessageType, u64),
+    /// A proposal with no entries.
+    #[error("empty MsgProp from {0:x}")]
+    EmptyProposal(u64),
+    /// An index is `u64::MAX`, which no log reaches.
+    #[error("{0:?} from {1:x} has index u64::MAX")]
+    MaxIndex(MessageType, u64),
+    /// An append's entries are not a piece of a log of its term.
+    #[error("MsgApp from {0:x}: {1}")]
+    Append(u64, #[source] LogSliceError),
+    /// A `MsgSnap` without a snapshot, or whose snapshot term exceeds the
+    /// message's term.
+    #[error("MsgSnap from {0:x}: snapshot [index: {1}, term: {2}] does not fit message term {3}")]
+    SnapshotTerm(u64, u64, u64, u64),
+    /// A `MsgSnap` whose ConfState does not restore.
+    #[error("MsgSnap from {0:x}: {1}")]
+    SnapshotConfState(u64, #[source] ConfChangeError),
+    /// A `MsgSnap` whose ConfState names an id twice, as both voter and
+    /// learner, or names 0 or a storage-thread id.
+    #[error("MsgSnap from {0:x}: ConfState does not restore to itself or names a reserved id")]
+    SnapshotMembers(u64),
+    /// A heartbeat whose commit index, or an append acknowledgement whose
+    /// index, is past this node's last index. Nothing is moved (a commit
+    /// index is never clamped: that could commit an entry that differs from
+    /// the leader's).
+    #[error("{0:?} from {1:x}: index {2} is past the last index {3}")]
+    PastLastIndex(MessageType, u64, u64, u64),
+}
+
+impl From<InvalidMessage> for Error {
+    fn from(reason: InvalidMessage) -> Self {
+        Error::InvalidMessage(reason)
+    }
 }
 
 /// Why a [`Config`](crate::Config) is invalid. The messages are etcd's.

@@ -35,10 +35,7 @@ use crate::raftpb::{
 use crate::status::{BasicStatus, ProgressType, Status};
 use crate::storage::{Storage, ents_size};
 use crate::tracker::Progress;
-use crate::util::{
-    LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, is_local_msg, is_local_msg_target,
-    is_response_msg, payloads_size,
-};
+use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, payloads_size};
 
 /// Volatile state that is useful for logging and leader tracking; it need not
 /// be persisted.
@@ -219,22 +216,35 @@ impl<S: Storage> RawNode<S> {
         self.raft.apply_conf_change(&cc.as_v2())
     }
 
-    /// Advances the state machine with a message from a peer (or from a
-    /// local storage thread). Local-only message types from outside, and
-    /// responses from unknown peers, are refused.
+    /// Advances the state machine with a message from a peer. This is the
+    /// gateway for the network: local message types, the storage threads'
+    /// responses (whatever `from` says), senders that are this node or a
+    /// reserved id, terms no honest peer sends, empty proposals, malformed
+    /// appends and snapshots that do not restore are refused with
+    /// [`Error::InvalidMessage`] (or etcd's [`Error::StepLocalMsg`] and
+    /// [`Error::StepPeerNotFound`]), logged once at warn level, and leave the
+    /// node unchanged.
     pub fn step(&mut self, m: Message) -> Result<()> {
-        let t = m.msg_type();
-        if is_local_msg(t) && !is_local_msg_target(m.from) {
-            return Err(Error::StepLocalMsg);
+        let res = self.raft.check_peer_message(&m).and_then(|()| self.raft.step(m));
+        self.log_refusal(res)
+    }
+
+    /// Advances the state machine with a local response: a storage thread's
+    /// `MsgStorageAppendResp` / `MsgStorageApplyResp`, or one of this node's
+    /// own self-addressed responses carried in a `MsgStorageAppend`'s
+    /// `responses`. Anything else is refused with
+    /// [`InvalidMessage::NotLocal`].
+    pub fn step_local(&mut self, m: Message) -> Result<()> {
+        let res = self.raft.check_local_message(&m).and_then(|()| self.raft.step(m));
+        self.log_refusal(res)
+    }
+
+    /// Logs a refused message once, at warn level.
+    fn log_refusal(&self, res: Result<()>) -> Result<()> {
+        if let Err(Error::InvalidMessage(reason)) = &res {
+            warnf!(self.raft.logger, "{:x} refused message: {}", self.raft.id, reason);
         }
-        if is_response_msg(t)
-            && !is_local_msg_target(m.from)
-            && !self.raft.trk.progress.contains(m.from)
-        {
-            return Err(Error::StepPeerNotFound);
-        }
-        crate::raft::validate_message(&m)?;
-        self.raft.step(m)
+        res
     }
 
     /// The outstanding work. Everything in it must be handled, and then (in

@@ -824,7 +824,7 @@ impl Cluster {
                         self.inv.vote(id, r.term, id)?;
                     }
                     let Some(live) = self.live(id) else { return Ok(()) };
-                    if let Err(err) = live.raw.step(r) {
+                    if let Err(err) = live.raw.step_local(r) {
                         self.note_with(id, || format!("local step refused: {err}"));
                     }
                 } else {
@@ -849,7 +849,7 @@ impl Cluster {
             self.apply(id, &m.entries)?;
             let Some(live) = self.live(id) else { return Ok(()) };
             for r in m.responses {
-                let _ = live.raw.step(r);
+                let _ = live.raw.step_local(r);
             }
         }
         if self.live(id).is_some() {

@@ -91,6 +91,18 @@ impl<S: Storage> Raft<S> {
     /// Becomes (pre-)candidate and asks every voter for its vote. The vote
     /// for itself is counted once it is durable, like any other vote.
     pub(crate) fn campaign(&mut self, t: CampaignType) {
+        if self.term >= u64::MAX - 1 {
+            // The terms are used up (reachable only through a hostile term
+            // just below the top, which the gateway lets through): stay put
+            // rather than overflow.
+            errorf!(
+                self.logger,
+                "{:x} cannot campaign at term {}: no term left",
+                self.id,
+                self.term
+            );
+            return;
+        }
         if !self.promotable() {
             // Callers check this; a loud line if one did not.
             warnf!(
@@ -269,15 +281,17 @@ impl<S: Storage> Raft<S> {
                 return Err(crate::error::Error::ProposalDropped);
             }
             MessageType::MsgApp => {
-                self.become_follower(m.term, m.from); // always m.term == self.term
+                // `step` only lets through m.term == self.term here; use
+                // ours so that no message can ever lower it.
+                self.become_follower(self.term, m.from);
                 self.handle_append_entries(m);
             }
             MessageType::MsgHeartbeat => {
-                self.become_follower(m.term, m.from);
-                self.handle_heartbeat(m);
+                self.become_follower(self.term, m.from);
+                self.handle_heartbeat(m)?;
             }
             MessageType::MsgSnap => {
-                self.become_follower(m.term, m.from);
+                self.become_follower(self.term, m.from);
                 self.handle_snapshot(m);
             }
             _ if t == my_vote_resp => {

@@ -40,7 +40,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgHeartbeat => {
                 self.election_elapsed = 0;
                 self.lead = m.from;
-                self.handle_heartbeat(m);
+                self.handle_heartbeat(m)?;
             }
             MessageType::MsgSnap => {
                 self.election_elapsed = 0;
@@ -58,6 +58,9 @@ impl<S: Storage> Raft<S> {
                     return Ok(());
                 }
                 m.to = self.lead;
+                // A transfer forwarded by a peer already carries its term;
+                // `send` stamps ours.
+                m.term = 0;
                 self.send(m);
             }
             MessageType::MsgForgetLeader => {

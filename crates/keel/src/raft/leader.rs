@@ -2,7 +2,7 @@
 //! snapshot reports, unreachable peers and leadership transfer.
 
 use super::{Raft, StateType};
-use crate::error::{Error, Result};
+use crate::error::{Error, InvalidMessage, Result};
 use crate::quorum::AckedIndexer;
 use crate::raftpb::{Message, MessageType};
 use crate::storage::Storage;
@@ -52,7 +52,15 @@ impl<S: Storage> Raft<S> {
             return Ok(());
         }
         match m.msg_type() {
-            MessageType::MsgAppResp => self.handle_append_response(&m),
+            MessageType::MsgAppResp => {
+                let last = self.raft_log.last_index();
+                if !m.reject && m.index > last {
+                    // No follower holds entries we never sent.
+                    let t = MessageType::MsgAppResp;
+                    return Err(InvalidMessage::PastLastIndex(t, m.from, m.index, last).into());
+                }
+                self.handle_append_response(&m);
+            }
             MessageType::MsgHeartbeatResp => self.handle_heartbeat_response(m),
             MessageType::MsgSnapStatus => self.handle_snap_status(&m),
             MessageType::MsgUnreachable => {

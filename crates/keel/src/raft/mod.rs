@@ -19,6 +19,7 @@
 mod configuration;
 mod election;
 mod follower;
+mod gateway;
 mod leader;
 mod reads;
 mod replication;
@@ -764,15 +765,4 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn lease_based_reads(&self) -> bool {
         self.read_only.option == ReadOnlyOption::LeaseBased
     }
-}
-
-/// Rejects messages whose shape no correct peer produces, before they reach
-/// the state machine: an append's entries must follow its previous entry with
-/// contiguous indexes and non-decreasing terms no later than its term.
-pub(crate) fn validate_message(m: &Message) -> Result<()> {
-    if m.msg_type() == MessageType::MsgApp {
-        crate::log::validate_msg_app(m)
-            .map_err(|err| Error::InvalidMessage(format!("MsgApp from {:x}: {err}", m.from)))?;
-    }
-    Ok(())
 }

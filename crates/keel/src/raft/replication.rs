@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::{Raft, StateType};
 use crate::confchange::{self, Changer};
+use crate::error::{InvalidMessage, Result};
 use crate::log::{EntryId, LogSlice};
 use crate::raftpb::{Message, MessageType, Snapshot};
 use crate::storage::{Storage, StorageError};
@@ -230,7 +231,19 @@ impl<S: Storage> Raft<S> {
         });
     }
 
-    pub(crate) fn handle_heartbeat(&mut self, m: Message) {
+    /// A follower's handling of a heartbeat. An honest leader's commit is at
+    /// most our match index; one past our last index is refused.
+    pub(crate) fn handle_heartbeat(&mut self, m: Message) -> Result<()> {
+        let last = self.raft_log.last_index();
+        if m.commit > last {
+            return Err(InvalidMessage::PastLastIndex(
+                MessageType::MsgHeartbeat,
+                m.from,
+                m.commit,
+                last,
+            )
+            .into());
+        }
         self.raft_log.commit_to(m.commit);
         self.send(Message {
             to: m.from,
@@ -238,6 +251,7 @@ impl<S: Storage> Raft<S> {
             context: m.context,
             ..Message::default()
         });
+        Ok(())
     }
 
     pub(crate) fn handle_snapshot(&mut self, m: Message) {

@@ -92,7 +92,7 @@ fn step_refuses_local_messages() {
         s.apply_snapshot(snap).unwrap();
         let mut rn = new_raw_node(&new_test_config(1, 10, 1), &s);
         let res = rn.step(Message::new(t));
-        if is_local_msg(t) {
+        if crate::util::is_local_msg(t) {
             assert!(matches!(res, Err(Error::StepLocalMsg)), "{t:?}: {res:?}");
         }
     }
@@ -260,7 +260,9 @@ fn joint_auto_leave_after_losing_leadership() {
             if let Some(cc) = decode_conf_change(e) {
                 // Step down before applying it.
                 let term = rn.raft.term + 1;
-                rn.step(Message { from: 1, term, ..Message::new(MessageType::MsgHeartbeatResp) })
+                // (Past the gateway: from is the node itself.)
+                rn.raft
+                    .step(Message { from: 1, term, ..Message::new(MessageType::MsgHeartbeatResp) })
                     .unwrap();
                 applied = Some(rn.apply_conf_change(&cc).unwrap());
             }
@@ -850,7 +852,7 @@ fn deliver(rn: &mut RawNode<MemoryStorage>, responses: Vec<Message>) -> Vec<Mess
     let mut out = Vec::new();
     for r in responses {
         if r.to == rn.id() {
-            rn.step(r).unwrap();
+            rn.step_local(r).unwrap();
         } else {
             out.push(r);
         }
@@ -1083,14 +1085,14 @@ fn commit_pagination_with_async_storage_writes() {
     }
 
     // The first is applied: the third is handed out.
-    rn.step(apply_resps.remove(0)).unwrap();
+    rn.step_local(apply_resps.remove(0)).unwrap();
     let rd = rn.ready();
     let m = only_message(&rd, MessageType::MsgStorageApply);
     assert_eq!(m.entries.len(), 1);
     apply_resps.push(m.responses[0].clone());
 
     for resp in apply_resps {
-        rn.step(resp).unwrap();
+        rn.step_local(resp).unwrap();
     }
     assert_eq!(rn.raft.raft_log.applied(), 4);
 }

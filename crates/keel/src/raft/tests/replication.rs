@@ -454,11 +454,31 @@ fn handle_heartbeat() {
             term: 2,
             commit: m_commit,
             ..msg(2, 1, MessageType::MsgHeartbeat)
-        });
+        })
+        .unwrap();
         assert_eq!(r.raft_log.committed(), want, "#{i}");
         let msgs = r.read_messages();
         assert_eq!(types(&msgs), vec![MessageType::MsgHeartbeatResp], "#{i}");
     }
+}
+
+/// A heartbeat whose commit is past the last index is refused: the commit
+/// index stays where it was and nothing is answered.
+#[test]
+fn handle_heartbeat_past_last_index_is_refused() {
+    let storage = new_test_storage(&[1, 2], &[]);
+    storage.append(&ents(1, &[1, 2, 3])).unwrap();
+    let mut r = new_test_raft(1, 5, 1, storage);
+    r.become_follower(2, 2);
+    r.raft_log.commit_to(2);
+    let res =
+        r.handle_heartbeat(Message { term: 2, commit: 4, ..msg(2, 1, MessageType::MsgHeartbeat) });
+    assert!(matches!(
+        res,
+        Err(crate::Error::InvalidMessage(crate::InvalidMessage::PastLastIndex(_, 2, 4, 3)))
+    ));
+    assert_eq!(r.raft_log.committed(), 2);
+    assert!(r.read_messages().is_empty());
 }
 
 /// A heartbeat response from a follower that is behind re-sends the

@@ -102,7 +102,11 @@ impl Env {
                     .ok()
                     .and_then(|i| self.nodes.get_mut(i))
                     .ok_or_else(|| fatal(format!("message to unknown node {to}")))?;
-                if let Err(e) = node.raw.step(msg) {
+                // The storage threads' responses and a node's own
+                // self-addressed responses go in through `step_local`.
+                let local = keel::util::is_local_msg_target(msg.from) || msg.from == msg.to;
+                let res = if local { node.raw.step_local(msg) } else { node.raw.step(msg) };
+                if let Err(e) = res {
                     self.output.writeln(&e.to_string());
                 }
             }
