@@ -615,9 +615,12 @@ impl<S: Storage> Loop<S> {
             Request::Propose(data, r) => answer(r, raw.propose(data)),
             Request::ProposeBatch(data, r) => answer(r, raw.propose_batch(data)),
             Request::ProposeConfChange(cc, r) => answer(r, raw.propose_conf_change(cc)),
-            Request::Step(m) | Request::StepLocal(m) => {
-                // The core logs what it refuses; a peer cannot stop the loop.
+            // The core logs what it refuses; a peer cannot stop the loop.
+            Request::Step(m) => {
                 let _ = raw.step(m);
+            }
+            Request::StepLocal(m) => {
+                let _ = raw.step_local(m);
             }
             Request::ApplyConfChange(cc, at, r) => {
                 let _ = at;
