@@ -81,7 +81,7 @@ pub mod util;
 #[cfg(feature = "testing")]
 pub use config::PlantedBug;
 pub use config::{Config, ReadOnlyOption};
-pub use error::{ConfigError, Error, Result};
+pub use error::{ConfigError, DropReason, Error, Result};
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
 pub use raft::StateType;
 pub use raw_node::{Peer, RawNode, ReadState, Ready, SnapshotStatus, SoftState, must_sync};

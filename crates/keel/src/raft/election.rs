@@ -266,7 +266,9 @@ impl<S: Storage> Raft<S> {
                     self.id,
                     self.term
                 );
-                return Err(crate::error::Error::ProposalDropped);
+                return Err(crate::error::Error::ProposalDropped(
+                    crate::error::DropReason::NoLeader,
+                ));
             }
             MessageType::MsgApp => {
                 self.become_follower(m.term, m.from); // always m.term == self.term
