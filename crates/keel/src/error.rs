@@ -9,12 +9,12 @@ use crate::storage::StorageError;
 
 /// What went wrong with a call into the core.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// The proposal was ignored: no leader, a transfer in progress, the
-    /// uncommitted-log quota is full, or this node was removed. The caller
-    /// may retry.
+    /// The proposal (or read request) was ignored, for the reason given.
+    /// The text is etcd's `ErrProposalDropped`, whatever the reason.
     #[error("raft proposal dropped")]
-    ProposalDropped,
+    ProposalDropped(DropReason),
     /// A local-only message type arrived from outside.
     #[error("raft: cannot step raft local message")]
     StepLocalMsg,
@@ -133,8 +133,30 @@ impl From<InvalidMessage> for Error {
     }
 }
 
+/// Why a proposal or a read request was dropped, so that a server can
+/// answer accordingly (retry elsewhere, back off, or give up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// No leader is known (an election is under way); retry later.
+    NoLeader,
+    /// This follower knows the leader but `disable_proposal_forwarding` is
+    /// set; send the proposal to the leader directly.
+    ForwardingDisabled,
+    /// The leader is transferring leadership; retry after the transfer.
+    Transferring,
+    /// The uncommitted-log quota (`max_uncommitted_entries_size`) is full;
+    /// back off until entries commit.
+    QuotaExceeded,
+    /// This node leads but is no longer a member of the configuration.
+    NotMember,
+    /// A proposed configuration change could not be decoded.
+    InvalidConfChange,
+}
+
 /// Why a [`Config`](crate::Config) is invalid. The messages are etcd's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The id is zero.
     #[error("cannot use none as id")]

@@ -82,7 +82,7 @@ pub mod util;
 #[cfg(feature = "testing")]
 pub use config::PlantedBug;
 pub use config::{Config, ReadOnlyOption};
-pub use error::{ConfigError, Error, InvalidMessage, Result};
+pub use error::{ConfigError, DropReason, Error, InvalidMessage, Result};
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
 pub use node::{Node, NodeOptions};
 pub use raft::StateType;

@@ -420,7 +420,9 @@ impl Node {
     }
 
     /// Requests a read index; the answer arrives as a `ReadState` carrying
-    /// `rctx` in a later `Ready`.
+    /// `rctx` in a later `Ready`. Refused at once
+    /// ([`Error::ProposalDropped`]) where it could never be answered, as on
+    /// a follower that knows no leader.
     pub fn read_index(&self, rctx: Bytes) -> Result<()> {
         self.call(|r| Request::ReadIndex(rctx, r))?
     }
@@ -628,10 +630,7 @@ impl<S: Storage> Loop<S> {
             }
             Request::TransferLeader(id) => raw.transfer_leader(id),
             Request::ForgetLeader(r) => answer(r, raw.forget_leader()),
-            Request::ReadIndex(ctx, r) => {
-                raw.read_index(ctx);
-                answer(r, Ok(()));
-            }
+            Request::ReadIndex(ctx, r) => answer(r, raw.read_index(ctx)),
             Request::Status(r) => answer(r, raw.status()),
             Request::ReportUnreachable(id) => raw.report_unreachable(id),
             Request::ReportSnapshot(id, st) => raw.report_snapshot(id, st),

@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use crate::confchange::ConfChangeError;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{DropReason, Error, Result};
 use crate::raft::{Raft, StateType};
 use crate::raftpb::{
     AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
@@ -168,7 +168,7 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Proposes `data` for appending to the log. Proposals can be dropped
-    /// (see [`Error::ProposalDropped`]); the caller should retry.
+    /// (see [`Error::ProposalDropped`] and its [`DropReason`]).
     pub fn propose(&mut self, data: Bytes) -> Result<()> {
         let entry = Entry { data, ..Entry::default() };
         self.raft.step(Message {
@@ -583,12 +583,18 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Requests a read index; the answer arrives as a [`ReadState`] with
-    /// the same `rctx` in a later `Ready`.
-    pub fn read_index(&mut self, rctx: Bytes) {
+    /// the same `rctx` in a later `Ready`. Without a known leader the
+    /// request is refused with [`DropReason::NoLeader`] (etcd drops it
+    /// silently, leaving the reader nothing to wait for but a timeout).
+    pub fn read_index(&mut self, rctx: Bytes) -> Result<()> {
+        // A candidate drops the request silently in etcd; say so instead, so
+        // that the reader does not wait in vain. (A leaderless follower logs
+        // etcd's line and returns the same error from `step`.)
+        if self.raft.lead == NONE && self.raft.state != StateType::Follower {
+            return Err(Error::ProposalDropped(DropReason::NoLeader));
+        }
         let entry = Entry { data: rctx, ..Entry::default() };
-        let _ = self
-            .raft
-            .step(Message { entries: vec![entry], ..Message::new(MessageType::MsgReadIndex) });
+        self.raft.step(Message { entries: vec![entry], ..Message::new(MessageType::MsgReadIndex) })
     }
 
     /// Bootstraps a new cluster: appends (as committed) one configuration

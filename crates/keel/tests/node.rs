@@ -14,7 +14,8 @@ use keel::raftpb::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType,
 };
 use keel::{
-    Config, Error, MemoryStorage, Node, NodeOptions, Peer, Ready, SnapshotStatus, StateType,
+    Config, DropReason, Error, MemoryStorage, Node, NodeOptions, Peer, Ready, SnapshotStatus,
+    StateType,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -123,7 +124,9 @@ fn a_follower_without_a_leader_drops_proposals() {
     let node =
         Node::start_with(&Config::new(1), storage.clone(), &peers(&[1, 2, 3]), options()).unwrap();
     let err = node.propose(Bytes::from_static(b"x")).unwrap_err();
-    assert!(matches!(err, Error::ProposalDropped), "{err:?}");
+    assert!(matches!(err, Error::ProposalDropped(DropReason::NoLeader)), "{err:?}");
+    let err = node.read_index(Bytes::from_static(b"r")).unwrap_err();
+    assert!(matches!(err, Error::ProposalDropped(DropReason::NoLeader)), "{err:?}");
     node.stop();
 }
 
@@ -358,7 +361,7 @@ fn async_storage_writes_through_the_node() {
         for attempt in 0.. {
             match node.propose(Bytes::from(vec![i])) {
                 Ok(()) => break,
-                Err(Error::ProposalDropped) if attempt < 1000 => {
+                Err(Error::ProposalDropped(_)) if attempt < 1000 => {
                     thread::sleep(Duration::from_millis(1));
                 }
                 Err(e) => panic!("propose: {e}"),

@@ -147,30 +147,33 @@ impl Cluster {
             )
         });
         let Some(live) = self.live(target) else { return Ok(()) };
-        if read_index {
+        let res = if read_index {
             let KvInput::Get { key } = input else { unreachable!("reads are gets") };
             let st = live.raw.basic_status();
             let local_term =
                 if st.soft_state.raft_state == StateType::Leader { st.hard_state.term } else { 0 };
             let ctx = read_ctx(c, op);
-            live.reads.insert(ctx.clone(), PendingRead { client: c, op, key, local_term });
-            live.raw.read_index(ctx);
+            let res = live.raw.read_index(ctx.clone());
+            if res.is_ok() {
+                live.reads.insert(ctx, PendingRead { client: c, op, key, local_term });
+            }
+            res
         } else {
             let req = Request { client: c as u64, seq, input };
-            match live.raw.propose(req.encode()) {
-                Ok(()) => {
-                    live.proposals.insert((c as u64, seq), op);
-                }
-                Err(err) => {
-                    // Refused: no effect. Leave it out and move on.
-                    self.history[op] = None;
-                    self.clients[c].state = ClientState::Idle;
-                    self.clients[c].hint = 0;
-                    self.stats.ops_refused += 1;
-                    self.note_with(target, || format!("client {c} op {op} refused: {err}"));
-                    self.schedule_next_op(c);
-                }
+            let res = live.raw.propose(req.encode());
+            if res.is_ok() {
+                live.proposals.insert((c as u64, seq), op);
             }
+            res
+        };
+        if let Err(err) = res {
+            // Refused: no effect. Leave it out and move on.
+            self.history[op] = None;
+            self.clients[c].state = ClientState::Idle;
+            self.clients[c].hint = 0;
+            self.stats.ops_refused += 1;
+            self.note_with(target, || format!("client {c} op {op} refused: {err}"));
+            self.schedule_next_op(c);
         }
         self.after(target)
     }

@@ -21,6 +21,7 @@ use crate::tracker::{Inflights, Progress, ProgressMap, ProgressTracker, TrackerC
 
 /// Why a configuration change was refused. The messages are etcd's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfChangeError {
     /// [`Changer::enter_joint`] on a joint configuration.
     #[error("config is already joint")]

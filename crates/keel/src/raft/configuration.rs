@@ -7,7 +7,7 @@ use prost::Message as _;
 
 use super::{Raft, StateType};
 use crate::confchange::{Changer, ConfChangeError};
-use crate::error::{Error, Result};
+use crate::error::{DropReason, Error, Result};
 use crate::raftpb::{
     AnyConfChange, ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
     Entry, EntryType, Message, MessageType,
@@ -118,7 +118,7 @@ impl<S: Storage> Raft<S> {
                         self.id,
                         err
                     );
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::InvalidConfChange));
                 }
             };
             let already_pending = self.pending_conf_index > self.raft_log.applied();

@@ -278,7 +278,9 @@ impl<S: Storage> Raft<S> {
                     self.id,
                     self.term
                 );
-                return Err(crate::error::Error::ProposalDropped);
+                return Err(crate::error::Error::ProposalDropped(
+                    crate::error::DropReason::NoLeader,
+                ));
             }
             MessageType::MsgApp => {
                 // `step` only lets through m.term == self.term here; use

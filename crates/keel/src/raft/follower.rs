@@ -1,7 +1,7 @@
 //! The follower's half of `step`.
 
 use super::{CampaignType, Raft};
-use crate::error::{Error, Result};
+use crate::error::{DropReason, Error, Result};
 use crate::raftpb::{Message, MessageType};
 use crate::raw_node::ReadState;
 use crate::storage::Storage;
@@ -18,7 +18,7 @@ impl<S: Storage> Raft<S> {
                         self.id,
                         self.term
                     );
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::NoLeader));
                 } else if self.disable_proposal_forwarding {
                     infof!(
                         self.logger,
@@ -27,7 +27,7 @@ impl<S: Storage> Raft<S> {
                         self.lead,
                         self.term
                     );
-                    return Err(Error::ProposalDropped);
+                    return Err(Error::ProposalDropped(DropReason::ForwardingDisabled));
                 }
                 m.to = self.lead;
                 self.send(m);
@@ -98,7 +98,7 @@ impl<S: Storage> Raft<S> {
                         self.id,
                         self.term
                     );
-                    return Ok(());
+                    return Err(Error::ProposalDropped(DropReason::NoLeader));
                 }
                 m.to = self.lead;
                 self.send(m);

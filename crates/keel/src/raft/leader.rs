@@ -2,7 +2,7 @@
 //! snapshot reports, unreachable peers and leadership transfer.
 
 use super::{Raft, StateType};
-use crate::error::{Error, InvalidMessage, Result};
+use crate::error::{DropReason, Error, InvalidMessage, Result};
 use crate::quorum::AckedIndexer;
 use crate::raftpb::{Message, MessageType};
 use crate::storage::Storage;
@@ -94,7 +94,7 @@ impl<S: Storage> Raft<S> {
         }
         if !self.trk.progress.contains(self.id) {
             // This node was removed while leading: drop new proposals.
-            return Err(Error::ProposalDropped);
+            return Err(Error::ProposalDropped(DropReason::NotMember));
         }
         if self.lead_transferee != NONE {
             debugf!(
@@ -104,11 +104,11 @@ impl<S: Storage> Raft<S> {
                 self.term,
                 self.lead_transferee
             );
-            return Err(Error::ProposalDropped);
+            return Err(Error::ProposalDropped(DropReason::Transferring));
         }
         self.check_proposed_conf_changes(&mut m.entries)?;
         if !self.append_entry(std::mem::take(&mut m.entries)) {
-            return Err(Error::ProposalDropped);
+            return Err(Error::ProposalDropped(DropReason::QuotaExceeded));
         }
         self.bcast_append();
         Ok(())

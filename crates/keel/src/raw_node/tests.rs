@@ -376,7 +376,7 @@ fn read_index_produces_read_states() {
         let rd = rn.ready();
         handle_ready(&mut rn, &s, &rd);
     }
-    rn.read_index(Bytes::from_static(b"somedata2"));
+    rn.read_index(Bytes::from_static(b"somedata2")).unwrap();
     assert!(rn.has_ready());
     let rd = rn.ready();
     let committed = rn.raft.raft_log.committed();
@@ -568,7 +568,14 @@ fn status() {
 fn proposals_dropped_without_leader() {
     let s = new_test_storage(&[1]);
     let mut rn = new_raw_node(&new_test_config(1, 10, 1), &s);
-    assert!(matches!(rn.propose(Bytes::from_static(b"somedata")), Err(Error::ProposalDropped)));
+    assert!(matches!(
+        rn.propose(Bytes::from_static(b"somedata")),
+        Err(Error::ProposalDropped(DropReason::NoLeader))
+    ));
+    assert!(matches!(
+        rn.read_index(Bytes::from_static(b"ctx")),
+        Err(Error::ProposalDropped(DropReason::NoLeader))
+    ));
 
     rn.campaign().unwrap();
     let rd = rn.ready();
@@ -1258,7 +1265,7 @@ fn propose_batch_is_dropped_whole() {
     rn.propose(Bytes::from_static(b"12345")).unwrap();
     let last = rn.raft.raft_log.last_index();
     let res = rn.propose_batch([Bytes::from_static(b"123"), Bytes::from_static(b"456")]);
-    assert!(matches!(res, Err(Error::ProposalDropped)));
+    assert!(matches!(res, Err(Error::ProposalDropped(DropReason::QuotaExceeded))));
     assert_eq!(rn.raft.raft_log.last_index(), last);
 }
 

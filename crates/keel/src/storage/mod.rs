@@ -18,6 +18,7 @@ use std::sync::Arc;
 /// recoverable conditions etcd-raft defines (the texts are etcd's); `Other`
 /// carries a real storage engine's failure (I/O, corruption).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StorageError {
     /// The requested index is older than the first one kept: it was folded
     /// into a snapshot. The leader answers this by sending the snapshot.

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::StateType;
-use crate::error::Error;
+use crate::error::{DropReason, Error};
 use crate::raftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use crate::util::NONE;
 
@@ -184,7 +184,10 @@ fn transfer_drops_proposals() {
 
     nt.send(empty_prop(1, 1));
     let lead = nt.peer_mut(1);
-    assert!(matches!(lead.step(empty_prop(1, 1)), Err(Error::ProposalDropped)));
+    assert!(matches!(
+        lead.step(empty_prop(1, 1)),
+        Err(Error::ProposalDropped(DropReason::Transferring))
+    ));
     assert_eq!(lead.pr(1).matched, 1);
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::StateType;
-use crate::error::Error;
+use crate::error::{DropReason, Error};
 use crate::raftpb::ConfChangeType;
 use crate::tracker::ProgressState;
 use crate::util::{NONE, payloads_size};
@@ -102,7 +102,10 @@ fn uncommitted_entry_limit() {
         r.step(prop_msg.clone()).unwrap_or_else(|e| panic!("#{i}: {e}"));
     }
     // One more is too many.
-    assert!(matches!(r.step(prop_msg.clone()), Err(Error::ProposalDropped)));
+    assert!(matches!(
+        r.step(prop_msg.clone()),
+        Err(Error::ProposalDropped(DropReason::QuotaExceeded))
+    ));
 
     // As if they were committed, release their quota.
     let msgs = r.read_messages();
@@ -116,7 +119,7 @@ fn uncommitted_entry_limit() {
     let large_size = payloads_size(&large);
     r.step(Message { entries: large, ..msg(1, 1, MessageType::MsgProp) }).unwrap();
     // ...but then nothing more is.
-    assert!(matches!(r.step(prop_msg), Err(Error::ProposalDropped)));
+    assert!(matches!(r.step(prop_msg), Err(Error::ProposalDropped(DropReason::QuotaExceeded))));
     // Except an empty entry: the new leader's and the one leaving a joint
     // configuration are such.
     r.step(empty_prop(1, 1)).unwrap();
@@ -338,7 +341,10 @@ fn disabled_proposal_forwarding() {
     // 3 does not, and says the proposal was dropped.
     let r3 = nt.peer_mut(3);
     assert_eq!(r3.lead, 1);
-    assert!(matches!(r3.step(prop(3, 3, b"testdata")), Err(Error::ProposalDropped)));
+    assert!(matches!(
+        r3.step(prop(3, 3, b"testdata")),
+        Err(Error::ProposalDropped(DropReason::ForwardingDisabled))
+    ));
     assert!(r3.msgs.is_empty());
     assert!(r3.read_messages().is_empty());
 
