@@ -25,7 +25,9 @@ pub enum WalError {
         reason: String,
     },
     /// The directory belongs to another node or cluster.
-    #[error("WAL {path} belongs to node {found_node} of cluster {found_cluster}, expected node {node} of cluster {cluster}")]
+    #[error(
+        "WAL {path} belongs to node {found_node} of cluster {found_cluster}, expected node {node} of cluster {cluster}"
+    )]
     Identity {
         /// The segment file whose header disagreed.
         path: PathBuf,
@@ -57,7 +59,11 @@ impl WalError {
         move |source| WalError::Io { path, source }
     }
 
-    pub(crate) fn corrupt(path: &std::path::Path, offset: u64, reason: impl Into<String>) -> WalError {
+    pub(crate) fn corrupt(
+        path: &std::path::Path,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> WalError {
         WalError::Corrupt { path: path.to_path_buf(), offset, reason: reason.into() }
     }
 }

@@ -58,7 +58,12 @@ impl StdFs {
     fn with_file<T>(&self, path: &Path, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
         let mut files = lock(&self.files);
         if !files.contains_key(path) {
-            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
             files.insert(path.to_path_buf(), file);
         }
         let file = files.get(path).ok_or_else(|| io::Error::other("file cache"))?;
@@ -272,7 +277,8 @@ impl FileSystem for MemFs {
         let st = lock(&self.state);
         let id = st.dir.get(path).ok_or_else(not_found)?;
         let data = &st.inodes.get(id).ok_or_else(not_found)?.data;
-        let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        let start =
+            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         let end = start.checked_add(buf.len()).filter(|e| *e <= data.len());
         let end = end.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         buf.copy_from_slice(&data[start..end]);
@@ -311,8 +317,12 @@ impl FileSystem for MemFs {
             return Err(io::Error::other("injected sync failure"));
         }
         st.durable_dir.retain(|p, _| p.parent() != Some(dir));
-        let entries: Vec<(PathBuf, u64)> =
-            st.dir.iter().filter(|(p, _)| p.parent() == Some(dir)).map(|(p, i)| (p.clone(), *i)).collect();
+        let entries: Vec<(PathBuf, u64)> = st
+            .dir
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(dir))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
         st.durable_dir.extend(entries);
         Ok(())
     }

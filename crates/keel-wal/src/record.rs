@@ -80,14 +80,19 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let total = RECORD_HEADER as u64 + u64::from(len);
     if len > MAX_RECORD || total > buf.len() as u64 {
-        return Decoded::Bad { reason: "record length beyond the end of the segment", extent: RECORD_HEADER };
+        return Decoded::Bad {
+            reason: "record length beyond the end of the segment",
+            extent: RECORD_HEADER,
+        };
     }
     let total = total as usize;
     if crc32c::crc32c(&buf[4..total]) != crc {
         return Decoded::Bad { reason: "record checksum mismatch", extent: total };
     }
     match RecordType::from_u8(header[8]) {
-        Some(ty) if header[9..12] == [0, 0, 0] => Decoded::Record(ty, &buf[RECORD_HEADER..total], total),
+        Some(ty) if header[9..12] == [0, 0, 0] => {
+            Decoded::Record(ty, &buf[RECORD_HEADER..total], total)
+        }
         _ => Decoded::Bad { reason: "unknown record type", extent: total },
     }
 }
@@ -111,7 +116,8 @@ impl SegmentHeader {
         let mut b = [0; SEGMENT_HEADER];
         b[..8].copy_from_slice(SEGMENT_MAGIC);
         b[8..12].copy_from_slice(&1u32.to_le_bytes());
-        for (i, v) in [self.node_id, self.cluster_id, self.seq, self.first_index].iter().enumerate() {
+        for (i, v) in [self.node_id, self.cluster_id, self.seq, self.first_index].iter().enumerate()
+        {
             b[16 + 8 * i..24 + 8 * i].copy_from_slice(&v.to_le_bytes());
         }
         let crc = header_crc(&b);
@@ -138,7 +144,12 @@ impl SegmentHeader {
             w.copy_from_slice(&b[16 + 8 * i..24 + 8 * i]);
             u64::from_le_bytes(w)
         };
-        Ok(SegmentHeader { node_id: word(0), cluster_id: word(1), seq: word(2), first_index: word(3) })
+        Ok(SegmentHeader {
+            node_id: word(0),
+            cluster_id: word(1),
+            seq: word(2),
+            first_index: word(3),
+        })
     }
 }
 
@@ -157,7 +168,10 @@ mod tests {
         assert_eq!(decode(&buf), Decoded::Record(RecordType::Entry, b"hello", 17));
         let mut flipped = buf.clone();
         flipped[14] ^= 1;
-        assert!(matches!(decode(&flipped), Decoded::Bad { reason: "record checksum mismatch", .. }));
+        assert!(matches!(
+            decode(&flipped),
+            Decoded::Bad { reason: "record checksum mismatch", .. }
+        ));
         let mut huge = buf.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(decode(&huge), Decoded::Bad { .. }));

@@ -77,8 +77,13 @@ impl SnapStore {
 
     /// Snapshot file names, oldest first.
     pub fn names(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> =
-            self.fs.list(&self.dir).map_err(WalError::io(&self.dir))?.into_iter().filter(|n| n.ends_with(".snap")).collect();
+        let mut names: Vec<String> = self
+            .fs
+            .list(&self.dir)
+            .map_err(WalError::io(&self.dir))?
+            .into_iter()
+            .filter(|n| n.ends_with(".snap"))
+            .collect();
         names.sort();
         Ok(names)
     }

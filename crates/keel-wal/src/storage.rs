@@ -25,7 +25,11 @@ pub struct DiskOptions {
 impl DiskOptions {
     /// Defaults: 64 MiB segments, 5 snapshots, 64 MiB of cached entries.
     pub fn new(node_id: u64, cluster_id: u64) -> DiskOptions {
-        DiskOptions { wal: WalOptions::new(node_id, cluster_id), snapshots_kept: 5, cache_bytes: 64 << 20 }
+        DiskOptions {
+            wal: WalOptions::new(node_id, cluster_id),
+            snapshots_kept: 5,
+            cache_bytes: 64 << 20,
+        }
     }
 }
 
@@ -114,7 +118,8 @@ impl DiskStorage {
                     Err(e) => tracing::warn!("skipping snapshot file: {e}"),
                 }
             }
-            snapshot = found.ok_or(WalError::MissingSnapshot { index: newest.index, term: newest.term })?;
+            snapshot = found
+                .ok_or(WalError::MissingSnapshot { index: newest.index, term: newest.term })?;
             if snapshot.metadata != *newest {
                 return Err(WalError::MissingSnapshot { index: newest.index, term: newest.term });
             }
@@ -178,12 +183,22 @@ impl DiskStorage {
 
     /// Records a snapshot of the applied state at `index` (durably), as
     /// etcd's `CreateSnapshot`; the log is kept until [`compact`](Self::compact).
-    pub fn create_snapshot(&self, index: u64, conf_state: ConfState, data: bytes::Bytes) -> Result<Snapshot> {
+    pub fn create_snapshot(
+        &self,
+        index: u64,
+        conf_state: ConfState,
+        data: bytes::Bytes,
+    ) -> Result<Snapshot> {
         let mut g = self.lock();
         if index <= g.snapshot.metadata.index {
-            return Err(WalError::Invalid(format!("snapshot {index} is not newer than {}", g.snapshot.metadata.index)));
+            return Err(WalError::Invalid(format!(
+                "snapshot {index} is not newer than {}",
+                g.snapshot.metadata.index
+            )));
         }
-        let term = g.term_of(index).ok_or_else(|| WalError::Invalid(format!("index {index} is not in the log")))?;
+        let term = g
+            .term_of(index)
+            .ok_or_else(|| WalError::Invalid(format!("index {index} is not in the log")))?;
         let snap = Snapshot { data, metadata: SnapshotMetadata { conf_state, index, term } };
         g.snaps.save(&snap)?;
         g.wal.append(&[WalRecord::Snapshot(&snap.metadata)])?;
@@ -224,7 +239,12 @@ impl DiskStorage {
     }
 
     /// The entries in `lo..hi`, at most `max_size` bytes but at least one.
-    pub fn read_entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+    pub fn read_entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
         let g = self.lock();
         if lo <= g.base.0 {
             return Err(StorageError::Compacted);
@@ -267,7 +287,8 @@ impl Inner {
                 return Ok(e.clone());
             }
         }
-        let meta = self.log.get(off).ok_or_else(|| WalError::Invalid(format!("entry {index} missing")))?;
+        let meta =
+            self.log.get(off).ok_or_else(|| WalError::Invalid(format!("entry {index} missing")))?;
         self.wal.read_entry(meta.loc)
     }
 

@@ -125,7 +125,11 @@ impl Wal {
         }
         for pair in segments.windows(2) {
             if pair[1].seq != pair[0].seq + 1 {
-                return Err(WalError::corrupt(&pair[1].path, 0, format!("segment {} is missing", pair[0].seq + 1)));
+                return Err(WalError::corrupt(
+                    &pair[1].path,
+                    0,
+                    format!("segment {} is missing", pair[0].seq + 1),
+                ));
             }
         }
         let mut replay = Replay::default();
@@ -137,17 +141,22 @@ impl Wal {
                 wal.alloc = alloc;
             }
         }
-        wal.last_index = replay.entries.last().map_or_else(
-            || replay.snapshots.last().map_or(0, |s| s.index),
-            |(e, _)| e.index,
-        );
+        wal.last_index = replay
+            .entries
+            .last()
+            .map_or_else(|| replay.snapshots.last().map_or(0, |s| s.index), |(e, _)| e.index);
         wal.hard_state = replay.hard_state;
         wal.snapshot = replay.snapshots.last().cloned();
         wal.segments = segments;
         Ok((wal, replay))
     }
 
-    fn replay_segment(&self, seg: &Segment, is_last: bool, replay: &mut Replay) -> Result<(u64, u64)> {
+    fn replay_segment(
+        &self,
+        seg: &Segment,
+        is_last: bool,
+        replay: &mut Replay,
+    ) -> Result<(u64, u64)> {
         let buf = read_all(self.fs.as_ref(), &seg.path).map_err(WalError::io(&seg.path))?;
         let header = SegmentHeader::decode(&buf).map_err(|r| WalError::corrupt(&seg.path, 0, r))?;
         if header.node_id != self.opts.node_id || header.cluster_id != self.opts.cluster_id {
@@ -160,19 +169,32 @@ impl Wal {
             });
         }
         if header.seq != seg.seq || header.first_index != seg.first_index {
-            return Err(WalError::corrupt(&seg.path, 0, "segment header does not match its file name"));
+            return Err(WalError::corrupt(
+                &seg.path,
+                0,
+                "segment header does not match its file name",
+            ));
         }
         let mut off = SEGMENT_HEADER;
         loop {
             let (reason, extent) = match record::decode(&buf[off..]) {
                 Decoded::Record(ty, payload, len) => {
                     let loc = Location { seq: seg.seq, offset: off as u64, len: len as u32 };
-                    apply_record(ty, payload, loc, replay).map_err(|r| WalError::corrupt(&seg.path, off as u64, r))?;
+                    apply_record(ty, payload, loc, replay)
+                        .map_err(|r| WalError::corrupt(&seg.path, off as u64, r))?;
                     off += len;
                     continue;
                 }
-                Decoded::End if buf[off..].iter().all(|b| *b == 0) => return Ok((off as u64, buf.len() as u64)),
-                Decoded::End => return Err(WalError::corrupt(&seg.path, off as u64, "data after the end of the log")),
+                Decoded::End if buf[off..].iter().all(|b| *b == 0) => {
+                    return Ok((off as u64, buf.len() as u64));
+                }
+                Decoded::End => {
+                    return Err(WalError::corrupt(
+                        &seg.path,
+                        off as u64,
+                        "data after the end of the log",
+                    ));
+                }
                 Decoded::Bad { reason, extent } => (reason, extent),
             };
             // A bad record followed only by zeros, at the end of the last
@@ -181,7 +203,8 @@ impl Wal {
             if !(is_last && rest_zero) {
                 return Err(WalError::corrupt(&seg.path, off as u64, reason));
             }
-            let msg = format!("{}: truncating torn record at offset {off}: {reason}", seg.path.display());
+            let msg =
+                format!("{}: truncating torn record at offset {off}: {reason}", seg.path.display());
             tracing::warn!("{msg}");
             replay.warnings.push(msg);
             let zeros = vec![0; extent];
@@ -200,13 +223,21 @@ impl Wal {
         for r in records {
             let before = buf.len();
             match r {
-                WalRecord::Entry(e) => record::encode(&mut buf, RecordType::Entry, &e.encode_to_vec()),
-                WalRecord::HardState(h) => record::encode(&mut buf, RecordType::HardState, &h.encode_to_vec()),
-                WalRecord::Snapshot(s) => record::encode(&mut buf, RecordType::Snapshot, &s.encode_to_vec()),
+                WalRecord::Entry(e) => {
+                    record::encode(&mut buf, RecordType::Entry, &e.encode_to_vec())
+                }
+                WalRecord::HardState(h) => {
+                    record::encode(&mut buf, RecordType::HardState, &h.encode_to_vec())
+                }
+                WalRecord::Snapshot(s) => {
+                    record::encode(&mut buf, RecordType::Snapshot, &s.encode_to_vec())
+                }
             }
             lens.push((buf.len() - before) as u32);
         }
-        if self.tail + buf.len() as u64 > self.opts.segment_size && self.tail > self.state_prefix_len() {
+        if self.tail + buf.len() as u64 > self.opts.segment_size
+            && self.tail > self.state_prefix_len()
+        {
             self.cut()?;
         }
         let locs = self.write_synced(&buf, &lens)?;
@@ -263,7 +294,12 @@ impl Wal {
         let seq = self.segments.last().map_or(0, |s| s.seq + 1);
         let first_index = self.last_index + 1;
         let path = self.dir.join(format!("{seq:016x}-{first_index:016x}.wal"));
-        let header = SegmentHeader { node_id: self.opts.node_id, cluster_id: self.opts.cluster_id, seq, first_index };
+        let header = SegmentHeader {
+            node_id: self.opts.node_id,
+            cluster_id: self.opts.cluster_id,
+            seq,
+            first_index,
+        };
         let mut buf = header.encode().to_vec();
         self.encode_state(&mut buf);
         let tmp = self.dir.join(format!("{seq:016x}.wal.tmp"));
@@ -301,13 +337,13 @@ impl Wal {
     /// Reads back and checks the entry record at `loc`.
     pub fn read_entry(&self, loc: Location) -> Result<Entry> {
         let seg = self.segments.iter().find(|s| s.seq == loc.seq);
-        let seg = seg.ok_or_else(|| WalError::Invalid(format!("segment {} was released", loc.seq)))?;
+        let seg =
+            seg.ok_or_else(|| WalError::Invalid(format!("segment {} was released", loc.seq)))?;
         let mut buf = vec![0; loc.len as usize];
         self.fs.read_at(&seg.path, loc.offset, &mut buf).map_err(WalError::io(&seg.path))?;
         match record::decode(&buf) {
-            Decoded::Record(RecordType::Entry, payload, _) => {
-                Entry::decode(payload).map_err(|e| WalError::corrupt(&seg.path, loc.offset, e.to_string()))
-            }
+            Decoded::Record(RecordType::Entry, payload, _) => Entry::decode(payload)
+                .map_err(|e| WalError::corrupt(&seg.path, loc.offset, e.to_string())),
             _ => Err(WalError::corrupt(&seg.path, loc.offset, "entry record changed on disk")),
         }
     }
@@ -318,7 +354,12 @@ impl Wal {
     }
 }
 
-fn apply_record(ty: RecordType, payload: &[u8], loc: Location, replay: &mut Replay) -> Result<(), String> {
+fn apply_record(
+    ty: RecordType,
+    payload: &[u8],
+    loc: Location,
+    replay: &mut Replay,
+) -> Result<(), String> {
     match ty {
         RecordType::Entry => {
             let e = Entry::decode(payload).map_err(|e| format!("bad entry: {e}"))?;
@@ -343,10 +384,12 @@ fn apply_record(ty: RecordType, payload: &[u8], loc: Location, replay: &mut Repl
             }
         }
         RecordType::HardState => {
-            replay.hard_state = HardState::decode(payload).map_err(|e| format!("bad hard state: {e}"))?;
+            replay.hard_state =
+                HardState::decode(payload).map_err(|e| format!("bad hard state: {e}"))?;
         }
         RecordType::Snapshot => {
-            let s = SnapshotMetadata::decode(payload).map_err(|e| format!("bad snapshot marker: {e}"))?;
+            let s = SnapshotMetadata::decode(payload)
+                .map_err(|e| format!("bad snapshot marker: {e}"))?;
             let log = &mut replay.entries;
             let keeps = log.iter().any(|(e, _)| e.index == s.index && e.term == s.term);
             if keeps {
