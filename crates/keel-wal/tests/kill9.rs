@@ -47,6 +47,10 @@ fn child_append_loop() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a bound on waiting for a real child process is wall-clock by nature"
+)]
 fn sigkill_never_loses_a_synced_index() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var(CHILD_DIR).is_ok() {
         return Ok(());
