@@ -216,15 +216,7 @@ impl DiskStorage {
                 g.snapshot.metadata.index
             )));
         }
-        while g.base.0 < index {
-            let Some(m) = g.log.pop_front() else { break };
-            g.base = (g.base.0 + 1, m.term);
-            if g.log.len() < g.cache.len() {
-                if let Some(e) = g.cache.pop_front() {
-                    g.cache_used -= e.data.len();
-                }
-            }
-        }
+        g.drop_through(index);
         g.wal.release(index)
     }
 
@@ -313,18 +305,23 @@ impl Inner {
         }
     }
 
+    /// Drops the entries up to `index` from the front of the log and cache.
+    fn drop_through(&mut self, index: u64) {
+        while self.base.0 < index {
+            let Some(m) = self.log.pop_front() else { break };
+            self.base = (self.base.0 + 1, m.term);
+            if self.log.len() < self.cache.len() {
+                if let Some(e) = self.cache.pop_front() {
+                    self.cache_used -= e.data.len();
+                }
+            }
+        }
+    }
+
     fn install(&mut self, s: Snapshot) {
         let (index, term) = (s.metadata.index, s.metadata.term);
         if self.term_of(index) == Some(term) && index >= self.base.0 {
-            while self.base.0 < index {
-                let Some(m) = self.log.pop_front() else { break };
-                self.base = (self.base.0 + 1, m.term);
-                if self.log.len() < self.cache.len() {
-                    if let Some(e) = self.cache.pop_front() {
-                        self.cache_used -= e.data.len();
-                    }
-                }
-            }
+            self.drop_through(index);
         } else {
             self.log.clear();
             self.cache.clear();
