@@ -1,0 +1,116 @@
+//! Snapshot files, `{term:016x}-{index:016x}.snap`: `KEELSNP1`, a CRC32C of
+//! the body, the body's length, then the prost-encoded `Snapshot`. Written to a
+//! temporary file, synced, renamed into place and the directory synced, so a
+//! crash leaves either the old set of files or the new one.
+
+use crate::error::{Result, WalError};
+use crate::fs::{FileSystem, read_all};
+use keel::raftpb::Snapshot;
+use prost::Message as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MAGIC: &[u8; 8] = b"KEELSNP1";
+const HEADER: usize = 20;
+
+/// The snapshot directory.
+#[derive(Debug)]
+pub struct SnapStore {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    keep: usize,
+}
+
+/// Why a snapshot file was not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapFileError {
+    /// Shorter than its header or its declared length.
+    #[error("snapshot file {0} is truncated")]
+    Truncated(PathBuf),
+    /// Wrong magic number.
+    #[error("snapshot file {0} has a bad magic number")]
+    Magic(PathBuf),
+    /// The checksum does not match.
+    #[error("snapshot file {0} fails its checksum")]
+    Checksum(PathBuf),
+    /// The body is not a `Snapshot`.
+    #[error("snapshot file {0} does not decode: {1}")]
+    Decode(PathBuf, prost::DecodeError),
+}
+
+fn name(s: &Snapshot) -> String {
+    format!("{:016x}-{:016x}.snap", s.metadata.term, s.metadata.index)
+}
+
+impl SnapStore {
+    /// The store in `dir`, keeping the `keep` newest files (at least one).
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, keep: usize) -> Result<SnapStore> {
+        fs.create_dir_all(dir).map_err(WalError::io(dir))?;
+        Ok(SnapStore { fs, dir: dir.to_path_buf(), keep: keep.max(1) })
+    }
+
+    /// Durably writes `snap`, then removes files beyond the newest `keep`.
+    pub fn save(&self, snap: &Snapshot) -> Result<()> {
+        let body = snap.encode_to_vec();
+        let mut buf = Vec::with_capacity(HEADER + body.len());
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        buf.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        buf.extend_from_slice(&body);
+        let path = self.dir.join(name(snap));
+        let tmp = self.dir.join(format!("{}.tmp", name(snap)));
+        (|| {
+            self.fs.set_len(&tmp, 0)?;
+            self.fs.write_at(&tmp, 0, &buf)?;
+            self.fs.sync(&tmp)?;
+            self.fs.rename(&tmp, &path)?;
+            self.fs.sync_dir(&self.dir)
+        })()
+        .map_err(WalError::io(&path))?;
+        let mut names = self.names()?;
+        while names.len() > self.keep {
+            let old = self.dir.join(names.remove(0));
+            self.fs.remove(&old).map_err(WalError::io(&old))?;
+        }
+        self.fs.sync_dir(&self.dir).map_err(WalError::io(&self.dir))
+    }
+
+    /// Snapshot file names, oldest first.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .fs
+            .list(&self.dir)
+            .map_err(WalError::io(&self.dir))?
+            .into_iter()
+            .filter(|n| n.ends_with(".snap"))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Reads and checks one snapshot file.
+    pub fn load(&self, file: &str) -> Result<Result<Snapshot, SnapFileError>> {
+        let path = self.dir.join(file);
+        let buf = read_all(self.fs.as_ref(), &path).map_err(WalError::io(&path))?;
+        Ok(decode(&path, &buf))
+    }
+}
+
+fn decode(path: &Path, buf: &[u8]) -> Result<Snapshot, SnapFileError> {
+    if buf.len() < HEADER {
+        return Err(SnapFileError::Truncated(path.into()));
+    }
+    if &buf[..8] != MAGIC {
+        return Err(SnapFileError::Magic(path.into()));
+    }
+    let mut len = [0; 8];
+    len.copy_from_slice(&buf[12..20]);
+    if u64::from_le_bytes(len) != (buf.len() - HEADER) as u64 {
+        return Err(SnapFileError::Truncated(path.into()));
+    }
+    let body = &buf[HEADER..];
+    if crc32c::crc32c(body).to_le_bytes() != buf[8..12] {
+        return Err(SnapFileError::Checksum(path.into()));
+    }
+    Snapshot::decode(body).map_err(|e| SnapFileError::Decode(path.into(), e))
+}

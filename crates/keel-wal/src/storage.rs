@@ -1,0 +1,359 @@
+//! [`DiskStorage`]: `keel::Storage` over the WAL and the snapshot files, with
+//! a byte-bounded cache of recent entries.
+
+use crate::error::{Result, WalError};
+use crate::fs::FileSystem;
+use crate::snap::SnapStore;
+use crate::wal::{Location, Wal, WalOptions, WalRecord};
+use keel::raftpb::{ConfState, Entry, HardState, Message, Snapshot, SnapshotMetadata};
+use keel::{Ready, StorageError};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How a [`DiskStorage`] is laid out and sized.
+#[derive(Clone, Debug)]
+pub struct DiskOptions {
+    /// WAL identity and segment size.
+    pub wal: WalOptions,
+    /// Snapshot files kept (the newest is the one loaded).
+    pub snapshots_kept: usize,
+    /// Bytes of entry data kept in memory; older entries are read from disk.
+    pub cache_bytes: usize,
+}
+
+impl DiskOptions {
+    /// Defaults: 64 MiB segments, 5 snapshots, 64 MiB of cached entries.
+    pub fn new(node_id: u64, cluster_id: u64) -> DiskOptions {
+        DiskOptions {
+            wal: WalOptions::new(node_id, cluster_id),
+            snapshots_kept: 5,
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What one persist step must make durable: what a `Ready` or a
+/// `MsgStorageAppend` asks for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PersistRequest<'a> {
+    /// A new hard state, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to append (overwriting any conflicting suffix).
+    pub entries: &'a [Entry],
+    /// A snapshot to install.
+    pub snapshot: Option<&'a Snapshot>,
+}
+
+impl<'a> PersistRequest<'a> {
+    /// What a `Ready` asks to persist.
+    pub fn from_ready(rd: &'a Ready) -> PersistRequest<'a> {
+        PersistRequest {
+            hard_state: (rd.hard_state != HardState::default()).then_some(rd.hard_state),
+            entries: &rd.entries,
+            snapshot: (rd.snapshot.metadata.index != 0).then_some(&rd.snapshot),
+        }
+    }
+
+    /// What a `MsgStorageAppend` message asks to persist.
+    pub fn from_storage_append(m: &'a Message) -> PersistRequest<'a> {
+        let hs = HardState { term: m.term, vote: m.vote, commit: m.commit };
+        PersistRequest {
+            hard_state: (hs != HardState::default()).then_some(hs),
+            entries: &m.entries,
+            snapshot: m.snapshot.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    term: u64,
+    loc: Location,
+}
+
+#[derive(Debug)]
+struct Inner {
+    wal: Wal,
+    snaps: SnapStore,
+    hard_state: HardState,
+    snapshot: Snapshot,
+    /// Index and term just before `log[0]`.
+    base: (u64, u64),
+    log: VecDeque<Meta>,
+    /// The newest `cache.len()` entries of `log`.
+    cache: VecDeque<Entry>,
+    cache_used: usize,
+    cache_bytes: usize,
+}
+
+/// Durable `keel::Storage`: persists through the WAL and snapshot files and
+/// serves reads from a cache or the disk. All methods take `&self`, so the
+/// storage and apply threads can share it behind an `Arc`.
+#[derive(Debug)]
+pub struct DiskStorage {
+    inner: Mutex<Inner>,
+}
+
+fn other(e: WalError) -> StorageError {
+    StorageError::Other(Box::new(e))
+}
+
+impl DiskStorage {
+    /// Opens `dir` (`dir/wal`, `dir/snap`), creating it if empty, and restores
+    /// hard state, snapshot and log.
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, opts: DiskOptions) -> Result<DiskStorage> {
+        let snaps = SnapStore::open(fs.clone(), &dir.join("snap"), opts.snapshots_kept)?;
+        let (wal, replay) = Wal::open(fs, &dir.join("wal"), opts.wal.clone())?;
+        let mut snapshot = Snapshot::default();
+        if let Some(newest) = replay.snapshots.last() {
+            let mut found = None;
+            for name in snaps.names()?.iter().rev() {
+                match snaps.load(name)? {
+                    Ok(s) if replay.snapshots.contains(&s.metadata) => {
+                        found = Some(s);
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("skipping snapshot file: {e}"),
+                }
+            }
+            snapshot = found
+                .ok_or(WalError::MissingSnapshot { index: newest.index, term: newest.term })?;
+            if snapshot.metadata != *newest {
+                return Err(WalError::MissingSnapshot { index: newest.index, term: newest.term });
+            }
+        }
+        let base = (snapshot.metadata.index, snapshot.metadata.term);
+        let mut inner = Inner {
+            wal,
+            snaps,
+            hard_state: replay.hard_state,
+            snapshot,
+            base,
+            log: VecDeque::new(),
+            cache: VecDeque::new(),
+            cache_used: 0,
+            cache_bytes: opts.cache_bytes,
+        };
+        for (e, loc) in replay.entries {
+            inner.push(e, loc);
+        }
+        Ok(DiskStorage { inner: Mutex::new(inner) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the request durable (snapshot file first, then one WAL batch and
+    /// one sync) and returns once it is; then the reads see it.
+    pub fn persist(&self, req: PersistRequest<'_>) -> Result<()> {
+        let mut g = self.lock();
+        if let Some(s) = req.snapshot {
+            g.snaps.save(s)?;
+        }
+        let mut records = Vec::with_capacity(req.entries.len() + 2);
+        if let Some(s) = req.snapshot {
+            records.push(WalRecord::Snapshot(&s.metadata));
+        }
+        records.extend(req.entries.iter().map(WalRecord::Entry));
+        if let Some(hs) = &req.hard_state {
+            records.push(WalRecord::HardState(hs));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let locs = g.wal.append(&records)?;
+        let mut locs = locs.into_iter();
+        if let Some(s) = req.snapshot {
+            locs.next();
+            g.install(s.clone());
+        }
+        for e in req.entries {
+            let loc = locs.next().ok_or_else(|| WalError::Invalid("missing location".into()))?;
+            g.truncate_from(e.index);
+            g.push(e.clone(), loc);
+        }
+        if let Some(hs) = req.hard_state {
+            g.hard_state = hs;
+        }
+        Ok(())
+    }
+
+    /// Records a snapshot of the applied state at `index` (durably), as
+    /// etcd's `CreateSnapshot`; the log is kept until [`compact`](Self::compact).
+    pub fn create_snapshot(
+        &self,
+        index: u64,
+        conf_state: ConfState,
+        data: bytes::Bytes,
+    ) -> Result<Snapshot> {
+        let mut g = self.lock();
+        if index <= g.snapshot.metadata.index {
+            return Err(WalError::Invalid(format!(
+                "snapshot {index} is not newer than {}",
+                g.snapshot.metadata.index
+            )));
+        }
+        let term = g
+            .term_of(index)
+            .ok_or_else(|| WalError::Invalid(format!("index {index} is not in the log")))?;
+        let snap = Snapshot { data, metadata: SnapshotMetadata { conf_state, index, term } };
+        g.snaps.save(&snap)?;
+        g.wal.append(&[WalRecord::Snapshot(&snap.metadata)])?;
+        g.snapshot = snap.clone();
+        Ok(snap)
+    }
+
+    /// Drops entries up to `index` (which the snapshot must cover) from memory
+    /// and releases the WAL segments that hold only such entries.
+    pub fn compact(&self, index: u64) -> Result<()> {
+        let mut g = self.lock();
+        if index > g.snapshot.metadata.index {
+            return Err(WalError::Invalid(format!(
+                "compact {index} is beyond the snapshot at {}",
+                g.snapshot.metadata.index
+            )));
+        }
+        g.drop_through(index);
+        g.wal.release(index)
+    }
+
+    /// The persisted hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.lock().hard_state
+    }
+
+    /// The number of WAL segment files in use.
+    pub fn segment_count(&self) -> usize {
+        self.lock().wal.segment_count()
+    }
+
+    /// The entries in `lo..hi`, at most `max_size` bytes but at least one.
+    pub fn read_entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let g = self.lock();
+        if lo <= g.base.0 {
+            return Err(StorageError::Compacted);
+        }
+        if hi > g.last() + 1 {
+            return Err(StorageError::Unavailable);
+        }
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for i in lo..hi {
+            let e = g.entry(i).map_err(other)?;
+            size += keel::util::payload_size(&e).max(1);
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    fn last(&self) -> u64 {
+        self.base.0 + self.log.len() as u64
+    }
+
+    fn term_of(&self, index: u64) -> Option<u64> {
+        if index == self.base.0 {
+            return Some(self.base.1);
+        }
+        let off = index.checked_sub(self.base.0 + 1)?;
+        self.log.get(off as usize).map(|m| m.term)
+    }
+
+    fn entry(&self, index: u64) -> Result<Entry> {
+        let off = (index - self.base.0 - 1) as usize;
+        let uncached = self.log.len() - self.cache.len();
+        if off >= uncached {
+            if let Some(e) = self.cache.get(off - uncached) {
+                return Ok(e.clone());
+            }
+        }
+        let meta =
+            self.log.get(off).ok_or_else(|| WalError::Invalid(format!("entry {index} missing")))?;
+        self.wal.read_entry(meta.loc)
+    }
+
+    fn push(&mut self, e: Entry, loc: Location) {
+        self.log.push_back(Meta { term: e.term, loc });
+        self.cache_used += e.data.len();
+        self.cache.push_back(e);
+        while self.cache_used > self.cache_bytes && self.cache.len() > 1 {
+            if let Some(old) = self.cache.pop_front() {
+                self.cache_used -= old.data.len();
+            }
+        }
+    }
+
+    fn truncate_from(&mut self, index: u64) {
+        let keep = index.saturating_sub(self.base.0 + 1) as usize;
+        while self.log.len() > keep {
+            self.log.pop_back();
+            if let Some(e) = self.cache.pop_back() {
+                self.cache_used -= e.data.len();
+            }
+        }
+    }
+
+    /// Drops the entries up to `index` from the front of the log and cache.
+    fn drop_through(&mut self, index: u64) {
+        while self.base.0 < index {
+            let Some(m) = self.log.pop_front() else { break };
+            self.base = (self.base.0 + 1, m.term);
+            if self.log.len() < self.cache.len() {
+                if let Some(e) = self.cache.pop_front() {
+                    self.cache_used -= e.data.len();
+                }
+            }
+        }
+    }
+
+    fn install(&mut self, s: Snapshot) {
+        let (index, term) = (s.metadata.index, s.metadata.term);
+        if self.term_of(index) == Some(term) && index >= self.base.0 {
+            self.drop_through(index);
+        } else {
+            self.log.clear();
+            self.cache.clear();
+            self.cache_used = 0;
+            self.base = (index, term);
+        }
+        self.snapshot = s;
+    }
+}
+
+impl keel::Storage for DiskStorage {
+    fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
+        let g = self.lock();
+        Ok((g.hard_state, g.snapshot.metadata.conf_state.clone()))
+    }
+    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(lo, hi, max_size)
+    }
+    fn term(&self, index: u64) -> Result<u64, StorageError> {
+        let g = self.lock();
+        if index < g.base.0 {
+            return Err(StorageError::Compacted);
+        }
+        g.term_of(index).ok_or(StorageError::Unavailable)
+    }
+    fn first_index(&self) -> Result<u64, StorageError> {
+        Ok(self.lock().base.0 + 1)
+    }
+    fn last_index(&self) -> Result<u64, StorageError> {
+        Ok(self.lock().last())
+    }
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        Ok(self.lock().snapshot.clone())
+    }
+}

@@ -1,0 +1,491 @@
+//! The write-ahead log: a directory of preallocated segment files named
+//! `{seq:016x}-{first_index:016x}.wal`, each a [`SegmentHeader`] followed by
+//! records. Appends are batched into one write and one sync; a segment is cut
+//! when the next batch would not fit, and its first records restate the hard
+//! state and the latest snapshot marker, so older segments hold only entries
+//! and can be released once a snapshot covers them.
+
+use crate::error::{Result, WalError};
+use crate::fs::{FileSystem, read_all};
+use crate::record::{self, Decoded, RecordType, SEGMENT_HEADER, SegmentHeader};
+use keel::raftpb::{Entry, HardState, SnapshotMetadata};
+use prost::Message as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a record's bytes live, so an entry evicted from the cache can be read
+/// back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Segment sequence number.
+    pub seq: u64,
+    /// Byte offset of the record header.
+    pub offset: u64,
+    /// Total encoded length.
+    pub len: u32,
+}
+
+/// Identity and sizing of a WAL.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// This node's id; a WAL of another node is refused.
+    pub node_id: u64,
+    /// The cluster's id; a WAL of another cluster is refused.
+    pub cluster_id: u64,
+    /// Bytes preallocated per segment (64 MiB by default).
+    pub segment_size: u64,
+}
+
+impl WalOptions {
+    /// Options with the default 64 MiB segments.
+    pub fn new(node_id: u64, cluster_id: u64) -> WalOptions {
+        WalOptions { node_id, cluster_id, segment_size: 64 << 20 }
+    }
+}
+
+/// Everything replay found, in log order.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The last hard state written.
+    pub hard_state: HardState,
+    /// The log after the latest snapshot marker, with the records' locations.
+    pub entries: Vec<(Entry, Location)>,
+    /// Every snapshot marker still in the WAL, oldest first.
+    pub snapshots: Vec<SnapshotMetadata>,
+    /// Torn tails that were truncated.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    seq: u64,
+    first_index: u64,
+    path: PathBuf,
+}
+
+/// An open WAL, appending at the end of its last segment.
+#[derive(Debug)]
+pub struct Wal {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    opts: WalOptions,
+    segments: Vec<Segment>,
+    tail: u64,
+    alloc: u64,
+    last_index: u64,
+    hard_state: HardState,
+    snapshot: Option<SnapshotMetadata>,
+}
+
+/// One record to append.
+#[derive(Debug)]
+pub enum WalRecord<'a> {
+    /// An entry.
+    Entry(&'a Entry),
+    /// A hard state.
+    HardState(&'a HardState),
+    /// A snapshot marker.
+    Snapshot(&'a SnapshotMetadata),
+}
+
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".wal")?;
+    let (a, b) = stem.split_once('-')?;
+    if a.len() != 16 || b.len() != 16 {
+        return None;
+    }
+    Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `dir` and replays it.
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, opts: WalOptions) -> Result<(Wal, Replay)> {
+        fs.create_dir_all(dir).map_err(WalError::io(dir))?;
+        let mut segments = Vec::new();
+        for name in fs.list(dir).map_err(WalError::io(dir))? {
+            if let Some((seq, first_index)) = parse_name(&name) {
+                segments.push(Segment { seq, first_index, path: dir.join(name) });
+            }
+        }
+        segments.sort_by_key(|s| s.seq);
+        let mut wal = Wal {
+            fs,
+            dir: dir.to_path_buf(),
+            opts,
+            segments: Vec::new(),
+            tail: 0,
+            alloc: 0,
+            last_index: 0,
+            hard_state: HardState::default(),
+            snapshot: None,
+        };
+        if segments.is_empty() {
+            wal.cut()?;
+            return Ok((wal, Replay::default()));
+        }
+        for pair in segments.windows(2) {
+            if pair[1].seq != pair[0].seq + 1 {
+                return Err(WalError::corrupt(
+                    &pair[1].path,
+                    0,
+                    format!("segment {} is missing", pair[0].seq + 1),
+                ));
+            }
+        }
+        let mut replay = Replay::default();
+        let last = segments.len() - 1;
+        for (i, seg) in segments.iter().enumerate() {
+            let (end, alloc) = wal.replay_segment(seg, i == last, &mut replay)?;
+            if i == last {
+                wal.tail = end;
+                wal.alloc = alloc;
+            }
+        }
+        wal.last_index = replay
+            .entries
+            .last()
+            .map_or_else(|| replay.snapshots.last().map_or(0, |s| s.index), |(e, _)| e.index);
+        wal.hard_state = replay.hard_state;
+        wal.snapshot = replay.snapshots.last().cloned();
+        wal.segments = segments;
+        Ok((wal, replay))
+    }
+
+    fn replay_segment(
+        &self,
+        seg: &Segment,
+        is_last: bool,
+        replay: &mut Replay,
+    ) -> Result<(u64, u64)> {
+        let buf = read_all(self.fs.as_ref(), &seg.path).map_err(WalError::io(&seg.path))?;
+        let header = SegmentHeader::decode(&buf).map_err(|r| WalError::corrupt(&seg.path, 0, r))?;
+        if header.node_id != self.opts.node_id || header.cluster_id != self.opts.cluster_id {
+            return Err(WalError::Identity {
+                path: seg.path.clone(),
+                found_node: header.node_id,
+                found_cluster: header.cluster_id,
+                node: self.opts.node_id,
+                cluster: self.opts.cluster_id,
+            });
+        }
+        if header.seq != seg.seq || header.first_index != seg.first_index {
+            return Err(WalError::corrupt(
+                &seg.path,
+                0,
+                "segment header does not match its file name",
+            ));
+        }
+        let mut off = SEGMENT_HEADER;
+        loop {
+            let (reason, extent) = match record::decode(&buf[off..]) {
+                Decoded::Record(ty, payload, len) => {
+                    let loc = Location { seq: seg.seq, offset: off as u64, len: len as u32 };
+                    apply_record(ty, payload, loc, replay)
+                        .map_err(|r| WalError::corrupt(&seg.path, off as u64, r))?;
+                    off += len;
+                    continue;
+                }
+                Decoded::End if buf[off..].iter().all(|b| *b == 0) => {
+                    return Ok((off as u64, buf.len() as u64));
+                }
+                Decoded::End => {
+                    return Err(WalError::corrupt(
+                        &seg.path,
+                        off as u64,
+                        "data after the end of the log",
+                    ));
+                }
+                Decoded::Bad { reason, extent } => (reason, extent),
+            };
+            // A bad record followed only by zeros, at the end of the last
+            // segment, is a write torn by a crash; anything else is corruption.
+            let rest_zero = buf[off + extent..].iter().all(|b| *b == 0);
+            if !(is_last && rest_zero) {
+                return Err(WalError::corrupt(&seg.path, off as u64, reason));
+            }
+            let msg =
+                format!("{}: truncating torn record at offset {off}: {reason}", seg.path.display());
+            tracing::warn!("{msg}");
+            replay.warnings.push(msg);
+            let zeros = vec![0; extent];
+            self.fs.write_at(&seg.path, off as u64, &zeros).map_err(WalError::io(&seg.path))?;
+            self.fs.sync(&seg.path).map_err(WalError::io(&seg.path))?;
+            return Ok((off as u64, buf.len() as u64));
+        }
+    }
+
+    /// Appends the records as one write followed by one sync (group commit),
+    /// cutting a new segment first if they would not fit. Returns each
+    /// record's location once it is durable.
+    pub fn append(&mut self, records: &[WalRecord<'_>]) -> Result<Vec<Location>> {
+        let mut buf = Vec::new();
+        let mut lens = Vec::with_capacity(records.len());
+        for r in records {
+            let before = buf.len();
+            match r {
+                WalRecord::Entry(e) => {
+                    record::encode(&mut buf, RecordType::Entry, &e.encode_to_vec())
+                }
+                WalRecord::HardState(h) => {
+                    record::encode(&mut buf, RecordType::HardState, &h.encode_to_vec())
+                }
+                WalRecord::Snapshot(s) => {
+                    record::encode(&mut buf, RecordType::Snapshot, &s.encode_to_vec())
+                }
+            }
+            lens.push((buf.len() - before) as u32);
+        }
+        if self.tail + buf.len() as u64 > self.opts.segment_size
+            && self.tail > self.state_prefix_len()
+        {
+            self.cut()?;
+        }
+        let locs = self.write_synced(&buf, &lens)?;
+        for r in records {
+            match r {
+                WalRecord::Entry(e) => self.last_index = e.index,
+                WalRecord::HardState(h) => self.hard_state = **h,
+                WalRecord::Snapshot(s) => {
+                    self.snapshot = Some((*s).clone());
+                    self.last_index = self.last_index.max(s.index);
+                }
+            }
+        }
+        Ok(locs)
+    }
+
+    fn state_prefix_len(&self) -> u64 {
+        let mut buf = Vec::new();
+        self.encode_state(&mut buf);
+        (SEGMENT_HEADER + buf.len()) as u64
+    }
+
+    fn encode_state(&self, buf: &mut Vec<u8>) {
+        record::encode(buf, RecordType::HardState, &self.hard_state.encode_to_vec());
+        if let Some(s) = &self.snapshot {
+            record::encode(buf, RecordType::Snapshot, &s.encode_to_vec());
+        }
+    }
+
+    fn write_synced(&mut self, buf: &[u8], lens: &[u32]) -> Result<Vec<Location>> {
+        let seg = self.segments.last().ok_or_else(|| WalError::Invalid("no segment".into()))?;
+        let path = seg.path.clone();
+        let end = self.tail + buf.len() as u64;
+        if end > self.alloc {
+            // Grow first, so a torn record's length always lies inside the file.
+            self.fs.set_len(&path, end).map_err(WalError::io(&path))?;
+            self.alloc = end;
+        }
+        self.fs.write_at(&path, self.tail, buf).map_err(WalError::io(&path))?;
+        self.fs.sync(&path).map_err(WalError::io(&path))?;
+        let mut locs = Vec::with_capacity(lens.len());
+        let mut off = self.tail;
+        for len in lens {
+            locs.push(Location { seq: seg.seq, offset: off, len: *len });
+            off += u64::from(*len);
+        }
+        self.tail = off;
+        Ok(locs)
+    }
+
+    /// Starts a new segment: preallocated, headed, restating the state, synced,
+    /// and with its directory entry synced.
+    fn cut(&mut self) -> Result<()> {
+        let seq = self.segments.last().map_or(0, |s| s.seq + 1);
+        let first_index = self.last_index + 1;
+        let path = self.dir.join(format!("{seq:016x}-{first_index:016x}.wal"));
+        let header = SegmentHeader {
+            node_id: self.opts.node_id,
+            cluster_id: self.opts.cluster_id,
+            seq,
+            first_index,
+        };
+        let mut buf = header.encode().to_vec();
+        self.encode_state(&mut buf);
+        let tmp = self.dir.join(format!("{seq:016x}.wal.tmp"));
+        let io = WalError::io(&tmp);
+        (|| {
+            self.fs.set_len(&tmp, self.opts.segment_size.max(buf.len() as u64))?;
+            self.fs.write_at(&tmp, 0, &buf)?;
+            self.fs.sync(&tmp)?;
+            self.fs.rename(&tmp, &path)?;
+            self.fs.sync_dir(&self.dir)
+        })()
+        .map_err(io)?;
+        self.segments.push(Segment { seq, first_index, path });
+        self.tail = buf.len() as u64;
+        self.alloc = self.opts.segment_size.max(self.tail);
+        Ok(())
+    }
+
+    /// Removes the segments whose entries are all at or below `index`
+    /// (never the last one), oldest first, and syncs the directory.
+    pub fn release(&mut self, index: u64) -> Result<()> {
+        let mut n = 0;
+        while n + 1 < self.segments.len() && self.segments[n + 1].first_index <= index + 1 {
+            n += 1;
+        }
+        for seg in self.segments.drain(..n) {
+            self.fs.remove(&seg.path).map_err(WalError::io(&seg.path))?;
+        }
+        if n > 0 {
+            self.fs.sync_dir(&self.dir).map_err(WalError::io(&self.dir))?;
+        }
+        Ok(())
+    }
+
+    /// Reads back and checks the entry record at `loc`.
+    pub fn read_entry(&self, loc: Location) -> Result<Entry> {
+        let seg = self.segments.iter().find(|s| s.seq == loc.seq);
+        let seg =
+            seg.ok_or_else(|| WalError::Invalid(format!("segment {} was released", loc.seq)))?;
+        let mut buf = vec![0; loc.len as usize];
+        self.fs.read_at(&seg.path, loc.offset, &mut buf).map_err(WalError::io(&seg.path))?;
+        match record::decode(&buf) {
+            Decoded::Record(RecordType::Entry, payload, _) => Entry::decode(payload)
+                .map_err(|e| WalError::corrupt(&seg.path, loc.offset, e.to_string())),
+            _ => Err(WalError::corrupt(&seg.path, loc.offset, "entry record changed on disk")),
+        }
+    }
+
+    /// The number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+fn apply_record(
+    ty: RecordType,
+    payload: &[u8],
+    loc: Location,
+    replay: &mut Replay,
+) -> Result<(), String> {
+    match ty {
+        RecordType::Entry => {
+            let e = Entry::decode(payload).map_err(|e| format!("bad entry: {e}"))?;
+            let log = &mut replay.entries;
+            let base = replay.snapshots.last().map_or(0, |s| s.index);
+            match log.first().map(|(f, _)| f.index) {
+                Some(first) if e.index >= first => {
+                    let last = first + log.len() as u64 - 1;
+                    if e.index > last + 1 {
+                        return Err(format!("entry {} leaves a gap after {last}", e.index));
+                    }
+                    log.truncate((e.index - first) as usize);
+                }
+                Some(_) => log.clear(),
+                None if base > 0 && e.index > base + 1 => {
+                    return Err(format!("entry {} leaves a gap after snapshot {base}", e.index));
+                }
+                None => {}
+            }
+            if e.index > base {
+                log.push((e, loc));
+            }
+        }
+        RecordType::HardState => {
+            replay.hard_state =
+                HardState::decode(payload).map_err(|e| format!("bad hard state: {e}"))?;
+        }
+        RecordType::Snapshot => {
+            let s = SnapshotMetadata::decode(payload)
+                .map_err(|e| format!("bad snapshot marker: {e}"))?;
+            let log = &mut replay.entries;
+            let keeps = log.iter().any(|(e, _)| e.index == s.index && e.term == s.term);
+            if keeps {
+                log.retain(|(e, _)| e.index > s.index);
+            } else {
+                log.clear();
+            }
+            if replay.snapshots.last().is_none_or(|l| l != &s) {
+                replay.snapshots.push(s);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One record found by [`scan`].
+#[derive(Debug, Clone)]
+pub struct RecordInfo {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Offset of the record.
+    pub offset: u64,
+    /// Its type.
+    pub ty: RecordType,
+    /// Encoded size in bytes.
+    pub size: usize,
+    /// Index and term for entries and snapshot markers.
+    pub index_term: Option<(u64, u64)>,
+    /// The hard state, for hard-state records.
+    pub hard_state: Option<HardState>,
+}
+
+/// Reads every segment in `dir` without changing anything (for `dump` and
+/// `verify`): each record, and the torn tail of the last segment if any.
+/// Corruption anywhere else is an error naming file and offset.
+pub fn scan(fs: &dyn FileSystem, dir: &Path) -> Result<(Vec<RecordInfo>, Option<String>)> {
+    let mut names: Vec<String> = fs
+        .list(dir)
+        .map_err(WalError::io(dir))?
+        .into_iter()
+        .filter(|n| parse_name(n).is_some())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    let mut torn = None;
+    for (i, name) in names.iter().enumerate() {
+        let path = dir.join(name);
+        let buf = read_all(fs, &path).map_err(WalError::io(&path))?;
+        SegmentHeader::decode(&buf).map_err(|r| WalError::corrupt(&path, 0, r))?;
+        let mut off = SEGMENT_HEADER;
+        loop {
+            match record::decode(&buf[off..]) {
+                Decoded::Record(ty, payload, size) => {
+                    let bad =
+                        |e: prost::DecodeError| WalError::corrupt(&path, off as u64, e.to_string());
+                    let (index_term, hard_state) = match ty {
+                        RecordType::Entry => Entry::decode(payload)
+                            .map(|e| (Some((e.index, e.term)), None))
+                            .map_err(bad)?,
+                        RecordType::Snapshot => SnapshotMetadata::decode(payload)
+                            .map(|s| (Some((s.index, s.term)), None))
+                            .map_err(bad)?,
+                        RecordType::HardState => {
+                            HardState::decode(payload).map(|h| (None, Some(h))).map_err(bad)?
+                        }
+                    };
+                    out.push(RecordInfo {
+                        path: path.clone(),
+                        offset: off as u64,
+                        ty,
+                        size,
+                        index_term,
+                        hard_state,
+                    });
+                    off += size;
+                }
+                Decoded::End if buf[off..].iter().all(|b| *b == 0) => break,
+                Decoded::End => {
+                    return Err(WalError::corrupt(
+                        &path,
+                        off as u64,
+                        "data after the end of the log",
+                    ));
+                }
+                Decoded::Bad { reason, extent } => {
+                    if i + 1 == names.len() && buf[off + extent..].iter().all(|b| *b == 0) {
+                        torn = Some(format!(
+                            "{}: torn record at offset {off}: {reason}",
+                            path.display()
+                        ));
+                        break;
+                    }
+                    return Err(WalError::corrupt(&path, off as u64, reason));
+                }
+            }
+        }
+    }
+    Ok((out, torn))
+}
