@@ -2,6 +2,8 @@
 //! with `ready_async`, another ticks, and the main task awaits proposals.
 //! Nothing blocks the runtime. Run with `cargo run -p keel --example async_node`.
 
+#![allow(clippy::print_stdout, reason = "an example prints what it did")]
+
 use std::time::Duration;
 
 use bytes::Bytes;

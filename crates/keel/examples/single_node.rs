@@ -1,6 +1,8 @@
 //! One `Node`, bootstrapped as a single-voter cluster, proposing and applying
 //! ten writes. Run with `cargo run -p keel --example single_node`.
 
+#![allow(clippy::print_stdout, reason = "an example prints what it did")]
+
 use bytes::Bytes;
 use keel::raftpb::EntryType;
 use keel::{Config, MemoryStorage, Node, Peer, Ready, StateType};

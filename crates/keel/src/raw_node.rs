@@ -233,7 +233,7 @@ impl<S: Storage> RawNode<S> {
     /// `MsgStorageAppendResp` / `MsgStorageApplyResp`, or one of this node's
     /// own self-addressed responses carried in a `MsgStorageAppend`'s
     /// `responses`. Anything else is refused with
-    /// [`InvalidMessage::NotLocal`].
+    /// [`InvalidMessage::NotLocal`](crate::InvalidMessage::NotLocal).
     pub fn step_local(&mut self, m: Message) -> Result<()> {
         let res = self.raft.check_local_message(&m).and_then(|()| self.raft.step(m));
         self.log_refusal(res)

@@ -39,42 +39,22 @@ pub(crate) fn decode_conf_change(
     }
 }
 
-/// A change in the text form Go's protobuf library prints for `%v`, which
-/// etcd's log lines embed (e.g. `transition:ConfChangeTransitionAuto
-/// changes:{type:ConfChangeAddNode node_id:3}`).
+/// A change as etcd's `DescribeConfChange` prints it in its log lines: always
+/// in its V2 form (a V1 change as `AsV2()` makes it), e.g.
+/// `transition:ConfChangeTransitionAuto changes:{type:ConfChangeAddNode node_id:3}`.
 pub(crate) fn conf_change_text(cc: &AnyConfChange) -> String {
     fn type_name(t: i32) -> String {
         ConfChangeType::try_from(t).map_or_else(|_| t.to_string(), |t| format!("{t:?}"))
     }
-    let mut out = String::new();
-    match cc {
-        AnyConfChange::V1(cc) => {
-            // Fields print in their .proto declaration order, where `id`
-            // (field 1) comes last.
-            let _ = write!(out, "type:{} node_id:{}", type_name(cc.change_type), cc.node_id);
-            if !cc.context.is_empty() {
-                let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
-            }
-            if cc.id != 0 {
-                let _ = write!(out, " id:{}", cc.id);
-            }
-        }
-        AnyConfChange::V2(cc) => {
-            let transition = ConfChangeTransition::try_from(cc.transition)
-                .map_or_else(|_| cc.transition.to_string(), |t| format!("{t:?}"));
-            let _ = write!(out, "transition:{transition}");
-            for c in &cc.changes {
-                let _ = write!(
-                    out,
-                    " changes:{{type:{} node_id:{}}}",
-                    type_name(c.change_type),
-                    c.node_id
-                );
-            }
-            if !cc.context.is_empty() {
-                let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
-            }
-        }
+    let cc = cc.as_v2();
+    let transition = ConfChangeTransition::try_from(cc.transition)
+        .map_or_else(|_| cc.transition.to_string(), |t| format!("{t:?}"));
+    let mut out = format!("transition:{transition}");
+    for c in &cc.changes {
+        let _ = write!(out, " changes:{{type:{} node_id:{}}}", type_name(c.change_type), c.node_id);
+    }
+    if !cc.context.is_empty() {
+        let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
     }
     out
 }
@@ -245,7 +225,11 @@ mod tests {
             id: 7,
             ..ConfChange::default()
         };
-        assert_eq!(conf_change_text(&v1.into()), "type:ConfChangeRemoveNode node_id:2 id:7");
+        // Printed in its V2 form, as Go's `DescribeConfChange(cc)` does.
+        assert_eq!(
+            conf_change_text(&v1.into()),
+            "transition:ConfChangeTransitionAuto changes:{type:ConfChangeRemoveNode node_id:2}"
+        );
         let cs = ConfState { voters: vec![1, 2], learners: vec![3], ..ConfState::default() };
         assert_eq!(conf_state_text(&cs), "voters:1 voters:2 learners:3 auto_leave:false");
     }
