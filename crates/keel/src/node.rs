@@ -625,8 +625,11 @@ impl<S: Storage> Loop<S> {
                 let _ = raw.step_local(m);
             }
             Request::ApplyConfChange(cc, at, r) => {
-                let _ = at;
-                answer(r, raw.apply_conf_change(&cc).map_err(Error::from));
+                let cs = match at {
+                    Some(index) => raw.apply_conf_change_at(index, &cc),
+                    None => raw.apply_conf_change(&cc),
+                };
+                answer(r, cs.map_err(Error::from));
             }
             Request::TransferLeader(id) => raw.transfer_leader(id),
             Request::ForgetLeader(r) => answer(r, raw.forget_leader()),

@@ -216,6 +216,23 @@ impl<S: Storage> RawNode<S> {
         self.raft.apply_conf_change(&cc.as_v2())
     }
 
+    /// Applies the configuration change committed at `index`, the form to
+    /// use when a snapshot may arrive while committed entries are being
+    /// applied. A change at or below the last snapshot this node restored
+    /// from a peer is already in that snapshot's configuration: nothing
+    /// changes and the current configuration is returned
+    /// (etcd-io/etcd#11510). Applications should still skip such entries.
+    pub fn apply_conf_change_at(
+        &mut self,
+        index: u64,
+        cc: &AnyConfChange,
+    ) -> std::result::Result<ConfState, ConfChangeError> {
+        if index <= self.raft.restored_snapshot_index {
+            return Ok(self.raft.trk.conf_state());
+        }
+        self.apply_conf_change(cc)
+    }
+
     /// Advances the state machine with a message from a peer. This is the
     /// gateway for the network: local message types, the storage threads'
     /// responses (whatever `from` says), senders that are this node or a

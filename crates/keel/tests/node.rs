@@ -390,3 +390,45 @@ fn report_calls_reach_the_loop() {
     assert_eq!(s.node.status().unwrap().basic.soft_state.raft_state, StateType::Leader);
     s.node.stop();
 }
+
+/// Item 5 of the Node issue: while committed entries are being applied, a
+/// snapshot that covers them arrives; applying their conf change afterwards
+/// through `apply_conf_change_at` changes nothing.
+#[test]
+fn a_restored_snapshot_guards_conf_changes_it_covers() {
+    let storage = MemoryStorage::new();
+    let node =
+        Node::start_with(&Config::new(1), storage.clone(), &peers(&[1, 2, 3]), options()).unwrap();
+    let rd = node.ready().unwrap();
+    persist(&storage, &rd);
+    node.advance().unwrap();
+
+    let mut snap = keel::raftpb::Snapshot::default();
+    snap.metadata.index = 10;
+    snap.metadata.term = 1;
+    snap.metadata.conf_state = ConfState { voters: vec![1, 2, 3], ..ConfState::default() };
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        snapshot: Some(Box::new(snap)),
+        ..Message::new(MessageType::MsgSnap)
+    })
+    .unwrap();
+    let rd = node.ready().unwrap();
+    assert_eq!(rd.snapshot.metadata.index, 10);
+    persist(&storage, &rd);
+    node.advance().unwrap();
+
+    let add4 = ConfChange {
+        change_type: ConfChangeType::ConfChangeAddNode as i32,
+        node_id: 4,
+        ..ConfChange::default()
+    };
+    // A change committed at index 3, handed out before the snapshot came.
+    let cs = node.apply_conf_change_at(3, add4.clone()).unwrap();
+    assert_eq!(cs.voters, vec![1, 2, 3]);
+    let cs = node.apply_conf_change_at(11, add4).unwrap();
+    assert_eq!(cs.voters, vec![1, 2, 3, 4]);
+    node.stop();
+}

@@ -109,6 +109,9 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) term: u64,
     pub(crate) vote: u64,
     pub(crate) read_states: Vec<ReadState>,
+    /// The index of the last snapshot restored from a peer (0: none): a
+    /// committed conf change at or below it is already in the configuration.
+    pub(crate) restored_snapshot_index: u64,
     pub(crate) raft_log: RaftLog<S>,
     pub(crate) max_msg_size: u64,
     pub(crate) max_uncommitted_size: u64,
@@ -172,6 +175,7 @@ impl<S: Storage> Raft<S> {
             term: 0,
             vote: NONE,
             read_states: Vec::new(),
+            restored_snapshot_index: 0,
             raft_log,
             max_msg_size: c.max_size_per_msg,
             max_uncommitted_size: c.effective_max_uncommitted_size(),

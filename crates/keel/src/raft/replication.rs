@@ -333,6 +333,7 @@ impl<S: Storage> Raft<S> {
         }
 
         let cs = s.metadata.conf_state.clone();
+        self.restored_snapshot_index = s.metadata.index;
         self.raft_log.restore(s);
 
         // Rebuild the configuration from the snapshot, from scratch.

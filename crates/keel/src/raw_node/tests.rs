@@ -1382,3 +1382,41 @@ fn with_progress_visits_peers_in_order() {
         vec![(1, ProgressType::Peer), (2, ProgressType::Learner), (3, ProgressType::Peer)]
     );
 }
+
+/// A conf change that a restored snapshot already covers changes nothing
+/// through the index-carrying `apply_conf_change_at` (etcd-io/etcd#11510);
+/// one above the snapshot applies.
+#[test]
+fn apply_conf_change_at_skips_changes_a_snapshot_covers() {
+    let storage = MemoryStorage::new_with_conf_state(ConfState {
+        voters: vec![1, 2, 3],
+        ..ConfState::default()
+    });
+    let mut rn = RawNode::new(&Config::new(1), storage.clone()).unwrap();
+    let mut snap = Snapshot::default();
+    snap.metadata.index = 10;
+    snap.metadata.term = 1;
+    snap.metadata.conf_state = ConfState { voters: vec![1, 2, 3], ..ConfState::default() };
+    rn.step(Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        snapshot: Some(Box::new(snap)),
+        ..Message::new(MessageType::MsgSnap)
+    })
+    .unwrap();
+    assert_eq!(rn.ready().snapshot.metadata.index, 10, "the snapshot was restored");
+
+    let add4: AnyConfChange = ConfChange {
+        change_type: ConfChangeType::ConfChangeAddNode as i32,
+        node_id: 4,
+        ..ConfChange::default()
+    }
+    .into();
+    let cs = rn.apply_conf_change_at(7, &add4).unwrap();
+    assert_eq!(cs.voters, vec![1, 2, 3], "a change below the snapshot is ignored");
+    let cs = rn.apply_conf_change_at(10, &add4).unwrap();
+    assert_eq!(cs.voters, vec![1, 2, 3], "a change at the snapshot is ignored");
+    let cs = rn.apply_conf_change_at(11, &add4).unwrap();
+    assert_eq!(cs.voters, vec![1, 2, 3, 4], "a change above the snapshot applies");
+}
