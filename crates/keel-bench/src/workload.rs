@@ -234,7 +234,7 @@ pub fn run_throughput<C: Cluster>(
         loops += 1;
         // Reading the clock costs about as much as a short loop; every
         // 16th loop is precise enough over seconds.
-        if loops % 16 == 0 {
+        if loops.is_multiple_of(16) {
             elapsed = start.elapsed();
         }
     }

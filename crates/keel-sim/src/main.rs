@@ -215,7 +215,7 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
             }
         }
         let done = seed - args.first_seed + 1;
-        if done % 500 == 0 {
+        if done.is_multiple_of(500) {
             let rate = done as f64 / start.elapsed().as_secs_f64();
             eprintln!("{done}/{n} seeds, {rate:.1} seeds/s, {} failing so far", failing.len());
         }

@@ -113,13 +113,13 @@ pub(crate) async fn receive(
             return Err(WireError::Checksum { sent, computed });
         }
         received += len;
-        if let Assembly::Memory(mem) = &mut assembly {
-            if mem.len() + buf.len() > limits.snapshot_spill_bytes {
-                let mut file = tempfile::tempfile()?;
-                file.write_all(mem)?;
-                assembly = Assembly::File(file);
-                spilled = true;
-            }
+        if let Assembly::Memory(mem) = &mut assembly
+            && mem.len() + buf.len() > limits.snapshot_spill_bytes
+        {
+            let mut file = tempfile::tempfile()?;
+            file.write_all(mem)?;
+            assembly = Assembly::File(file);
+            spilled = true;
         }
         match &mut assembly {
             Assembly::Memory(mem) => mem.extend_from_slice(&buf),

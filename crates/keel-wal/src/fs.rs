@@ -208,11 +208,12 @@ impl MemFs {
             for op in &inode.pending[..keep] {
                 apply(&mut data, op);
             }
-            if tear && keep < inode.pending.len() {
-                if let Pending::Write(off, bytes) = &inode.pending[keep] {
-                    let cut = (next() % (bytes.len() as u64 + 1)) as usize;
-                    apply(&mut data, &Pending::Write(*off, bytes[..cut].to_vec()));
-                }
+            if tear
+                && keep < inode.pending.len()
+                && let Pending::Write(off, bytes) = &inode.pending[keep]
+            {
+                let cut = (next() % (bytes.len() as u64 + 1)) as usize;
+                apply(&mut data, &Pending::Write(*off, bytes[..cut].to_vec()));
             }
             inode.data = data.clone();
             inode.durable = data;

@@ -274,10 +274,10 @@ impl Inner {
     fn entry(&self, index: u64) -> Result<Entry> {
         let off = (index - self.base.0 - 1) as usize;
         let uncached = self.log.len() - self.cache.len();
-        if off >= uncached {
-            if let Some(e) = self.cache.get(off - uncached) {
-                return Ok(e.clone());
-            }
+        if off >= uncached
+            && let Some(e) = self.cache.get(off - uncached)
+        {
+            return Ok(e.clone());
         }
         let meta =
             self.log.get(off).ok_or_else(|| WalError::Invalid(format!("entry {index} missing")))?;
@@ -310,10 +310,10 @@ impl Inner {
         while self.base.0 < index {
             let Some(m) = self.log.pop_front() else { break };
             self.base = (self.base.0 + 1, m.term);
-            if self.log.len() < self.cache.len() {
-                if let Some(e) = self.cache.pop_front() {
-                    self.cache_used -= e.data.len();
-                }
+            if self.log.len() < self.cache.len()
+                && let Some(e) = self.cache.pop_front()
+            {
+                self.cache_used -= e.data.len();
             }
         }
     }

@@ -278,17 +278,17 @@ impl<'a> Reader<'a> {
         if first == Some("----") {
             // Blank lines allowed: ends at "----" followed by "----".
             while let Some(line) = self.scan() {
-                if line == "----" {
-                    if let Some(line2) = self.scan() {
-                        if line2 == "----" {
-                            break;
-                        }
-                        buf.push_str(line);
-                        buf.push('\n');
-                        buf.push_str(line2);
-                        buf.push('\n');
-                        continue;
+                if line == "----"
+                    && let Some(line2) = self.scan()
+                {
+                    if line2 == "----" {
+                        break;
                     }
+                    buf.push_str(line);
+                    buf.push('\n');
+                    buf.push_str(line2);
+                    buf.push('\n');
+                    continue;
                 }
                 buf.push_str(line);
                 buf.push('\n');

@@ -135,13 +135,12 @@ pub(crate) fn run_suite(suite: &Suite) -> Result<(), String> {
                 if let Some(failure) = &run.failure {
                     report.details = describe_failure(failure);
                 }
-                if let (Some(new_text), true) = (&run.rewritten, report.passed) {
-                    if *new_text != text {
-                        if let Err(e) = std::fs::write(&path, new_text) {
-                            report.details = format!("cannot rewrite {}: {e}", path.display());
-                            report.passed = false;
-                        }
-                    }
+                if let (Some(new_text), true) = (&run.rewritten, report.passed)
+                    && *new_text != text
+                    && let Err(e) = std::fs::write(&path, new_text)
+                {
+                    report.details = format!("cannot rewrite {}: {e}", path.display());
+                    report.passed = false;
                 }
             }
         }

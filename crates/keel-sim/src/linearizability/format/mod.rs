@@ -118,11 +118,11 @@ impl<I, O> HistoryBuilder<I, O> {
 
     /// Closes the open operation of `process` (which must exist) with a return.
     fn complete(&mut self, process: u64, output: Option<O>, time: u64) {
-        if let Some(open) = self.open.remove(&process) {
-            if let Some(op) = self.ops[open.op].as_mut() {
-                op.output = output;
-                op.return_time = Some(time);
-            }
+        if let Some(open) = self.open.remove(&process)
+            && let Some(op) = self.ops[open.op].as_mut()
+        {
+            op.output = output;
+            op.return_time = Some(time);
         }
     }
 

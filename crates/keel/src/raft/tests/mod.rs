@@ -370,10 +370,10 @@ impl Network {
             if self.dropped.contains(&(m.from, m.to)) {
                 continue;
             }
-            if let Some(hook) = self.msg_hook.as_mut() {
-                if !hook(&m) {
-                    continue;
-                }
+            if let Some(hook) = self.msg_hook.as_mut()
+                && !hook(&m)
+            {
+                continue;
             }
             kept.push(m);
         }
