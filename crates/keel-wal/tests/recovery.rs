@@ -174,7 +174,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..3u64, 1..20u64, any::<bool>()).prop_map(|(back, n, hs)| Op::Append { back, n, hs }),
+        4 => (0..3u64, 1..20u64, any::<bool>())
+            .prop_map(|(back, n, hs)| Op::Append { back, n, hs }),
         1 => (1..20u64, any::<u64>()).prop_map(|(n, seed)| Op::FailedAppend { n, seed }),
         1 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
     ]
@@ -199,7 +200,11 @@ proptest! {
                     let from = (model.len() as u64 + 1).saturating_sub(back).max(1);
                     let ents: Vec<Entry> = (from..from + n).map(|i| ent(i, term)).collect();
                     let new_hs = HardState { term, vote: 1, commit: hs.commit };
-                    let req = PersistRequest { hard_state: with_hs.then_some(new_hs), entries: &ents, snapshot: None };
+                    let req = PersistRequest {
+                        hard_state: with_hs.then_some(new_hs),
+                        entries: &ents,
+                        snapshot: None,
+                    };
                     s.persist(req).map_err(|e| TestCaseError::fail(e.to_string()))?;
                     model.truncate(from as usize - 1);
                     model.extend(ents.iter().map(|e| (e.index, e.term)));

@@ -153,11 +153,14 @@ impl Cluster {
             let local_term =
                 if st.soft_state.raft_state == StateType::Leader { st.hard_state.term } else { 0 };
             let ctx = read_ctx(c, op);
-            let res = live.raw.read_index(ctx.clone());
-            if res.is_ok() {
-                live.reads.insert(ctx, PendingRead { client: c, op, key, local_term });
-            }
-            res
+            live.reads.insert(ctx.clone(), PendingRead { client: c, op, key, local_term });
+            // A refused read stays pending until the client's timeout, as a
+            // dropped one did before `read_index` said so: refusing it at once
+            // lets clients with no think time spin on a leaderless node and
+            // spend the run's steps there (the Figure 8 planted bug then goes
+            // uncaught). Retrying with a backoff is the better client.
+            let _ = live.raw.read_index(ctx);
+            Ok(())
         } else {
             let req = Request { client: c as u64, seq, input };
             let res = live.raw.propose(req.encode());
