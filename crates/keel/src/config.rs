@@ -42,7 +42,8 @@ pub struct Config {
     /// (`u64::MAX` for no limit, 0 for one entry per message).
     pub max_size_per_msg: u64,
     /// Maximum encoded size of committed entries being applied at once
-    /// (across `Ready`s with asynchronous writes). 0 means `max_size_per_msg`.
+    /// (across `Ready`s with asynchronous writes). 0 means `max_size_per_msg`;
+    /// if that is 0 too, one entry at a time.
     pub max_committed_size_per_ready: u64,
     /// Maximum payload bytes of a leader's uncommitted log tail; proposals
     /// beyond it are dropped. 0 means no limit.
@@ -197,13 +198,16 @@ impl Config {
         }
     }
 
-    /// The apply quota with 0 read as `max_size_per_msg`.
+    /// The apply quota with 0 read as `max_size_per_msg`, and at least one
+    /// byte: with both limits 0 it hands out one entry at a time (etcd
+    /// panics there, on its first committed entry).
     pub(crate) fn effective_max_committed_size_per_ready(&self) -> u64 {
-        if self.max_committed_size_per_ready == 0 {
+        let limit = if self.max_committed_size_per_ready == 0 {
             self.max_size_per_msg
         } else {
             self.max_committed_size_per_ready
-        }
+        };
+        limit.max(1)
     }
 
     /// The inflight byte limit with 0 read as "no limit".

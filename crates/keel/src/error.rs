@@ -52,6 +52,26 @@ pub enum Error {
     /// `bootstrap` was called on storage that already holds entries.
     #[error("can't bootstrap a nonempty Storage")]
     BootstrapNonEmpty,
+    /// `Config::applied` lies outside what storage allows: below its
+    /// snapshot or past its commit index.
+    #[error("applied({applied}) is out of range [prevApplied({lo}), committed({hi})]")]
+    AppliedOutOfRange {
+        /// The configured applied index.
+        applied: u64,
+        /// The lowest valid value (the snapshot's index).
+        lo: u64,
+        /// The highest valid value (the persisted commit index).
+        hi: u64,
+    },
+    /// The ConfState in storage does not restore to itself (an id listed
+    /// twice, or as both voter and learner).
+    #[error("ConfStates not equivalent after sorting:\n{stored:?}\n{restored:?}")]
+    ConfStateNotRestorable {
+        /// The ConfState storage holds.
+        stored: crate::raftpb::ConfState,
+        /// What restoring it produced.
+        restored: crate::raftpb::ConfState,
+    },
     /// The [`Node`](crate::Node) is stopped or stopping.
     #[error("raft: stopped")]
     Stopped,

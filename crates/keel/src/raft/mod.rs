@@ -211,12 +211,18 @@ impl<S: Storage> Raft<S> {
         let (cfg, prs) =
             confchange::restore(&Changer { tracker: &r.trk, last_index: last_id.index }, &cs)?;
         let restored = r.switch_to_config(cfg, prs);
-        r.assert_conf_states_equivalent(&cs, &restored);
+        if !cs.equivalent(&restored) {
+            return Err(Error::ConfStateNotRestorable { stored: cs, restored });
+        }
 
         if !hs.is_empty() {
             r.load_state(&hs)?;
         }
         if c.applied > 0 {
+            let (lo, hi) = (r.raft_log.applied(), r.raft_log.committed());
+            if c.applied < lo || c.applied > hi {
+                return Err(Error::AppliedOutOfRange { applied: c.applied, lo, hi });
+            }
             r.raft_log.applied_to(c.applied, 0);
         }
         r.become_follower(r.term, NONE);

@@ -1420,3 +1420,62 @@ fn apply_conf_change_at_skips_changes_a_snapshot_covers() {
     let cs = rn.apply_conf_change_at(11, &add4).unwrap();
     assert_eq!(cs.voters, vec![1, 2, 3, 4], "a change above the snapshot applies");
 }
+
+/// `RawNode::new` returns errors, not panics, for state that storage or
+/// the config got wrong.
+#[test]
+fn new_refuses_bad_applied_index_and_conf_state() {
+    let storage =
+        MemoryStorage::new_with_conf_state(ConfState { voters: vec![1], ..ConfState::default() });
+    let mut config = Config::new(1);
+    config.applied = 5; // nothing is committed
+    let err = RawNode::new(&config, storage).err().expect("refused");
+    assert!(matches!(err, Error::AppliedOutOfRange { applied: 5, lo: 0, hi: 0 }), "{err:?}");
+
+    // An id both voter and learner restores to something else.
+    let storage = MemoryStorage::new_with_conf_state(ConfState {
+        voters: vec![1, 2],
+        learners: vec![2],
+        ..ConfState::default()
+    });
+    match RawNode::new(&Config::new(1), storage) {
+        Err(Error::ConfStateNotRestorable { .. } | Error::ConfChange(_)) => {}
+        other => panic!("want a refusal, got {:?}", other.err()),
+    }
+}
+
+/// With `max_size_per_msg` and `max_committed_size_per_ready` both 0, the
+/// node applies one entry per Ready instead of panicking (etcd panics).
+#[test]
+fn zero_size_limits_apply_one_entry_at_a_time() {
+    let storage =
+        MemoryStorage::new_with_conf_state(ConfState { voters: vec![1], ..ConfState::default() });
+    let mut config = Config::new(1);
+    config.max_size_per_msg = 0;
+    config.max_committed_size_per_ready = 0;
+    let mut rn = RawNode::new(&config, storage.clone()).unwrap();
+    rn.campaign().unwrap();
+    let mut applied = Vec::new();
+    for round in 0..20 {
+        if round == 3 {
+            for i in 0..3u8 {
+                rn.propose(Bytes::from(vec![i])).unwrap();
+            }
+        }
+        while rn.has_ready() {
+            let rd = rn.ready();
+            assert!(
+                rd.committed_entries.len() <= 1,
+                "{} entries at once",
+                rd.committed_entries.len()
+            );
+            if !rd.hard_state.is_empty() {
+                storage.set_hard_state(rd.hard_state);
+            }
+            storage.append(&rd.entries).unwrap();
+            applied.extend(rd.committed_entries.iter().filter(|e| !e.data.is_empty()).cloned());
+            rn.advance();
+        }
+    }
+    assert_eq!(applied.len(), 3);
+}
