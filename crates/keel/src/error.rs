@@ -68,9 +68,9 @@ pub enum Error {
     #[error("ConfStates not equivalent after sorting:\n{stored:?}\n{restored:?}")]
     ConfStateNotRestorable {
         /// The ConfState storage holds.
-        stored: crate::raftpb::ConfState,
+        stored: Box<crate::raftpb::ConfState>,
         /// What restoring it produced.
-        restored: crate::raftpb::ConfState,
+        restored: Box<crate::raftpb::ConfState>,
     },
     /// The [`Node`](crate::Node) is stopped or stopping.
     #[error("raft: stopped")]

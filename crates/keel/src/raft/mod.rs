@@ -212,7 +212,10 @@ impl<S: Storage> Raft<S> {
             confchange::restore(&Changer { tracker: &r.trk, last_index: last_id.index }, &cs)?;
         let restored = r.switch_to_config(cfg, prs);
         if !cs.equivalent(&restored) {
-            return Err(Error::ConfStateNotRestorable { stored: cs, restored });
+            return Err(Error::ConfStateNotRestorable {
+                stored: Box::new(cs),
+                restored: Box::new(restored),
+            });
         }
 
         if !hs.is_empty() {
