@@ -41,6 +41,11 @@ pub enum ConfChangeError {
     /// The change would leave no voter.
     #[error("removed all voters")]
     RemovedAllVoters,
+    /// A change would make a member of an id reserved for the local storage
+    /// threads (`LOCAL_APPEND_THREAD`, `LOCAL_APPLY_THREAD`): the leader
+    /// would address entries to them.
+    #[error("{0:x} is a reserved id and cannot be a member")]
+    ReservedId(u64),
     /// A change type outside [`ConfChangeType`].
     #[error("unexpected conf type {0}")]
     UnexpectedConfType(i32),
@@ -165,6 +170,13 @@ impl<'a> Changer<'a> {
                 // etcd zeroes the node id of a change it decides (outside
                 // Raft) not to apply; such changes are ignored.
                 continue;
+            }
+            let adds = matches!(
+                ConfChangeType::try_from(cc.change_type),
+                Ok(ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode)
+            );
+            if adds && crate::util::is_local_msg_target(cc.node_id) {
+                return Err(ConfChangeError::ReservedId(cc.node_id));
             }
             match ConfChangeType::try_from(cc.change_type) {
                 Ok(ConfChangeType::ConfChangeAddNode) => self.make_voter(cfg, prs, cc.node_id),
@@ -345,6 +357,23 @@ mod tests {
 
     fn show(trk: &ProgressTracker) -> String {
         format!("{}\n{}", trk.config(), trk.progress())
+    }
+
+    #[test]
+    fn reserved_ids_never_become_members() {
+        let mut trk = ProgressTracker::new(10, 0);
+        step(&mut trk, 1, |c| c.simple(&ccs("v1"))).unwrap();
+        let before = show(&trk);
+        for id in [crate::util::LOCAL_APPEND_THREAD, crate::util::LOCAL_APPLY_THREAD] {
+            for change in
+                [ConfChangeType::ConfChangeAddNode, ConfChangeType::ConfChangeAddLearnerNode]
+            {
+                let cc = ConfChangeSingle { change_type: change as i32, node_id: id };
+                let err = Changer::new(&trk, 2).simple(&[cc]).unwrap_err();
+                assert_eq!(err, ConfChangeError::ReservedId(id));
+            }
+        }
+        assert_eq!(show(&trk), before);
     }
 
     #[test]
