@@ -201,6 +201,9 @@ impl<S: Storage> RawNode<S> {
     /// entry (see the log line explaining why).
     pub fn propose_conf_change(&mut self, cc: impl Into<AnyConfChange>) -> Result<()> {
         let cc = cc.into();
+        if crate::raft::conf_change_defect(&cc).is_some() {
+            return Err(Error::ProposalDropped(DropReason::InvalidConfChange));
+        }
         let m = crate::raft::conf_change_to_msg(Some(&cc));
         self.raft.step(m)
     }

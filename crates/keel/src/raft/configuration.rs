@@ -39,6 +39,28 @@ pub(crate) fn decode_conf_change(
     }
 }
 
+/// What makes a change one that no replica could apply: an unknown
+/// transition or change type, or a storage-thread id to add. `None` if it
+/// is well formed (whether it fits the configuration is checked later).
+pub(crate) fn conf_change_defect(cc: &AnyConfChange) -> Option<String> {
+    let v2 = cc.as_v2();
+    if ConfChangeTransition::try_from(v2.transition).is_err() {
+        return Some(format!("unknown transition {}", v2.transition));
+    }
+    for c in &v2.changes {
+        match ConfChangeType::try_from(c.change_type) {
+            Err(_) => return Some(format!("unknown change type {}", c.change_type)),
+            Ok(ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode)
+                if crate::util::is_local_msg_target(c.node_id) =>
+            {
+                return Some(format!("{:x} is a reserved id", c.node_id));
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
 /// A change as etcd's `DescribeConfChange` prints it in its log lines: always
 /// in its V2 form (a V1 change as `AsV2()` makes it), e.g.
 /// `transition:ConfChangeTransitionAuto changes:{type:ConfChangeAddNode node_id:3}`.
@@ -101,6 +123,16 @@ impl<S: Storage> Raft<S> {
                     return Err(Error::ProposalDropped(DropReason::InvalidConfChange));
                 }
             };
+            if let Some(defect) = conf_change_defect(&cc) {
+                // Never commit what every replica would fail to apply.
+                warnf!(
+                    self.logger,
+                    "{:x} dropping invalid conf change proposal: {}",
+                    self.id,
+                    defect
+                );
+                return Err(Error::ProposalDropped(DropReason::InvalidConfChange));
+            }
             let already_pending = self.pending_conf_index > self.raft_log.applied();
             let already_joint = self.trk.config.voters.is_joint();
             let wants_leave_joint = cc.as_v2().changes.is_empty();

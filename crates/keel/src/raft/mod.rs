@@ -42,7 +42,7 @@ use crate::storage::Storage;
 use crate::tracker::{Inflights, Progress, ProgressTracker};
 use crate::util::{NONE, payloads_size};
 
-pub(crate) use configuration::conf_change_to_msg;
+pub(crate) use configuration::{conf_change_defect, conf_change_to_msg};
 pub(crate) use election::CampaignType;
 pub(crate) use reads::ReadOnly;
 

@@ -1479,3 +1479,46 @@ fn zero_size_limits_apply_one_entry_at_a_time() {
     }
     assert_eq!(applied.len(), 3);
 }
+
+/// A malformed conf change is refused when proposed, on the leader and
+/// when a peer forwards it, so it is never committed (a poison pill
+/// otherwise: every replica would fail to apply it, on every restart).
+#[test]
+fn malformed_conf_changes_are_never_committed() {
+    let storage = MemoryStorage::new_with_conf_state(ConfState {
+        voters: vec![1, 2, 3],
+        ..ConfState::default()
+    });
+    let mut rn = RawNode::new(&Config::new(1), storage.clone()).unwrap();
+    rn.raft.become_candidate();
+    rn.raft.become_leader();
+    assert_eq!(rn.status().basic.soft_state.raft_state, StateType::Leader);
+    let bad_transition = ConfChangeV2 { transition: 7, ..ConfChangeV2::default() };
+    let bad_type = ConfChangeV2 {
+        changes: vec![ConfChangeSingle { change_type: 9, node_id: 4 }],
+        ..ConfChangeV2::default()
+    };
+    let reserved = ConfChangeV2 {
+        changes: vec![ConfChangeSingle {
+            change_type: ConfChangeType::ConfChangeAddNode as i32,
+            node_id: crate::util::LOCAL_APPEND_THREAD,
+        }],
+        ..ConfChangeV2::default()
+    };
+    let last = rn.raft.raft_log.last_index();
+    for cc in [bad_transition, bad_type, reserved] {
+        let err = rn.propose_conf_change(cc.clone()).unwrap_err();
+        assert!(matches!(err, Error::ProposalDropped(DropReason::InvalidConfChange)), "{err:?}");
+        // The same change forwarded by a follower.
+        let entry = Entry {
+            entry_type: EntryType::EntryConfChangeV2 as i32,
+            data: cc.encode_to_vec().into(),
+            ..Entry::default()
+        };
+        let m =
+            Message { from: 2, to: 1, entries: vec![entry], ..Message::new(MessageType::MsgProp) };
+        let err = rn.step(m).unwrap_err();
+        assert!(matches!(err, Error::ProposalDropped(DropReason::InvalidConfChange)), "{err:?}");
+    }
+    assert_eq!(rn.raft.raft_log.last_index(), last, "nothing was appended");
+}
