@@ -156,7 +156,10 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let _ = self.requests.try_send(Request::Stop);
+        // Closing the queue (rather than sending `Stop`, which could find it
+        // full) ends the loop once it has drained what is queued.
+        let (closed, _) = flume::bounded(1);
+        drop(std::mem::replace(&mut self.requests, closed));
         if let Some(handle) = self.thread.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             let _ = handle.join();
         }

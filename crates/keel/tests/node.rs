@@ -184,6 +184,18 @@ fn dropping_the_last_handle_stops_the_loop() {
 }
 
 #[test]
+fn dropping_the_last_handle_with_a_full_queue_does_not_hang() {
+    let options = NodeOptions { queue_capacity: 2, ..options() };
+    let node =
+        Node::start_with(&Config::new(1), MemoryStorage::new(), &peers(&[1]), options).unwrap();
+    // Fill the queue with fire-and-forget requests, then drop the handle.
+    for _ in 0..2 {
+        let _ = node.tick();
+    }
+    drop(node); // joins the loop thread; the test would hang otherwise
+}
+
+#[test]
 fn step_refuses_local_message_types() {
     let node = Node::start(&Config::new(1), MemoryStorage::new(), &peers(&[1])).unwrap();
     for t in [MessageType::MsgHup, MessageType::MsgBeat, MessageType::MsgStorageAppendResp] {
