@@ -1,0 +1,221 @@
+//! `keel-kv serve`: one member, its flags, and its life from start to a
+//! clean stop (a signal, or removal from the cluster).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::server::{self, Member, MemberOptions, StopReason};
+use crate::{http, tls};
+
+/// The flags of `keel-kv serve` (named as etcd names them).
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// This member's id (a positive integer, unique for all time).
+    #[arg(long)]
+    pub id: u64,
+    /// Every member's id and peer URL: `1=http://10.0.0.1:2380,2=http://...`.
+    #[arg(long)]
+    pub initial_cluster: String,
+    /// Where to accept peer connections (default: this member's address in --initial-cluster).
+    #[arg(long)]
+    pub listen_peer: Option<SocketAddr>,
+    /// Where to serve the client API.
+    #[arg(long)]
+    pub listen_client: SocketAddr,
+    /// This member's data directory (the WAL and snapshots).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Join an existing cluster (add the member first with `POST /members`).
+    #[arg(long)]
+    pub join: bool,
+    /// Members started with different tokens refuse each other.
+    #[arg(long, default_value = "keel-cluster")]
+    pub initial_cluster_token: String,
+    /// Applied entries between snapshots.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_count: u64,
+    /// Entries kept behind a snapshot for slow followers.
+    #[arg(long, default_value_t = 5_000)]
+    pub snapshot_catchup_entries: u64,
+    /// The raft tick, in milliseconds (heartbeats go out every tick).
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Election timeout, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// How long a request waits for a leader, a commit or a read, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub request_timeout: u64,
+    /// Largest request body, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+    /// Serve clients over HTTPS with this certificate (PEM).
+    #[arg(long, requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long, requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// Mutual TLS between peers: this member's certificate (PEM).
+    #[arg(long, requires_all = ["peer_key_file", "peer_trusted_ca_file"])]
+    pub peer_cert_file: Option<PathBuf>,
+    /// The key of --peer-cert-file (PEM).
+    #[arg(long, requires = "peer_cert_file")]
+    pub peer_key_file: Option<PathBuf>,
+    /// The CA that every peer's certificate must chain to (PEM).
+    #[arg(long, requires = "peer_cert_file")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+}
+
+/// Parses `1=http://host:port,2=...`.
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<(u64, String)>, String> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, url) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--initial-cluster entry {part:?} is not ID=URL"))?;
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|id| *id != 0)
+            .ok_or_else(|| format!("--initial-cluster id {id:?} is not a positive integer"))?;
+        server::resolve_peer_url(url)?;
+        if out.iter().any(|(m, _)| *m == id) {
+            return Err(format!("--initial-cluster lists member {id} twice"));
+        }
+        out.push((id, url.to_string()));
+    }
+    if out.is_empty() {
+        return Err("--initial-cluster is empty".into());
+    }
+    Ok(out)
+}
+
+/// The member options the flags describe.
+pub fn member_options(a: &ServeArgs) -> Result<MemberOptions, String> {
+    let initial_cluster = parse_initial_cluster(&a.initial_cluster)?;
+    let own = initial_cluster
+        .iter()
+        .find(|(id, _)| *id == a.id)
+        .ok_or_else(|| format!("--initial-cluster does not list this member ({})", a.id))?;
+    let listen_peer = match a.listen_peer {
+        Some(addr) => addr,
+        None => server::resolve_peer_url(&own.1)?,
+    };
+    if a.heartbeat_interval == 0 || a.election_timeout < 2 * a.heartbeat_interval {
+        return Err("--election-timeout must be at least twice --heartbeat-interval".into());
+    }
+    let peer_tls = match (&a.peer_cert_file, &a.peer_key_file, &a.peer_trusted_ca_file) {
+        (Some(c), Some(k), Some(ca)) => Some(
+            keel_transport::TlsConfig::from_files(c, k, ca)
+                .map_err(|e| format!("peer TLS: {e}"))?,
+        ),
+        _ => None,
+    };
+    Ok(MemberOptions {
+        id: a.id,
+        initial_cluster,
+        cluster_token: a.initial_cluster_token.clone(),
+        listen_peer,
+        data_dir: a.data_dir.clone(),
+        join: a.join,
+        tick: Duration::from_millis(a.heartbeat_interval),
+        election_ticks: (a.election_timeout / a.heartbeat_interval) as usize,
+        snapshot_count: a.snapshot_count.max(1),
+        snapshot_catchup_entries: a.snapshot_catchup_entries,
+        request_timeout: Duration::from_millis(a.request_timeout.max(1)),
+        peer_tls,
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs one member until it stops; says why it stopped.
+pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
+    let opts = member_options(&args)?;
+    let tls = match (&args.cert_file, &args.key_file) {
+        (Some(c), Some(k)) => Some(tls::server_config(c, k)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen_client)
+        .await
+        .map_err(|e| format!("cannot listen for clients on {}: {e}", args.listen_client))?;
+    let id = opts.id;
+    let member = Member::start(opts).map_err(|e| e.to_string())?;
+    let sh = member.shared();
+    let app = http::router(sh.clone(), args.max_request_bytes);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        id,
+        "serving clients on {scheme}://{}, peers on {}",
+        args.listen_client,
+        sh.transport.local_addr()
+    );
+    let stop_sh = sh.clone();
+    let stop = async move {
+        let why = tokio::select! {
+            _ = shutdown_signal() => StopReason::Requested,
+            why = stop_sh.stopped() => why,
+        };
+        stop_sh.request_stop(why);
+    };
+    let served = match tls {
+        Some(cfg) => {
+            let l = tls::TlsListener::new(listener, cfg).map_err(|e| e.to_string())?;
+            axum::serve(l, app).with_graceful_shutdown(stop).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+    };
+    served.map_err(|e| format!("client API failed: {e}"))?;
+    let why = sh.stopped().await;
+    tracing::info!(id, ?why, "stopping");
+    drop(sh);
+    tokio::task::spawn_blocking(move || member.stop()).await.map_err(|e| e.to_string())?;
+    Ok(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_parses_and_refuses_nonsense() {
+        let c = parse_initial_cluster("1=http://127.0.0.1:1,2=http://127.0.0.1:2").unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1], (2, "http://127.0.0.1:2".to_string()));
+        for bad in [
+            "",
+            "1",
+            "0=http://127.0.0.1:1",
+            "x=http://127.0.0.1:1",
+            "1=http://127.0.0.1:1,1=http://127.0.0.1:2",
+            "1=http://127.0.0.1",
+        ] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,876 @@
+//! One member: the raft [`Node`], its [`DiskStorage`], its [`Transport`], and
+//! the threads that drive them.
+//!
+//! Three threads and one task, so that disk, network and apply overlap:
+//! - the **ready loop** takes each `Ready`; on the leader it hands the
+//!   messages to the transport *before* the fsync (etcd-raft allows the leader
+//!   to replicate while its own write is in flight), on a follower after;
+//!   then it persists (one fdatasync for the whole Ready, so every write that
+//!   arrived meanwhile shares it), passes committed entries to the apply
+//!   thread and advances without waiting for them, except when a
+//!   configuration change is among them;
+//! - the **apply thread** applies entries to the map, wakes the waiting
+//!   requests, applies configuration changes, and snapshots and compacts every
+//!   `snapshot_count` entries;
+//! - the **ticker** ticks raft;
+//! - the **event task** steps peers' messages and transport reports into raft.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use keel::raftpb::{
+    AnyConfChange, ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Snapshot,
+};
+use keel::{Config, Node, NodeOptions, Peer, StateType, Storage};
+use keel_transport::{Event, Events, TlsConfig, Transport};
+use keel_wal::{DiskOptions, DiskStorage, PersistRequest};
+use prost::Message as _;
+use tokio::sync::{Notify, oneshot, watch};
+
+use crate::command::{Command, Op};
+use crate::error::KvError;
+use crate::metrics::Metrics;
+use crate::state::KvState;
+
+/// How one member runs.
+#[derive(Clone, Debug)]
+pub struct MemberOptions {
+    /// This member's raft id.
+    pub id: u64,
+    /// Every initial member's id and peer URL (`http://host:port`).
+    pub initial_cluster: Vec<(u64, String)>,
+    /// Hashed into the cluster id that every peer handshake checks.
+    pub cluster_token: String,
+    /// Where peers connect.
+    pub listen_peer: SocketAddr,
+    /// This member's data directory.
+    pub data_dir: PathBuf,
+    /// Join an existing cluster (added first with `POST /members`).
+    pub join: bool,
+    /// The raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader before an election.
+    pub election_ticks: usize,
+    /// Applied entries between snapshots.
+    pub snapshot_count: u64,
+    /// Entries kept in the log behind a snapshot, for slow followers.
+    pub snapshot_catchup_entries: u64,
+    /// How long a request waits for a leader, a commit or a read.
+    pub request_timeout: Duration,
+    /// Mutual TLS between peers.
+    pub peer_tls: Option<TlsConfig>,
+}
+
+/// The outcome of an applied write.
+#[derive(Clone, Copy, Debug)]
+pub struct Applied {
+    /// The entry's index.
+    pub index: u64,
+    /// Whether the key existed before (puts and deletes).
+    pub existed: bool,
+}
+
+/// What the ready loop hands to the apply thread, in log order.
+enum ApplyWork {
+    Snapshot(Snapshot),
+    Entries(Vec<Entry>, Option<mpsc::SyncSender<()>>),
+}
+
+/// What every thread and request handler of a member shares.
+pub struct Shared {
+    /// This member's id.
+    pub id: u64,
+    /// The raft node.
+    pub node: Node,
+    /// The disk.
+    pub storage: Arc<DiskStorage>,
+    /// The peer network.
+    pub transport: Transport,
+    /// The applied state.
+    pub state: RwLock<KvState>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The options it runs with.
+    pub opts: MemberOptions,
+    applied: watch::Sender<u64>,
+    leader: AtomicU64,
+    term: AtomicU64,
+    commit: AtomicU64,
+    next_id: AtomicU64,
+    waiters: Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
+    reads: Mutex<HashMap<Bytes, oneshot::Sender<u64>>>,
+    read_queue: Mutex<Vec<oneshot::Sender<Result<u64, KvError>>>>,
+    read_wake: Notify,
+    stop: watch::Sender<Option<StopReason>>,
+}
+
+/// Why a member stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Asked to (a signal).
+    Requested,
+    /// The cluster removed it.
+    Removed,
+    /// Its disk failed; it must not go on.
+    Fatal,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The cluster id every member derives from the same token (FNV-1a).
+pub fn cluster_id(token: &str) -> u64 {
+    let h = token
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    h.max(1)
+}
+
+/// The socket address of a peer URL (`http://host:port`, `https://...` or
+/// `host:port`).
+pub fn resolve_peer_url(url: &str) -> Result<SocketAddr, String> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
+    let hostport = rest.trim_end_matches('/');
+    if hostport.is_empty() || hostport.contains('/') {
+        return Err(format!("peer URL {url:?} is not of the form http://host:port"));
+    }
+    hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("peer URL {url:?} does not resolve: {e}"))?
+        .next()
+        .ok_or_else(|| format!("peer URL {url:?} resolves to no address"))
+}
+
+/// A random starting point for request ids, so that ids of a restarted
+/// member never meet those of its previous run in the log.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A running member.
+pub struct Member {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    events_task: tokio::task::JoinHandle<()>,
+    read_task: tokio::task::JoinHandle<()>,
+}
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be opened.
+    #[error("cannot open the data directory {dir}: {source}")]
+    Storage {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: keel_wal::WalError,
+    },
+    /// The snapshot on disk does not decode.
+    #[error("the snapshot in {0} is not a keel-kv snapshot: {1}")]
+    Snapshot(PathBuf, crate::state::BadSnapshot),
+    /// The options are inconsistent.
+    #[error("{0}")]
+    Options(String),
+    /// The transport did not start.
+    #[error("cannot start the peer transport: {0}")]
+    Transport(#[from] keel_transport::StartError),
+    /// Raft did not start.
+    #[error("cannot start raft: {0}")]
+    Raft(#[from] keel::Error),
+    /// A thread could not be spawned.
+    #[error("cannot spawn a thread: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+impl Member {
+    /// Opens the data directory and starts the member (call inside a tokio
+    /// runtime: the transport and the event task run on it).
+    pub fn start(opts: MemberOptions) -> Result<Member, StartError> {
+        let id = opts.id;
+        let cid = cluster_id(&opts.cluster_token);
+        let self_url = opts
+            .initial_cluster
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, u)| u.clone())
+            .ok_or_else(|| {
+                StartError::Options(format!("--initial-cluster does not list member {id}"))
+            })?;
+        std::fs::create_dir_all(&opts.data_dir)?;
+        let fs: Arc<dyn keel_wal::FileSystem> = Arc::new(keel_wal::StdFs::new());
+        let storage = DiskStorage::open(fs, &opts.data_dir, DiskOptions::new(id, cid))
+            .map_err(|source| StartError::Storage { dir: opts.data_dir.clone(), source })?;
+        let storage = Arc::new(storage);
+        let snap = storage.snapshot().map_err(|e| StartError::Options(e.to_string()))?;
+        let fresh = snap.metadata.index == 0
+            && storage.last_index().map_err(|e| StartError::Options(e.to_string()))? == 0;
+        let state = if snap.metadata.index > 0 {
+            KvState::decode(&snap.data)
+                .map_err(|e| StartError::Snapshot(opts.data_dir.clone(), e))?
+        } else {
+            KvState::default()
+        };
+
+        // Peers: the initial cluster, overridden by the membership on disk.
+        let mut peers: HashMap<u64, String> = opts.initial_cluster.iter().cloned().collect();
+        for m in state.members().values() {
+            peers.insert(m.id, m.peer_url.clone());
+        }
+        let mut tcfg = keel_transport::Config::new(id, cid, opts.listen_peer);
+        for (pid, url) in &peers {
+            if *pid != id {
+                let addr = resolve_peer_url(url).map_err(StartError::Options)?;
+                tcfg.peers.push((*pid, addr));
+            }
+        }
+        tcfg.tls = opts.peer_tls.clone();
+        let (transport, events) = Transport::start(tcfg)?;
+
+        let mut config = Config::new(id);
+        config.election_tick = opts.election_ticks;
+        config.heartbeat_tick = 1;
+        config.applied = snap.metadata.index;
+        config.check_quorum = true;
+        config.pre_vote = true;
+        config.max_size_per_msg = 1 << 20;
+        config.max_inflight_msgs = 256;
+        config.max_uncommitted_entries_size = 1 << 30;
+        config.step_down_on_removal = true;
+        config.logger = Arc::new(keel::TracingLogger);
+        let node_opts = NodeOptions {
+            request_timeout: Some(opts.request_timeout),
+            thread_name: format!("keel-raft-{id}"),
+            ..NodeOptions::default()
+        };
+        let node = if fresh && !opts.join {
+            let mut boot: Vec<Peer> = opts
+                .initial_cluster
+                .iter()
+                .map(|(pid, url)| Peer { id: *pid, context: Bytes::from(url.clone()) })
+                .collect();
+            boot.sort_by_key(|p| p.id);
+            tracing::info!(id, members = boot.len(), "bootstrapping a new cluster");
+            Node::start_with(&config, Arc::clone(&storage), &boot, node_opts)?
+        } else {
+            tracing::info!(id, snapshot = snap.metadata.index, join = opts.join, %self_url,
+                "restarting from the data directory");
+            Node::restart_with(&config, Arc::clone(&storage), node_opts)?
+        };
+
+        let metrics = {
+            let stats_of = Arc::new(Mutex::new(None::<std::sync::Weak<Shared>>));
+            let weak = Arc::clone(&stats_of);
+            let m = Metrics::new(move || {
+                lock(&weak)
+                    .as_ref()
+                    .and_then(std::sync::Weak::upgrade)
+                    .map(|s| s.transport.stats())
+                    .unwrap_or_default()
+            });
+            (m, stats_of)
+        };
+        let conf_state = storage.initial_state().map_err(|e| StartError::Options(e.to_string()))?.1;
+        let shared = Arc::new(Shared {
+            id,
+            node,
+            storage,
+            transport,
+            state: RwLock::new(state),
+            metrics: metrics.0,
+            opts: opts.clone(),
+            applied: watch::channel(snap.metadata.index).0,
+            leader: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            commit: AtomicU64::new(0),
+            next_id: AtomicU64::new(random_u64()),
+            waiters: Mutex::new(HashMap::new()),
+            reads: Mutex::new(HashMap::new()),
+            read_queue: Mutex::new(Vec::new()),
+            read_wake: Notify::new(),
+            stop: watch::channel(None).0,
+        });
+        *lock(&metrics.1) = Some(Arc::downgrade(&shared));
+
+        let (apply_tx, apply_rx) = mpsc::sync_channel(64);
+        let applier = Applier {
+            sh: Arc::clone(&shared),
+            applied: snap.metadata.index,
+            snap_index: snap.metadata.index,
+            conf_state,
+        };
+        let mut threads = Vec::new();
+        let sh = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("keel-ready-{id}"))
+                .spawn(move || ready_loop(&sh, &apply_tx))?,
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("keel-apply-{id}"))
+                .spawn(move || applier.run(&apply_rx))?,
+        );
+        let sh = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("keel-tick-{id}"))
+                .spawn(move || ticker(&sh))?,
+        );
+        let events_task = tokio::spawn(event_loop(Arc::clone(&shared), events));
+        let read_task = tokio::spawn(read_loop(Arc::clone(&shared)));
+        Ok(Member { shared, threads, events_task, read_task })
+    }
+
+    /// What request handlers use.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Stops raft, drains the threads and closes the transport.
+    pub fn stop(self) {
+        self.shared.node.stop();
+        for t in self.threads {
+            let _ = t.join();
+        }
+        self.events_task.abort();
+        self.read_task.abort();
+    }
+}
+
+fn ready_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
+    loop {
+        let mut rd = match sh.node.ready() {
+            Ok(rd) => rd,
+            Err(keel::Error::Stopped) => return,
+            Err(keel::Error::Timeout) => continue,
+            Err(e) => {
+                tracing::error!("raft loop failed: {e}");
+                sh.request_stop(StopReason::Fatal);
+                return;
+            }
+        };
+        if let Some(ss) = &rd.soft_state {
+            let old = sh.leader.swap(ss.lead, Ordering::SeqCst);
+            if old != ss.lead {
+                sh.metrics.leader_changes.inc();
+                tracing::info!(id = sh.id, leader = ss.lead, "leader changed");
+            }
+            sh.metrics.is_leader.set(i64::from(ss.raft_state == StateType::Leader));
+        }
+        let is_leader = sh.leader.load(Ordering::SeqCst) == sh.id;
+        let mut msgs = std::mem::take(&mut rd.messages);
+        if is_leader {
+            sh.transport.send(std::mem::take(&mut msgs));
+        }
+        let started = Instant::now();
+        if let Err(e) = sh.storage.persist(PersistRequest::from_ready(&rd)) {
+            tracing::error!(id = sh.id, "cannot persist to the WAL, stopping: {e}");
+            sh.request_stop(StopReason::Fatal);
+            return;
+        }
+        Metrics::observe(&sh.metrics.fsync_seconds, started.elapsed());
+        if rd.hard_state.commit > 0 {
+            sh.commit.store(rd.hard_state.commit, Ordering::SeqCst);
+            sh.metrics.commit_index.set(rd.hard_state.commit as i64);
+        }
+        if rd.hard_state.term > 0 {
+            sh.term.store(rd.hard_state.term, Ordering::SeqCst);
+            sh.metrics.term.set(rd.hard_state.term as i64);
+        }
+        if !msgs.is_empty() {
+            sh.transport.send(msgs);
+        }
+        for rs in rd.read_states.drain(..) {
+            if let Some(tx) = lock(&sh.reads).remove(&rs.request_ctx) {
+                let _ = tx.send(rs.index);
+            }
+        }
+        if rd.snapshot.metadata.index > 0 {
+            let _ = apply.send(ApplyWork::Snapshot(std::mem::take(&mut rd.snapshot)));
+        }
+        if !rd.committed_entries.is_empty() {
+            sh.metrics.committed_entries.inc_by(rd.committed_entries.len() as u64);
+            let has_conf =
+                rd.committed_entries.iter().any(|e| e.entry_type != EntryType::EntryNormal as i32);
+            // Raft must see a configuration change applied before it moves on.
+            let (done_tx, done_rx) = mpsc::sync_channel(1);
+            let done = has_conf.then_some(done_tx);
+            if apply
+                .send(ApplyWork::Entries(std::mem::take(&mut rd.committed_entries), done))
+                .is_err()
+            {
+                return;
+            }
+            if has_conf {
+                let _ = done_rx.recv();
+            }
+        }
+        match sh.node.advance() {
+            Ok(()) => {}
+            Err(keel::Error::Stopped) => return,
+            Err(e) => tracing::warn!("advance failed: {e}"),
+        }
+    }
+}
+
+fn ticker(sh: &Shared) {
+    let mut next = Instant::now() + sh.opts.tick;
+    loop {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        next += sh.opts.tick;
+        if next < Instant::now() {
+            next = Instant::now() + sh.opts.tick;
+        }
+        match sh.node.tick() {
+            Ok(()) => {}
+            Err(keel::Error::Stopped) => return,
+            Err(e) => tracing::debug!("tick: {e}"),
+        }
+    }
+}
+
+async fn event_loop(sh: Arc<Shared>, mut events: Events) {
+    while let Some(ev) = events.recv().await {
+        let r = match ev {
+            Event::Message(m) => sh.node.step_async(m).await,
+            Event::Unreachable(peer) => sh.node.report_unreachable(peer),
+            Event::SnapshotStatus { to, status } => {
+                let status = match status {
+                    keel_transport::SnapshotStatus::Finished => keel::SnapshotStatus::Finish,
+                    _ => keel::SnapshotStatus::Failure,
+                };
+                sh.node.report_snapshot(to, status)
+            }
+        };
+        match r {
+            Ok(()) => {}
+            Err(keel::Error::Stopped) => return,
+            Err(e) => tracing::debug!("refused a peer message: {e}"),
+        }
+    }
+}
+
+/// Serves queued linearizable reads, one ReadIndex round for every read that
+/// arrived while the previous round was in flight (as etcd batches them).
+async fn read_loop(sh: Arc<Shared>) {
+    loop {
+        sh.read_wake.notified().await;
+        loop {
+            let batch = std::mem::take(&mut *lock(&sh.read_queue));
+            if batch.is_empty() {
+                break;
+            }
+            let result = sh.one_read_index().await;
+            for tx in batch {
+                let _ = tx.send(result.clone());
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Asks the server to stop (the first reason wins).
+    pub fn request_stop(&self, why: StopReason) {
+        self.stop.send_if_modified(|cur| {
+            if cur.is_none() {
+                *cur = Some(why);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Resolves once the member must stop.
+    pub async fn stopped(&self) -> StopReason {
+        let mut rx = self.stop.subscribe();
+        loop {
+            if let Some(why) = *rx.borrow_and_update() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return StopReason::Requested;
+            }
+        }
+    }
+
+    /// The leader this member knows (0: none).
+    pub fn leader(&self) -> u64 {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    /// The commit index as last persisted.
+    pub fn commit(&self) -> u64 {
+        self.commit.load(Ordering::SeqCst)
+    }
+
+    /// The applied index.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    async fn one_read_index(&self) -> Result<u64, KvError> {
+        let ctx = Bytes::copy_from_slice(&self.next_id().to_be_bytes());
+        let (tx, rx) = oneshot::channel();
+        lock(&self.reads).insert(ctx.clone(), tx);
+        let wait = Duration::from_millis(500).min(self.opts.request_timeout);
+        let r = match self.node.read_index_async(ctx.clone()).await {
+            Err(e) => Err(KvError::from_raft(&e)),
+            Ok(()) => match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(index)) => Ok(index),
+                _ => Err(KvError::Timeout(wait.as_millis() as u64)),
+            },
+        };
+        lock(&self.reads).remove(&ctx);
+        r
+    }
+
+    /// Waits until the applied index reaches `index`.
+    async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), KvError> {
+        let mut rx = self.applied.subscribe();
+        match tokio::time::timeout_at(deadline, rx.wait_for(|a| *a >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(KvError::Stopping),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    fn timeout(&self) -> KvError {
+        KvError::Timeout(self.opts.request_timeout.as_millis() as u64)
+    }
+
+    /// Waits until a linearizable read may be served from the local state:
+    /// a ReadIndex round confirms the leader's commit index, then this member
+    /// applies up to it.
+    pub async fn linearizable_barrier(&self) -> Result<(), KvError> {
+        let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            lock(&self.read_queue).push(tx);
+            self.read_wake.notify_one();
+            let outcome = match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(KvError::Stopping),
+                Err(_) => return Err(self.no_leader_or_timeout()),
+            };
+            match outcome {
+                Ok(index) => {
+                    self.wait_applied(index, deadline).await?;
+                    self.metrics.linearizable_reads.inc();
+                    return Ok(());
+                }
+                Err(KvError::NoLeader | KvError::Timeout(_)) => {
+                    let pause = tokio::time::Instant::now() + Duration::from_millis(20);
+                    if pause >= deadline {
+                        return Err(self.no_leader_or_timeout());
+                    }
+                    tokio::time::sleep_until(pause).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn no_leader_or_timeout(&self) -> KvError {
+        if self.leader() == 0 { KvError::NoLeader } else { self.timeout() }
+    }
+
+    /// Proposes a put or delete and waits until this member has applied it.
+    pub async fn write(&self, op: Op, key: String, value: Bytes) -> Result<Applied, KvError> {
+        let id = self.next_id();
+        let cmd = Command { id, op: op as i32, key, value };
+        self.propose_and_wait(id, Proposal::Data(cmd.encode())).await
+    }
+
+    /// Proposes a membership change and waits until this member applied it.
+    pub async fn change_membership(
+        &self,
+        change_type: ConfChangeType,
+        node_id: u64,
+        peer_url: Option<String>,
+    ) -> Result<Applied, KvError> {
+        let id = self.next_id();
+        let cc = ConfChange {
+            id,
+            change_type: change_type as i32,
+            node_id,
+            context: peer_url.map(Bytes::from).unwrap_or_default(),
+        };
+        self.propose_and_wait(id, Proposal::Conf(cc)).await
+    }
+
+    async fn propose_and_wait(&self, id: u64, p: Proposal) -> Result<Applied, KvError> {
+        let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiters).insert(id, tx);
+        let _guard = WaiterGuard { waiters: &self.waiters, id };
+        self.metrics.proposals.inc();
+        let r = tokio::time::timeout_at(deadline, async {
+            loop {
+                let r = match &p {
+                    Proposal::Data(d) => self.node.propose_async(d.clone()).await,
+                    Proposal::Conf(cc) => self.node.propose_conf_change_async(cc.clone()).await,
+                };
+                match r.map_err(|e| KvError::from_raft(&e)) {
+                    Ok(()) => break,
+                    Err(KvError::NoLeader) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(e) => return Err(e),
+                }
+            }
+            rx.await.map_err(|_| KvError::Stopping)
+        })
+        .await;
+        let r = match r {
+            Ok(r) => r,
+            Err(_) => Err(self.no_leader_or_timeout()),
+        };
+        if r.is_err() {
+            self.metrics.proposals_failed.inc();
+        }
+        r
+    }
+}
+
+enum Proposal {
+    Data(Bytes),
+    Conf(ConfChange),
+}
+
+/// Removes a request's waiter however the request ends (answered, timed
+/// out, or dropped by a client that went away).
+struct WaiterGuard<'a> {
+    waiters: &'a Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
+    id: u64,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.waiters).remove(&self.id);
+    }
+}
+
+/// The apply thread's state.
+struct Applier {
+    sh: Arc<Shared>,
+    applied: u64,
+    snap_index: u64,
+    conf_state: ConfState,
+}
+
+impl Applier {
+    fn run(mut self, rx: &mpsc::Receiver<ApplyWork>) {
+        for work in rx {
+            let started = Instant::now();
+            match work {
+                ApplyWork::Snapshot(s) => self.restore(s),
+                ApplyWork::Entries(entries, done) => {
+                    for e in entries {
+                        // Entries a restored snapshot already covers are
+                        // skipped (etcd-io/etcd#11510).
+                        if e.index > self.applied {
+                            self.apply(e);
+                        }
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+            }
+            self.sh.applied.send_replace(self.applied);
+            self.sh.metrics.applied_index.set(self.applied as i64);
+            Metrics::observe(&self.sh.metrics.apply_seconds, started.elapsed());
+            self.maybe_snapshot();
+        }
+    }
+
+    fn restore(&mut self, s: Snapshot) {
+        if s.metadata.index <= self.applied {
+            return;
+        }
+        match KvState::decode(&s.data) {
+            Ok(state) => {
+                let members: Vec<_> = state.members().values().cloned().collect();
+                *self.sh.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+                self.applied = s.metadata.index;
+                self.snap_index = s.metadata.index;
+                self.conf_state = s.metadata.conf_state;
+                for m in members {
+                    self.connect(m.id, &m.peer_url);
+                }
+                self.sh.metrics.snapshots_restored.inc();
+                tracing::info!(id = self.sh.id, index = self.applied, "restored a snapshot");
+            }
+            Err(e) => {
+                // Acknowledged data would be lost if this member went on.
+                tracing::error!(id = self.sh.id, "received snapshot does not decode: {e}");
+                self.sh.request_stop(StopReason::Fatal);
+            }
+        }
+    }
+
+    fn apply(&mut self, e: Entry) {
+        self.applied = e.index;
+        match EntryType::try_from(e.entry_type) {
+            Ok(EntryType::EntryNormal) => {
+                if e.data.is_empty() {
+                    return;
+                }
+                let Some(cmd) = Command::decode(&e.data) else {
+                    tracing::warn!(index = e.index, "skipping an entry that is not a command");
+                    return;
+                };
+                let id = cmd.id;
+                let existed = {
+                    let mut st = self.sh.state.write().unwrap_or_else(PoisonError::into_inner);
+                    let existed = st.apply(cmd);
+                    self.sh.metrics.keys.set(st.len() as i64);
+                    existed
+                };
+                if let Some(tx) = lock(&self.sh.waiters).remove(&id) {
+                    let _ = tx.send(Applied { index: e.index, existed });
+                }
+            }
+            Ok(EntryType::EntryConfChange) => match ConfChange::decode(e.data.as_ref()) {
+                Ok(cc) => self.apply_conf_change(e.index, AnyConfChange::V1(cc)),
+                Err(err) => tracing::warn!(index = e.index, "skipping a bad conf change: {err}"),
+            },
+            Ok(EntryType::EntryConfChangeV2) => match ConfChangeV2::decode(e.data.as_ref()) {
+                Ok(cc) => self.apply_conf_change(e.index, AnyConfChange::V2(cc)),
+                Err(err) => tracing::warn!(index = e.index, "skipping a bad conf change: {err}"),
+            },
+            Err(_) => tracing::warn!(index = e.index, "skipping an entry of unknown type"),
+        }
+    }
+
+    fn apply_conf_change(&mut self, index: u64, cc: AnyConfChange) {
+        match self.sh.node.apply_conf_change_at(index, cc.clone()) {
+            Ok(cs) => self.conf_state = cs,
+            Err(e) => {
+                tracing::warn!(index, "conf change not applied: {e}");
+                return;
+            }
+        }
+        let request = cc.as_v1().map(|c| c.id);
+        let v2 = cc.as_v2();
+        let url =
+            std::str::from_utf8(&v2.context).ok().filter(|u| !u.is_empty()).map(str::to_string);
+        let mut removed_self = false;
+        for ch in &v2.changes {
+            let id = ch.node_id;
+            let mut st = self.sh.state.write().unwrap_or_else(PoisonError::into_inner);
+            match ConfChangeType::try_from(ch.change_type) {
+                Ok(ConfChangeType::ConfChangeAddNode) => st.set_member(id, url.clone(), false),
+                Ok(ConfChangeType::ConfChangeAddLearnerNode) => {
+                    st.set_member(id, url.clone(), true)
+                }
+                Ok(ConfChangeType::ConfChangeRemoveNode) => {
+                    st.remove_member(id);
+                    drop(st);
+                    if id == self.sh.id {
+                        removed_self = true;
+                    } else {
+                        self.sh.transport.remove_peer(id);
+                    }
+                    continue;
+                }
+                _ => continue,
+            }
+            let peer_url = st.members().get(&id).map(|m| m.peer_url.clone());
+            drop(st);
+            if let Some(u) = peer_url {
+                self.connect(id, &u);
+            }
+        }
+        tracing::info!(id = self.sh.id, index, change = ?v2.changes, "membership changed");
+        if let Some(req) = request
+            && let Some(tx) = lock(&self.sh.waiters).remove(&req)
+        {
+            let _ = tx.send(Applied { index, existed: true });
+        }
+        if removed_self {
+            tracing::warn!(id = self.sh.id, "this member was removed from the cluster; stopping");
+            self.sh.request_stop(StopReason::Removed);
+        }
+    }
+
+    fn connect(&self, id: u64, url: &str) {
+        if id == self.sh.id || url.is_empty() {
+            return;
+        }
+        match resolve_peer_url(url) {
+            Ok(addr) => self.sh.transport.add_peer(id, addr),
+            Err(e) => tracing::warn!(peer = id, "cannot reach the new member: {e}"),
+        }
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let opts = &self.sh.opts;
+        if self.applied < self.snap_index + opts.snapshot_count {
+            return;
+        }
+        let data = self.sh.state.read().unwrap_or_else(PoisonError::into_inner).encode();
+        match self.sh.storage.create_snapshot(self.applied, self.conf_state.clone(), data) {
+            Ok(_) => {
+                self.snap_index = self.applied;
+                self.sh.metrics.snapshots_created.inc();
+                let compact_to = self.applied.saturating_sub(opts.snapshot_catchup_entries);
+                if compact_to > 0
+                    && let Err(e) = self.sh.storage.compact(compact_to)
+                {
+                    tracing::warn!(index = compact_to, "compaction failed: {e}");
+                }
+                tracing::debug!(id = self.sh.id, index = self.applied, "snapshot created");
+            }
+            Err(e) => tracing::warn!(index = self.applied, "snapshot failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_urls_resolve_and_bad_ones_are_refused() {
+        assert_eq!(resolve_peer_url("http://127.0.0.1:2380").unwrap().port(), 2380);
+        assert_eq!(resolve_peer_url("127.0.0.1:7").unwrap().port(), 7);
+        assert!(resolve_peer_url("http://127.0.0.1:2380/x").is_err());
+        assert!(resolve_peer_url("http://").is_err());
+        assert!(resolve_peer_url("http://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn cluster_ids_depend_on_the_token_only() {
+        assert_eq!(cluster_id("keel-cluster"), cluster_id("keel-cluster"));
+        assert_ne!(cluster_id("a"), cluster_id("b"));
+        assert_ne!(cluster_id(""), 0);
+    }
+}

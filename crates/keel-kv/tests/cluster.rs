@@ -1,0 +1,200 @@
+//! Multi-process tests of `keel-kv serve`: real processes, real disks, real
+//! sockets on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Cluster, wait_for};
+
+#[test]
+fn a_write_on_any_member_is_readable_on_all_and_follower_reads_are_linearizable() {
+    let c = Cluster::start(3, &[]);
+    for i in 0..3 {
+        c.put_ok(i, &format!("from/{i}"), &format!("value {i}"));
+    }
+    for reader in 0..3 {
+        for writer in 0..3 {
+            assert_eq!(
+                c.value(reader, &format!("from/{writer}"), false).as_deref(),
+                Some(format!("value {writer}").as_str())
+            );
+        }
+    }
+    // A linearizable GET on a follower sees a write acknowledged just before,
+    // over and over.
+    let leader = c.index_of(c.wait_leader(&[]));
+    let follower = (leader + 1) % 3;
+    for n in 0..30 {
+        c.put_ok(leader, "counter", &n.to_string());
+        assert_eq!(c.value(follower, "counter", false), Some(n.to_string()));
+    }
+    let listing = c.json(follower, "/kv?prefix=from/&limit=2");
+    assert_eq!(listing["kvs"].as_array().unwrap().len(), 2);
+    assert_eq!(listing["more"], json!(true));
+    assert_eq!(listing["kvs"][0], json!({"key": "from/0", "value": "value 0"}));
+    let del: Value =
+        c.http.delete(c.members[follower].url("/kv/from/0")).send().unwrap().json().unwrap();
+    assert_eq!(del["deleted"], json!(true));
+    assert_eq!(c.value(leader, "from/0", false), None);
+    let status = c.json(leader, "/status");
+    assert_eq!(status["progress"].as_object().unwrap().len(), 3);
+    assert!(status["applied"].as_u64().unwrap() >= status["commit"].as_u64().unwrap() - 5);
+    assert_eq!(c.get(follower, "/health").status(), 200);
+}
+
+#[test]
+fn killing_the_leader_loses_no_acknowledged_write_and_the_member_catches_up() {
+    let mut c = Cluster::start(3, &[]);
+    let mut acked = Vec::new();
+    for n in 0..40 {
+        c.put_ok(n % 3, &format!("k{n}"), &format!("v{n}"));
+        acked.push(n);
+    }
+    let old = c.index_of(c.wait_leader(&[]));
+    c.kill(old);
+    let new = c.wait_leader(&[old]);
+    assert_ne!(c.index_of(new), old);
+    let live: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    for n in 40..60 {
+        c.put_ok(live[n % 2], &format!("k{n}"), &format!("v{n}"));
+        acked.push(n);
+    }
+    for n in &acked {
+        assert_eq!(c.value(live[0], &format!("k{n}"), false), Some(format!("v{n}")));
+    }
+    c.spawn(old, false);
+    wait_for(Duration::from_secs(20), "the restarted member to catch up", || {
+        (c.try_status(old, "/kv/k59?consistency=serializable") == Some(200)).then_some(())
+    });
+    for n in &acked {
+        assert_eq!(c.value(old, &format!("k{n}"), true), Some(format!("v{n}")), "k{n}");
+    }
+    assert!(c.metric(old, "keel_leader_changes_total") >= 1.0);
+}
+
+#[test]
+fn a_member_behind_the_compacted_log_catches_up_through_a_snapshot() {
+    let flags = ["--snapshot-count", "10", "--snapshot-catchup-entries", "2"];
+    let mut c = Cluster::start(3, &flags);
+    let leader = c.index_of(c.wait_leader(&[]));
+    let behind = (leader + 1) % 3;
+    c.put_ok(leader, "before", "kill");
+    c.kill(behind);
+    for n in 0..60 {
+        c.put_ok(leader, &format!("s{n}"), &format!("{n}"));
+    }
+    assert!(c.metric(leader, "keel_snapshots_created_total") >= 1.0);
+    c.spawn(behind, false);
+    wait_for(Duration::from_secs(20), "the member to restore a snapshot", || {
+        (c.try_status(behind, "/kv/s59?consistency=serializable") == Some(200)).then_some(())
+    });
+    assert!(c.metric(behind, "keel_snapshots_restored_total") >= 1.0);
+    for n in 0..60 {
+        assert_eq!(c.value(behind, &format!("s{n}"), true), Some(n.to_string()));
+    }
+    assert_eq!(c.value(behind, "before", true).as_deref(), Some("kill"));
+    // Its own restart from the snapshot it received keeps the data.
+    c.kill(behind);
+    c.spawn(behind, false);
+    wait_for(Duration::from_secs(20), "the member to restart", || {
+        (c.try_status(behind, "/health") == Some(200)).then_some(())
+    });
+    assert_eq!(c.value(behind, "s30", false).as_deref(), Some("30"));
+}
+
+#[test]
+fn members_are_added_as_learners_promoted_and_removed() {
+    let mut c = Cluster::start(3, &[]);
+    c.put_ok(0, "early", "1");
+    let four = c.add_slot(4, &[]);
+    let body = json!({"id": 4, "peer_url": c.members[four].peer_url(), "learner": true});
+    let r = c.http.post(c.members[0].url("/members")).json(&body).send().unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    c.spawn(four, true);
+    wait_for(Duration::from_secs(20), "the learner to catch up", || {
+        let r =
+            c.http.get(c.members[four].url("/kv/early?consistency=serializable")).send().ok()?;
+        (r.status() == 200).then_some(())
+    });
+    let members = c.json(1, "/members");
+    let learner = members["members"].as_array().unwrap().iter().find(|m| m["id"] == 4).cloned();
+    assert_eq!(learner.unwrap()["learner"], json!(true));
+    let r = c.http.post(c.members[1].url("/members/4/promote")).send().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let r = c.http.post(c.members[1].url("/members/4/promote")).send().unwrap();
+    assert_eq!(r.status(), 409, "promoting a voter again");
+    // Remove member 1: it shuts down cleanly, the others go on.
+    let r = c.http.delete(c.members[1].url("/members/1")).send().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let status = c.wait_exit(0, Duration::from_secs(20));
+    assert!(status.success(), "a removed member exits cleanly: {status}");
+    c.wait_leader(&[0]);
+    c.put_ok(four, "late", "2");
+    assert_eq!(c.value(2, "late", false).as_deref(), Some("2"));
+    let ids: Vec<u64> = c.json(2, "/members")["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 3, 4]);
+}
+
+fn error_kind(r: reqwest::blocking::Response, status: u16) -> String {
+    assert_eq!(r.status().as_u16(), status);
+    let v: Value = r.json().expect("errors are JSON");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    v["error"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn bad_input_gets_a_json_4xx_and_no_leader_gets_a_bounded_503() {
+    let mut c = Cluster::start(3, &["--max-request-bytes", "1024", "--request-timeout", "1000"]);
+    let m = &c.members[0];
+    let big = "x".repeat(2048);
+    assert_eq!(
+        error_kind(c.http.put(m.url("/kv/big")).body(big).send().unwrap(), 413),
+        "too_large"
+    );
+    assert_eq!(error_kind(c.put(0, "", "v"), 400), "bad_request");
+    assert_eq!(error_kind(c.get(0, "/kv/nope"), 404), "not_found");
+    assert_eq!(error_kind(c.get(0, "/kv/a?consistency=sometimes"), 400), "bad_request");
+    assert_eq!(error_kind(c.get(0, "/kv?limit=0"), 400), "bad_request");
+    assert_eq!(error_kind(c.get(0, "/no/such/route"), 404), "not_found");
+    let post = |body: &str| {
+        c.http
+            .post(m.url("/members"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    assert_eq!(error_kind(post("{not json"), 400), "bad_request");
+    assert_eq!(
+        error_kind(post(r#"{"id": 0, "peer_url": "http://127.0.0.1:1"}"#), 400),
+        "bad_request"
+    );
+    assert_eq!(error_kind(post(r#"{"id": 9, "peer_url": "nowhere"}"#), 400), "bad_request");
+    assert_eq!(error_kind(post(r#"{"id": 2, "peer_url": "http://127.0.0.1:1"}"#), 409), "conflict");
+    let del = c.http.delete(m.url("/members/99")).send().unwrap();
+    assert_eq!(error_kind(del, 404), "not_found");
+    let promote = c.http.post(m.url("/members/abc/promote")).send().unwrap();
+    assert_eq!(error_kind(promote, 400), "bad_request");
+    // Still serving after all that.
+    c.put_ok(0, "fine", "yes");
+
+    // Two of three members down: no leader, and a bounded 503.
+    c.kill(1);
+    c.kill(2);
+    wait_for(Duration::from_secs(20), "member 1 to lose its leader", || {
+        (c.json(0, "/status")["leader"] == 0).then_some(())
+    });
+    // Bounded by --request-timeout (the client's own timeout is 15 s).
+    assert_eq!(error_kind(c.put(0, "lost", "v"), 503), "no_leader");
+    assert_eq!(error_kind(c.get(0, "/kv/fine"), 503), "no_leader");
+    assert_eq!(c.get(0, "/health").status(), 503);
+    assert_eq!(c.value(0, "fine", true).as_deref(), Some("yes"), "serializable reads still work");
+}
