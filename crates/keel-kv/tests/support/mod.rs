@@ -68,7 +68,11 @@ impl Drop for Cluster {
 impl Cluster {
     /// Starts `n` members with `extra` flags for each, and waits for a leader.
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+        Cluster::start_in(tempfile::tempdir().unwrap(), n, extra)
+    }
+
+    /// As [`Cluster::start`], with the data directories under `dir`.
+    pub fn start_in(dir: tempfile::TempDir, n: u64, extra: &[&str]) -> Cluster {
         let members = (1..=n)
             .map(|id| Member {
                 id,
