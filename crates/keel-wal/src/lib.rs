@@ -14,4 +14,4 @@ pub mod wal;
 pub use error::WalError;
 pub use fs::{FileSystem, MemFs, StdFs};
 pub use storage::{DiskOptions, DiskStorage, PersistRequest};
-pub use wal::{Wal, WalOptions};
+pub use wal::{PendingSync, Wal, WalOptions};

@@ -75,7 +75,6 @@ struct Meta {
 #[derive(Debug)]
 struct Inner {
     wal: Wal,
-    snaps: SnapStore,
     hard_state: HardState,
     snapshot: Snapshot,
     /// Index and term just before `log[0]`.
@@ -92,7 +91,12 @@ struct Inner {
 /// storage and apply threads can share it behind an `Arc`.
 #[derive(Debug)]
 pub struct DiskStorage {
+    /// What readers see; held only for memory updates and reads, never
+    /// across a sync, so that raft reads the log while a write is in flight.
     inner: Mutex<Inner>,
+    /// Serializes writers (persist, snapshot, compact) from their first
+    /// write to their last sync; holds the snapshot files.
+    writer: Mutex<SnapStore>,
 }
 
 fn other(e: WalError) -> StorageError {
@@ -127,7 +131,6 @@ impl DiskStorage {
         let base = (snapshot.metadata.index, snapshot.metadata.term);
         let mut inner = Inner {
             wal,
-            snaps,
             hard_state: replay.hard_state,
             snapshot,
             base,
@@ -139,19 +142,25 @@ impl DiskStorage {
         for (e, loc) in replay.entries {
             inner.push(e, loc);
         }
-        Ok(DiskStorage { inner: Mutex::new(inner) })
+        Ok(DiskStorage { inner: Mutex::new(inner), writer: Mutex::new(snaps) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn writer(&self) -> MutexGuard<'_, SnapStore> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Makes the request durable (snapshot file first, then one WAL batch and
-    /// one sync) and returns once it is; then the reads see it.
+    /// one sync) and returns once it is. Reads see the new entries as soon
+    /// as they are written, before the sync: raft reads only entries it
+    /// already holds, and treats nothing as durable before this returns.
     pub fn persist(&self, req: PersistRequest<'_>) -> Result<()> {
-        let mut g = self.lock();
+        let snaps = self.writer();
         if let Some(s) = req.snapshot {
-            g.snaps.save(s)?;
+            snaps.save(s)?;
         }
         let mut records = Vec::with_capacity(req.entries.len() + 2);
         if let Some(s) = req.snapshot {
@@ -164,20 +173,27 @@ impl DiskStorage {
         if records.is_empty() {
             return Ok(());
         }
-        let locs = g.wal.append(&records)?;
-        let mut locs = locs.into_iter();
-        if let Some(s) = req.snapshot {
-            locs.next();
-            g.install(s.clone());
-        }
-        for e in req.entries {
-            let loc = locs.next().ok_or_else(|| WalError::Invalid("missing location".into()))?;
-            g.truncate_from(e.index);
-            g.push(e.clone(), loc);
-        }
-        if let Some(hs) = req.hard_state {
-            g.hard_state = hs;
-        }
+        let sync = {
+            let mut g = self.lock();
+            let (locs, sync) = g.wal.append_unsynced(&records)?;
+            let mut locs = locs.into_iter();
+            if let Some(s) = req.snapshot {
+                locs.next();
+                g.install(s.clone());
+            }
+            for e in req.entries {
+                let loc =
+                    locs.next().ok_or_else(|| WalError::Invalid("missing location".into()))?;
+                g.truncate_from(e.index);
+                g.push(e.clone(), loc);
+            }
+            if let Some(hs) = req.hard_state {
+                g.hard_state = hs;
+            }
+            sync
+        };
+        sync.wait()?;
+        drop(snaps);
         Ok(())
     }
 
@@ -189,26 +205,36 @@ impl DiskStorage {
         conf_state: ConfState,
         data: bytes::Bytes,
     ) -> Result<Snapshot> {
-        let mut g = self.lock();
-        if index <= g.snapshot.metadata.index {
-            return Err(WalError::Invalid(format!(
-                "snapshot {index} is not newer than {}",
-                g.snapshot.metadata.index
-            )));
-        }
-        let term = g
-            .term_of(index)
-            .ok_or_else(|| WalError::Invalid(format!("index {index} is not in the log")))?;
+        let snaps = self.writer();
+        let term = {
+            let g = self.lock();
+            if index <= g.snapshot.metadata.index {
+                return Err(WalError::Invalid(format!(
+                    "snapshot {index} is not newer than {}",
+                    g.snapshot.metadata.index
+                )));
+            }
+            g.term_of(index)
+                .ok_or_else(|| WalError::Invalid(format!("index {index} is not in the log")))?
+        };
         let snap = Snapshot { data, metadata: SnapshotMetadata { conf_state, index, term } };
-        g.snaps.save(&snap)?;
-        g.wal.append(&[WalRecord::Snapshot(&snap.metadata)])?;
-        g.snapshot = snap.clone();
+        // The file (large) is written and synced without blocking readers.
+        snaps.save(&snap)?;
+        let sync = {
+            let mut g = self.lock();
+            let (_, sync) = g.wal.append_unsynced(&[WalRecord::Snapshot(&snap.metadata)])?;
+            g.snapshot = snap.clone();
+            sync
+        };
+        sync.wait()?;
+        drop(snaps);
         Ok(snap)
     }
 
     /// Drops entries up to `index` (which the snapshot must cover) from memory
     /// and releases the WAL segments that hold only such entries.
     pub fn compact(&self, index: u64) -> Result<()> {
+        let _writer = self.writer();
         let mut g = self.lock();
         if index > g.snapshot.metadata.index {
             return Err(WalError::Invalid(format!(

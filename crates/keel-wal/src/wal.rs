@@ -77,6 +77,21 @@ pub struct Wal {
     snapshot: Option<SnapshotMetadata>,
 }
 
+/// The sync that makes an [`Wal::append_unsynced`] durable.
+#[derive(Debug)]
+#[must_use = "the records are not durable until the sync is waited for"]
+pub struct PendingSync {
+    fs: Arc<dyn FileSystem>,
+    path: PathBuf,
+}
+
+impl PendingSync {
+    /// Syncs the segment written to (one `fdatasync`).
+    pub fn wait(self) -> Result<()> {
+        self.fs.sync(&self.path).map_err(WalError::io(&self.path))
+    }
+}
+
 /// One record to append.
 #[derive(Debug)]
 pub enum WalRecord<'a> {
@@ -218,6 +233,19 @@ impl Wal {
     /// cutting a new segment first if they would not fit. Returns each
     /// record's location once it is durable.
     pub fn append(&mut self, records: &[WalRecord<'_>]) -> Result<Vec<Location>> {
+        let (locs, sync) = self.append_unsynced(records)?;
+        sync.wait()?;
+        Ok(locs)
+    }
+
+    /// As [`Wal::append`], but the sync is left to the caller, so that it can
+    /// run without whatever lock guards this `Wal`. The records are durable
+    /// once [`PendingSync::wait`] returns; the caller must wait for it before
+    /// the next append (a segment cut assumes the previous one is durable).
+    pub fn append_unsynced(
+        &mut self,
+        records: &[WalRecord<'_>],
+    ) -> Result<(Vec<Location>, PendingSync)> {
         let mut buf = Vec::new();
         let mut lens = Vec::with_capacity(records.len());
         for r in records {
@@ -240,7 +268,7 @@ impl Wal {
         {
             self.cut()?;
         }
-        let locs = self.write_synced(&buf, &lens)?;
+        let locs = self.write(&buf, &lens)?;
         for r in records {
             match r {
                 WalRecord::Entry(e) => self.last_index = e.index,
@@ -251,7 +279,8 @@ impl Wal {
                 }
             }
         }
-        Ok(locs)
+        let path = self.segments.last().map(|seg| seg.path.clone()).unwrap_or_default();
+        Ok((locs, PendingSync { fs: Arc::clone(&self.fs), path }))
     }
 
     fn state_prefix_len(&self) -> u64 {
@@ -267,7 +296,7 @@ impl Wal {
         }
     }
 
-    fn write_synced(&mut self, buf: &[u8], lens: &[u32]) -> Result<Vec<Location>> {
+    fn write(&mut self, buf: &[u8], lens: &[u32]) -> Result<Vec<Location>> {
         let seg = self.segments.last().ok_or_else(|| WalError::Invalid("no segment".into()))?;
         let path = seg.path.clone();
         let end = self.tail + buf.len() as u64;
@@ -277,7 +306,6 @@ impl Wal {
             self.alloc = end;
         }
         self.fs.write_at(&path, self.tail, buf).map_err(WalError::io(&path))?;
-        self.fs.sync(&path).map_err(WalError::io(&path))?;
         let mut locs = Vec::with_capacity(lens.len());
         let mut off = self.tail;
         for len in lens {
