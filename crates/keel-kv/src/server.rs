@@ -13,7 +13,9 @@
 //!   requests, applies configuration changes, and snapshots and compacts every
 //!   `snapshot_count` entries;
 //! - the **ticker** ticks raft;
-//! - the **event task** steps peers' messages and transport reports into raft.
+//! - the **event task** steps peers' messages and transport reports into raft;
+//! - the **proposer task** batches concurrent writes into one proposal, and
+//!   the **read task** batches linearizable reads into one ReadIndex round.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -108,8 +110,15 @@ pub struct Shared {
     reads: Mutex<HashMap<Bytes, oneshot::Sender<u64>>>,
     read_queue: Mutex<Vec<oneshot::Sender<Result<u64, KvError>>>>,
     read_wake: Notify,
+    proposals: tokio::sync::mpsc::Sender<Queued>,
     stop: watch::Sender<Option<StopReason>>,
 }
+
+/// A write waiting for the proposer task.
+type Queued = (Bytes, oneshot::Sender<Result<(), KvError>>);
+
+/// Most writes one batch proposal carries.
+const PROPOSAL_BATCH: usize = 256;
 
 /// Why a member stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +178,7 @@ pub struct Member {
     threads: Vec<JoinHandle<()>>,
     events_task: tokio::task::JoinHandle<()>,
     read_task: tokio::task::JoinHandle<()>,
+    propose_task: tokio::task::JoinHandle<()>,
 }
 
 /// Why a member could not start.
@@ -287,6 +297,7 @@ impl Member {
             (m, stats_of)
         };
         let conf_state = storage.initial_state().map_err(|e| StartError::Options(e.to_string()))?.1;
+        let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(4 * PROPOSAL_BATCH);
         let shared = Arc::new(Shared {
             id,
             node,
@@ -304,6 +315,7 @@ impl Member {
             reads: Mutex::new(HashMap::new()),
             read_queue: Mutex::new(Vec::new()),
             read_wake: Notify::new(),
+            proposals: proposals_tx,
             stop: watch::channel(None).0,
         });
         *lock(&metrics.1) = Some(Arc::downgrade(&shared));
@@ -335,7 +347,8 @@ impl Member {
         );
         let events_task = tokio::spawn(event_loop(Arc::clone(&shared), events));
         let read_task = tokio::spawn(read_loop(Arc::clone(&shared)));
-        Ok(Member { shared, threads, events_task, read_task })
+        let propose_task = tokio::spawn(propose_loop(Arc::clone(&shared), proposals_rx));
+        Ok(Member { shared, threads, events_task, read_task, propose_task })
     }
 
     /// What request handlers use.
@@ -351,6 +364,7 @@ impl Member {
         }
         self.events_task.abort();
         self.read_task.abort();
+        self.propose_task.abort();
     }
 }
 
@@ -466,6 +480,20 @@ async fn event_loop(sh: Arc<Shared>, mut events: Events) {
             Ok(()) => {}
             Err(keel::Error::Stopped) => return,
             Err(e) => tracing::debug!("refused a peer message: {e}"),
+        }
+    }
+}
+
+/// Proposes queued writes: every write that arrived while the previous batch
+/// was being handed to raft goes in the next one, as one `MsgProp` (one
+/// request to the node, one forward from a follower, one broadcast).
+async fn propose_loop(sh: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
+    let mut batch: Vec<Queued> = Vec::with_capacity(PROPOSAL_BATCH);
+    while rx.recv_many(&mut batch, PROPOSAL_BATCH).await > 0 {
+        let data: Vec<Bytes> = batch.iter().map(|(d, _)| d.clone()).collect();
+        let r = sh.node.propose_batch_async(data).await.map_err(|e| KvError::from_raft(&e));
+        for (_, tx) in batch.drain(..) {
+            let _ = tx.send(r.clone());
         }
     }
 }
@@ -627,6 +655,12 @@ impl Shared {
         self.propose_and_wait(id, Proposal::Conf(cc)).await
     }
 
+    async fn queue_proposal(&self, data: Bytes) -> Result<(), KvError> {
+        let (tx, rx) = oneshot::channel();
+        self.proposals.send((data, tx)).await.map_err(|_| KvError::Stopping)?;
+        rx.await.map_err(|_| KvError::Stopping)?
+    }
+
     async fn propose_and_wait(&self, id: u64, p: Proposal) -> Result<Applied, KvError> {
         let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
         let (tx, rx) = oneshot::channel();
@@ -636,10 +670,14 @@ impl Shared {
         let r = tokio::time::timeout_at(deadline, async {
             loop {
                 let r = match &p {
-                    Proposal::Data(d) => self.node.propose_async(d.clone()).await,
-                    Proposal::Conf(cc) => self.node.propose_conf_change_async(cc.clone()).await,
+                    Proposal::Data(d) => self.queue_proposal(d.clone()).await,
+                    Proposal::Conf(cc) => self
+                        .node
+                        .propose_conf_change_async(cc.clone())
+                        .await
+                        .map_err(|e| KvError::from_raft(&e)),
                 };
-                match r.map_err(|e| KvError::from_raft(&e)) {
+                match r {
                     Ok(()) => break,
                     Err(KvError::NoLeader) => tokio::time::sleep(Duration::from_millis(20)).await,
                     Err(e) => return Err(e),
