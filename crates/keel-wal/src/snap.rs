@@ -88,6 +88,15 @@ impl SnapStore {
         Ok(names)
     }
 
+    /// Renames a snapshot file that failed its checks to `<name>.broken` (as
+    /// etcd does), so that it is kept for inspection but never loaded again.
+    pub fn quarantine(&self, file: &str) -> Result<()> {
+        let from = self.dir.join(file);
+        let to = self.dir.join(format!("{file}.broken"));
+        self.fs.rename(&from, &to).map_err(WalError::io(&from))?;
+        self.fs.sync_dir(&self.dir).map_err(WalError::io(&self.dir))
+    }
+
     /// Reads and checks one snapshot file.
     pub fn load(&self, file: &str) -> Result<Result<Snapshot, SnapFileError>> {
         let path = self.dir.join(file);

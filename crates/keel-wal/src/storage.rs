@@ -119,7 +119,10 @@ impl DiskStorage {
                         break;
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!("skipping snapshot file: {e}"),
+                    Err(e) => {
+                        tracing::warn!("skipping snapshot file (renamed to .broken): {e}");
+                        snaps.quarantine(name)?;
+                    }
                 }
             }
             snapshot = found

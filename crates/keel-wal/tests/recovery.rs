@@ -159,6 +159,10 @@ fn truncated_snapshot_is_refused_when_the_wal_needs_it() -> Result<(), WalError>
     let len = fs.len(&snap).unwrap_or(0);
     fs.set_len(&snap, len - 1).map_err(|e| WalError::Invalid(e.to_string()))?;
     assert!(matches!(open(&fs), Err(WalError::MissingSnapshot { index: 2, term: 1 })));
+    // The bad file is kept for inspection under another name, never loaded again.
+    let names = fs.list(Path::new("/d/snap")).unwrap_or_default();
+    assert_eq!(names.len(), 1);
+    assert!(names[0].ends_with(".snap.broken"), "{names:?}");
     Ok(())
 }
 
