@@ -19,7 +19,7 @@ use keel::PlantedBug;
 use keel_sim::linearizability::format::{self, ParseError};
 use keel_sim::linearizability::models::{AppendKvModel, KvModel, RegisterModel};
 use keel_sim::linearizability::{CheckOptions, History, Model, Verdict, check};
-use keel_sim::sim::{self, Options, Outcome, Overrides, RunSettings, TraceRecord};
+use keel_sim::sim::{self, Options, Outcome, Overrides, RunSettings, StorageKind, TraceRecord};
 use std::sync::Arc;
 
 const EXIT_LINEARIZABLE: u8 = 0;
@@ -61,6 +61,11 @@ struct SimArgs {
     /// Storage write mode (default: drawn from the seed).
     #[arg(long, value_enum)]
     mode: Option<WriteMode>,
+    /// Each node's disk: the model, keel-wal's real WAL on a file system that
+    /// loses power at every crash, or that WAL on a disk that lies about fsync
+    /// (a planted storage bug).
+    #[arg(long, value_enum, default_value_t = StorageArg::Memory)]
+    storage: StorageArg,
     /// Plant a known bug in the core (to see the simulator catch it).
     #[arg(long, value_enum)]
     plant_bug: Option<BugArg>,
@@ -70,6 +75,16 @@ struct SimArgs {
     /// Soak: print the full report of every failing seed (default: the first 3).
     #[arg(long)]
     all_failures: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StorageArg {
+    /// `MemoryStorage`.
+    Memory,
+    /// keel-wal's `DiskStorage` on an in-memory file system.
+    Wal,
+    /// The same WAL on a disk whose fsyncs do nothing.
+    LyingWal,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -173,6 +188,11 @@ fn overrides(args: &SimArgs) -> Overrides {
         steps: args.steps,
         async_storage_writes: args.mode.map(|m| matches!(m, WriteMode::Async)),
         planted_bug: args.plant_bug.map(PlantedBug::from),
+        storage: Some(match args.storage {
+            StorageArg::Memory => StorageKind::Memory,
+            StorageArg::Wal => StorageKind::Wal,
+            StorageArg::LyingWal => StorageKind::LyingWal,
+        }),
     }
 }
 

@@ -6,7 +6,7 @@
 //! Each test pins the node count and the storage write mode and lets the
 //! seed draw everything else (swarm testing).
 
-use keel_sim::sim::{self, Options, Outcome, Overrides, RunSettings, TraceRecord};
+use keel_sim::sim::{self, Options, Outcome, Overrides, RunSettings, StorageKind, TraceRecord};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -14,14 +14,19 @@ use std::rc::Rc;
 const SEEDS: u64 = 500;
 
 fn run_seeds(nodes: usize, async_storage_writes: bool) {
+    run_seeds_on(nodes, async_storage_writes, StorageKind::Memory, SEEDS);
+}
+
+fn run_seeds_on(nodes: usize, async_storage_writes: bool, storage: StorageKind, seeds: u64) {
     let overrides = Overrides {
         nodes: Some(nodes),
         async_storage_writes: Some(async_storage_writes),
+        storage: Some(storage),
         ..Overrides::default()
     };
     let mut failures = Vec::new();
     let mut ops = 0;
-    for seed in 0..SEEDS {
+    for seed in 0..seeds {
         let options = Options::swarm(seed, &overrides);
         let report = sim::run(seed, &options, RunSettings::default());
         ops += report.stats.ops_checked;
@@ -31,7 +36,19 @@ fn run_seeds(nodes: usize, async_storage_writes: bool) {
     }
     assert!(failures.is_empty(), "{} failing seeds:\n{}", failures.len(), failures.join("\n"));
     // The runs did real work: many client operations were checked.
-    assert!(ops > SEEDS * 20, "only {ops} operations checked");
+    assert!(ops > seeds * 20, "only {ops} operations checked");
+}
+
+/// The same runs with keel-wal's real WAL as every node's disk, on a file
+/// system that loses power (unsynced writes, torn) at every crash.
+#[test]
+fn wal_sync_3_nodes() {
+    run_seeds_on(3, false, StorageKind::Wal, SEEDS / 2);
+}
+
+#[test]
+fn wal_async_5_nodes() {
+    run_seeds_on(5, true, StorageKind::Wal, SEEDS / 2);
 }
 
 #[test]

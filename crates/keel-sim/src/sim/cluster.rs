@@ -149,7 +149,7 @@ impl Cluster {
             let skew = o.tick_skew_pct as i64;
             let pct = 100 + rng.range(0, 2 * skew as u64) as i64 - skew;
             let tick_us = (o.tick_us as i64 * pct / 100).max(1) as u64;
-            nodes.insert(id, SimNode::new(id, tick_us));
+            nodes.insert(id, SimNode::new(id, tick_us, o.storage));
         }
         let net = Network::new(o.drop_per_mille, o.dup_per_mille, o.delay_min_us, o.delay_max_us);
         let clients = (0..o.clients).map(|_| Client::new()).collect();
@@ -243,7 +243,18 @@ impl Cluster {
         let restart = self.nodes[&id].phase == Phase::Down;
         let node = self.nodes.get_mut(&id).expect("known node");
         if restart {
-            node.disk = node.disk.recover();
+            // Which unsynced writes survive the power loss: fixed per node and
+            // incarnation, so that the run's own random stream is untouched.
+            let seed = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(node.incarnation);
+            node.disk = match node.disk.recover(seed) {
+                Ok(disk) => disk,
+                Err(err) => {
+                    return Err(Violation::new(
+                        "restart from durable state",
+                        format!("node {id} cannot reopen its disk: {err}"),
+                    ));
+                }
+            };
         }
         node.incarnation += 1;
         let incarnation = node.incarnation;

@@ -15,41 +15,225 @@
 //! memory (its `RawNode`, unsent messages, queued storage work, the state
 //! machine) is dropped and [`Disk::recover`] gives a fresh storage with the
 //! same durable contents, shared with nothing of the dead incarnation.
+//!
+//! A disk is either a `MemoryStorage` (the model) or keel-wal's real
+//! `DiskStorage` over an in-memory file system that loses power (`MemFs`):
+//! then the simulator runs the real WAL, snapshot files, segment cuts and
+//! releases, and a restart replays them. [`StorageKind::LyingWal`] plants a
+//! storage bug: the file system acknowledges every fsync without syncing, so
+//! a crash loses "durable" writes, and the invariants must notice.
+
+use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use keel::raftpb::{ConfState, Entry, HardState, Snapshot};
-use keel::{MemoryStorage, Storage};
+use keel::{MemoryStorage, Storage, StorageError};
+use keel_wal::{DiskOptions, DiskStorage, FileSystem, MemFs, PersistRequest};
 
-/// The durable state of one node, as a `MemoryStorage` the node reads.
+/// Which storage a simulated node runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageKind {
+    /// `MemoryStorage`: durable by construction.
+    #[default]
+    Memory,
+    /// keel-wal's `DiskStorage` on a `MemFs` that loses power at each crash.
+    Wal,
+    /// As `Wal`, on a disk that acknowledges fsyncs it never does (a planted
+    /// storage bug).
+    LyingWal,
+}
+
+/// A file system whose fsyncs succeed without syncing anything.
+#[derive(Debug)]
+struct LyingFs(Arc<MemFs>);
+
+impl FileSystem for LyingFs {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.0.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.0.list(dir)
+    }
+    fn len(&self, path: &Path) -> std::io::Result<u64> {
+        self.0.len(path)
+    }
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.0.read_at(path, offset, buf)
+    }
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_at(path, offset, data)
+    }
+    fn set_len(&self, path: &Path, len: u64) -> std::io::Result<()> {
+        self.0.set_len(path, len)
+    }
+    /// Lies for the WAL's appends; temporary files (new segments, snapshot
+    /// files before their rename) are synced, so that what is lost is
+    /// acknowledged records, not the files' structure.
+    fn sync(&self, path: &Path) -> std::io::Result<()> {
+        if path.extension().is_some_and(|e| e == "tmp") { self.0.sync(path) } else { Ok(()) }
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.0.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.0.sync_dir(dir)
+    }
+}
+
+/// What a `RawNode` of the simulator reads: either storage, behind one type.
+#[derive(Clone, Debug)]
+pub enum SimStorage {
+    /// The model.
+    Memory(MemoryStorage),
+    /// The real WAL.
+    Wal(Arc<DiskStorage>),
+}
+
+impl Storage for SimStorage {
+    fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
+        match self {
+            SimStorage::Memory(s) => s.initial_state(),
+            SimStorage::Wal(s) => s.initial_state(),
+        }
+    }
+    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+        match self {
+            SimStorage::Memory(s) => s.entries(lo, hi, max_size),
+            SimStorage::Wal(s) => s.entries(lo, hi, max_size),
+        }
+    }
+    fn term(&self, index: u64) -> Result<u64, StorageError> {
+        match self {
+            SimStorage::Memory(s) => s.term(index),
+            SimStorage::Wal(s) => s.term(index),
+        }
+    }
+    fn first_index(&self) -> Result<u64, StorageError> {
+        match self {
+            SimStorage::Memory(s) => s.first_index(),
+            SimStorage::Wal(s) => s.first_index(),
+        }
+    }
+    fn last_index(&self) -> Result<u64, StorageError> {
+        match self {
+            SimStorage::Memory(s) => s.last_index(),
+            SimStorage::Wal(s) => s.last_index(),
+        }
+    }
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        match self {
+            SimStorage::Memory(s) => s.snapshot(),
+            SimStorage::Wal(s) => s.snapshot(),
+        }
+    }
+}
+
+/// The WAL's home on a simulated disk.
+const WAL_DIR: &str = "/node";
+
+/// Small segments and cache, so that runs cut and release segments and read
+/// entries back from the files.
+fn wal_options(node_id: u64) -> DiskOptions {
+    let mut o = DiskOptions::new(node_id, 1);
+    o.wal.segment_size = 16 << 10;
+    o.cache_bytes = 2 << 10;
+    o.snapshots_kept = 2;
+    o
+}
+
+#[derive(Debug)]
+struct WalDisk {
+    mem: Arc<MemFs>,
+    lying: bool,
+    node_id: u64,
+    storage: Arc<DiskStorage>,
+}
+
+impl WalDisk {
+    fn open(mem: Arc<MemFs>, lying: bool, node_id: u64) -> Result<WalDisk, String> {
+        let fs: Arc<dyn FileSystem> =
+            if lying { Arc::new(LyingFs(Arc::clone(&mem))) } else { Arc::clone(&mem) as _ };
+        let storage = DiskStorage::open(fs, Path::new(WAL_DIR), wal_options(node_id))
+            .map_err(|err| format!("the WAL does not open: {err}"))?;
+        Ok(WalDisk { mem, lying, node_id, storage: Arc::new(storage) })
+    }
+}
+
+#[derive(Debug)]
+enum Backend {
+    Memory(MemoryStorage),
+    Wal(WalDisk),
+}
+
+/// The durable state of one node.
 #[derive(Debug)]
 pub struct Disk {
-    storage: MemoryStorage,
+    backend: Backend,
+}
+
+fn wal_error(e: keel_wal::WalError) -> StorageError {
+    match e {
+        keel_wal::WalError::Invalid(_) => StorageError::SnapOutOfDate,
+        other => StorageError::Other(Box::new(other)),
+    }
 }
 
 impl Disk {
-    /// An empty disk (a node that was never started).
+    /// An empty model disk (a node that was never started).
     pub fn new() -> Disk {
-        Disk { storage: MemoryStorage::new() }
+        Disk { backend: Backend::Memory(MemoryStorage::new()) }
+    }
+
+    /// An empty disk of `kind` for node `node_id`.
+    pub fn of_kind(kind: StorageKind, node_id: u64) -> Disk {
+        match kind {
+            StorageKind::Memory => Disk::new(),
+            StorageKind::Wal | StorageKind::LyingWal => {
+                let lying = kind == StorageKind::LyingWal;
+                match WalDisk::open(Arc::new(MemFs::new()), lying, node_id) {
+                    Ok(w) => Disk { backend: Backend::Wal(w) },
+                    Err(err) => panic!("node {node_id}: an empty disk: {err}"),
+                }
+            }
+        }
     }
 
     /// The storage a `RawNode` of this incarnation reads (a shared handle).
-    pub fn storage(&self) -> MemoryStorage {
-        self.storage.clone()
+    pub fn storage(&self) -> SimStorage {
+        match &self.backend {
+            Backend::Memory(s) => SimStorage::Memory(s.clone()),
+            Backend::Wal(w) => SimStorage::Wal(Arc::clone(&w.storage)),
+        }
     }
 
     /// Writes and fsyncs a snapshot, entries and a hard state (each
     /// optional), in that order, as etcd's `raftexample` saves a `Ready`.
     pub fn persist(&self, snapshot: Option<&Snapshot>, entries: &[Entry], hs: Option<HardState>) {
-        if let Some(snap) = snapshot {
-            // Out of date only if a newer one is already durable, which the
-            // core never asks for; the invariant checks would flag the log.
-            let _ = self.storage.apply_snapshot(snap.clone());
-        }
-        if let Err(err) = self.storage.append(entries) {
-            panic!("disk append failed: {err}");
-        }
-        if let Some(hs) = hs {
-            self.storage.set_hard_state(hs);
+        match &self.backend {
+            Backend::Memory(storage) => {
+                if let Some(snap) = snapshot {
+                    // Out of date only if a newer one is already durable, which
+                    // the core never asks for; the invariant checks would flag
+                    // the log.
+                    let _ = storage.apply_snapshot(snap.clone());
+                }
+                if let Err(err) = storage.append(entries) {
+                    panic!("disk append failed: {err}");
+                }
+                if let Some(hs) = hs {
+                    storage.set_hard_state(hs);
+                }
+            }
+            Backend::Wal(w) => {
+                let req = PersistRequest { hard_state: hs, entries, snapshot };
+                if let Err(err) = w.storage.persist(req) {
+                    panic!("node {}: WAL persist failed: {err}", w.node_id);
+                }
+            }
         }
     }
 
@@ -61,50 +245,81 @@ impl Disk {
         conf_state: &ConfState,
         data: Bytes,
         compact_to: u64,
-    ) -> Result<Snapshot, keel::StorageError> {
-        let snap = self.storage.create_snapshot(index, Some(conf_state), data)?;
-        if compact_to > self.storage.first_index()? {
-            self.storage.compact(compact_to)?;
+    ) -> Result<Snapshot, StorageError> {
+        match &self.backend {
+            Backend::Memory(storage) => {
+                let snap = storage.create_snapshot(index, Some(conf_state), data)?;
+                if compact_to > storage.first_index()? {
+                    storage.compact(compact_to)?;
+                }
+                Ok(snap)
+            }
+            Backend::Wal(w) => {
+                let snap = w
+                    .storage
+                    .create_snapshot(index, conf_state.clone(), data)
+                    .map_err(wal_error)?;
+                if compact_to > w.storage.first_index()? {
+                    w.storage.compact(compact_to).map_err(wal_error)?;
+                }
+                Ok(snap)
+            }
         }
-        Ok(snap)
     }
 
     /// The durable hard state.
     pub fn hard_state(&self) -> HardState {
-        self.storage.hard_state()
+        match &self.backend {
+            Backend::Memory(s) => s.hard_state(),
+            Backend::Wal(w) => w.storage.hard_state(),
+        }
     }
 
     /// The last durable log index.
     pub fn storage_last_index(&self) -> u64 {
-        self.storage.last_index().unwrap_or(0)
+        self.storage().last_index().unwrap_or(0)
     }
 
     /// The durable snapshot (index 0 if none).
     pub fn snapshot(&self) -> Snapshot {
-        self.storage.snapshot().unwrap_or_default()
+        self.storage().snapshot().unwrap_or_default()
     }
 
     /// The durable log after the snapshot.
     pub fn entries(&self) -> Vec<Entry> {
-        let (Ok(first), Ok(last)) = (self.storage.first_index(), self.storage.last_index()) else {
+        let storage = self.storage();
+        let (Ok(first), Ok(last)) = (storage.first_index(), storage.last_index()) else {
             return Vec::new();
         };
         if last < first {
             return Vec::new();
         }
-        self.storage.entries(first, last + 1, u64::MAX).unwrap_or_default()
+        storage.entries(first, last + 1, u64::MAX).unwrap_or_default()
     }
 
     /// A fresh disk with the same durable contents: what a restarted process
-    /// finds.
-    pub fn recover(&self) -> Disk {
-        let fresh = Disk::new();
-        let snap = self.snapshot();
-        if !snap.is_empty() {
-            let _ = fresh.storage.apply_snapshot(snap);
+    /// finds. A WAL disk loses power first (`seed` picks which unsynced
+    /// writes survive, torn) and is opened again from its files; an error
+    /// says why it does not open.
+    pub fn recover(&self, seed: u64) -> Result<Disk, String> {
+        match &self.backend {
+            Backend::Memory(_) => {
+                let fresh = Disk::new();
+                let snap = self.snapshot();
+                if let Backend::Memory(storage) = &fresh.backend
+                    && !snap.is_empty()
+                {
+                    let _ = storage.apply_snapshot(snap);
+                }
+                fresh.persist(None, &self.entries(), Some(self.hard_state()));
+                Ok(fresh)
+            }
+            Backend::Wal(w) => {
+                w.mem.power_loss(seed, true);
+                let w = WalDisk::open(Arc::clone(&w.mem), w.lying, w.node_id)?;
+                Ok(Disk { backend: Backend::Wal(w) })
+            }
         }
-        fresh.persist(None, &self.entries(), Some(self.hard_state()));
-        fresh
     }
 }
 
@@ -125,7 +340,7 @@ mod tests {
         disk.persist(None, &ents, Some(HardState { term: 1, vote: 2, commit: 3 }));
         let cs = ConfState { voters: vec![1, 2], ..ConfState::default() };
         disk.snapshot_and_compact(3, &cs, Bytes::from_static(b"x"), 2).unwrap();
-        let back = disk.recover();
+        let back = disk.recover(0).unwrap();
         assert_eq!(back.hard_state(), disk.hard_state());
         assert_eq!(back.snapshot(), disk.snapshot());
         let idx: Vec<u64> = back.entries().iter().map(|e| e.index).collect();
@@ -133,5 +348,28 @@ mod tests {
         // The copy is independent of the original.
         back.persist(None, &[Entry::new(2, 5, Bytes::new())], None);
         assert_eq!(disk.storage().last_index().unwrap(), 4);
+    }
+
+    #[test]
+    fn a_wal_disk_survives_power_loss_and_a_lying_one_does_not() {
+        let hs = HardState { term: 1, vote: 2, commit: 3 };
+        let ents: Vec<Entry> = (1..=4).map(|i| Entry::new(1, i, Bytes::new())).collect();
+        let mut lost = 0;
+        for seed in 0..20 {
+            let disk = Disk::of_kind(StorageKind::Wal, 1);
+            disk.persist(None, &ents, Some(hs));
+            let back = disk.recover(seed).unwrap();
+            assert_eq!((back.storage_last_index(), back.hard_state()), (4, hs));
+            // Restarted twice, it still holds everything.
+            let again = back.recover(seed + 1).unwrap();
+            assert_eq!(again.entries(), back.entries());
+            let lying = Disk::of_kind(StorageKind::LyingWal, 1);
+            lying.persist(None, &ents, Some(hs));
+            match lying.recover(seed) {
+                Ok(d) if d.storage_last_index() == 4 && d.hard_state() == hs => {}
+                _ => lost += 1,
+            }
+        }
+        assert!(lost > 0, "a disk that skips its fsyncs must lose acknowledged writes");
     }
 }

@@ -83,6 +83,7 @@ use keel::{DiscardLogger, Logger};
 use crate::linearizability::models::KvModel;
 use crate::linearizability::{CheckOptions, Verdict, check};
 use cluster::{Cluster, RunPhase};
+pub use disk::StorageKind;
 pub use invariants::Violation;
 pub use options::{Options, Overrides};
 pub use trace::{Trace, TraceRecord, TraceSink};

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use keel::raftpb::{ConfState, Entry, HardState, Message};
-use keel::{MemoryStorage, RawNode, Ready};
+use keel::{RawNode, Ready};
 
-use super::disk::Disk;
+use super::disk::{Disk, SimStorage};
 use crate::kv::Kv;
 
 /// The terms of a node's log as far as it has handed entries out (its whole
@@ -99,7 +99,7 @@ pub struct PendingRead {
 /// The in-memory state of a node that is up: all of it is lost in a crash.
 pub struct Live {
     /// The core.
-    pub raw: RawNode<MemoryStorage>,
+    pub raw: RawNode<SimStorage>,
     /// The state machine.
     pub kv: Kv,
     /// The configuration as of the last applied entry (or snapshot).
@@ -198,10 +198,10 @@ pub struct SimNode {
 
 impl SimNode {
     /// A node that has not started yet.
-    pub fn new(id: u64, tick_us: u64) -> SimNode {
+    pub fn new(id: u64, tick_us: u64, storage: super::disk::StorageKind) -> SimNode {
         SimNode {
             id,
-            disk: Disk::new(),
+            disk: Disk::of_kind(storage, id),
             live: None,
             incarnation: 0,
             phase: Phase::Unstarted,

@@ -2,6 +2,7 @@
 //! each run switches features and faults on or off at random, so that rare
 //! combinations get their turn), with a few that the command line can pin.
 
+use super::disk::StorageKind;
 use std::fmt;
 
 use keel::PlantedBug;
@@ -100,6 +101,8 @@ pub struct Options {
     pub liveness_election_timeouts: u64,
     /// A bug to plant in the core (proof that the checks have teeth).
     pub planted_bug: Option<PlantedBug>,
+    /// What each node's disk is (the model, or the real WAL).
+    pub storage: StorageKind,
 }
 
 /// Options the command line (or a test) pins instead of drawing them.
@@ -113,6 +116,8 @@ pub struct Overrides {
     pub async_storage_writes: Option<bool>,
     /// A bug to plant.
     pub planted_bug: Option<PlantedBug>,
+    /// The disks' storage.
+    pub storage: Option<StorageKind>,
 }
 
 /// The faulty phase's default length in events.
@@ -171,6 +176,7 @@ impl Options {
             steps: DEFAULT_STEPS,
             liveness_election_timeouts: 50,
             planted_bug: None,
+            storage: StorageKind::Memory,
         };
         o.apply(overrides);
         o
@@ -186,6 +192,9 @@ impl Options {
         }
         if let Some(a) = overrides.async_storage_writes {
             self.async_storage_writes = a;
+        }
+        if let Some(k) = overrides.storage {
+            self.storage = k;
         }
         if overrides.planted_bug.is_some() {
             self.planted_bug = overrides.planted_bug;
