@@ -393,6 +393,25 @@ fn ready_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
         if is_leader {
             sh.transport.send(std::mem::take(&mut msgs));
         }
+        // Read states do not depend on this member's disk.
+        for rs in rd.read_states.drain(..) {
+            if let Some(tx) = lock(&sh.reads).remove(&rs.request_ctx) {
+                let _ = tx.send(rs.index);
+            }
+        }
+        // Committed entries below this Ready's new entries are durable from
+        // an earlier Ready: they are applied while this one syncs (on the
+        // leader, that is all of them), so a commit does not wait for the
+        // next fsync. The rest (and anything after a snapshot) wait for it.
+        let mut committed = std::mem::take(&mut rd.committed_entries);
+        let first_new = rd.entries.first().map_or(u64::MAX, |e| e.index);
+        let durable = if rd.snapshot.metadata.index > 0 {
+            0
+        } else {
+            committed.iter().take_while(|e| e.index < first_new).count()
+        };
+        let later = committed.split_off(durable);
+        let early_done = hand_to_apply(sh, apply, committed);
         let started = Instant::now();
         if let Err(e) = sh.storage.persist(PersistRequest::from_ready(&rd)) {
             tracing::error!(id = sh.id, "cannot persist to the WAL, stopping: {e}");
@@ -411,29 +430,14 @@ fn ready_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
         if !msgs.is_empty() {
             sh.transport.send(msgs);
         }
-        for rs in rd.read_states.drain(..) {
-            if let Some(tx) = lock(&sh.reads).remove(&rs.request_ctx) {
-                let _ = tx.send(rs.index);
-            }
-        }
         if rd.snapshot.metadata.index > 0 {
             let _ = apply.send(ApplyWork::Snapshot(std::mem::take(&mut rd.snapshot)));
         }
-        if !rd.committed_entries.is_empty() {
-            sh.metrics.committed_entries.inc_by(rd.committed_entries.len() as u64);
-            let has_conf =
-                rd.committed_entries.iter().any(|e| e.entry_type != EntryType::EntryNormal as i32);
-            // Raft must see a configuration change applied before it moves on.
-            let (done_tx, done_rx) = mpsc::sync_channel(1);
-            let done = has_conf.then_some(done_tx);
-            if apply
-                .send(ApplyWork::Entries(std::mem::take(&mut rd.committed_entries), done))
-                .is_err()
-            {
+        let late_done = hand_to_apply(sh, apply, later);
+        // Raft must see a configuration change applied before it moves on.
+        for done in [early_done, late_done].into_iter().flatten() {
+            if done.recv().is_err() {
                 return;
-            }
-            if has_conf {
-                let _ = done_rx.recv();
             }
         }
         match sh.node.advance() {
@@ -442,6 +446,23 @@ fn ready_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
             Err(e) => tracing::warn!("advance failed: {e}"),
         }
     }
+}
+
+/// Passes committed entries to the apply thread; when they hold a
+/// configuration change, returns what says the apply thread is done.
+fn hand_to_apply(
+    sh: &Shared,
+    apply: &mpsc::SyncSender<ApplyWork>,
+    entries: Vec<Entry>,
+) -> Option<mpsc::Receiver<()>> {
+    if entries.is_empty() {
+        return None;
+    }
+    sh.metrics.committed_entries.inc_by(entries.len() as u64);
+    let has_conf = entries.iter().any(|e| e.entry_type != EntryType::EntryNormal as i32);
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    apply.send(ApplyWork::Entries(entries, has_conf.then_some(done_tx))).ok()?;
+    has_conf.then_some(done_rx)
 }
 
 fn ticker(sh: &Shared) {
@@ -645,6 +666,21 @@ impl Shared {
         node_id: u64,
         peer_url: Option<String>,
     ) -> Result<Applied, KvError> {
+        // Raft refuses (silently replaces) a change proposed while it still
+        // counts an earlier one as unapplied: its applied index moves only
+        // when the ready loop advances, which may trail the apply thread
+        // (and so the answer to the previous change) by one Ready.
+        let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
+        loop {
+            let st = self.node.status_async().await.map_err(|e| KvError::from_raft(&e))?;
+            if st.basic.applied >= self.applied() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.timeout());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let id = self.next_id();
         let cc = ConfChange {
             id,

@@ -113,9 +113,15 @@ impl Cluster {
             .args(["--data-dir", m.data_dir.to_str().unwrap()])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&m.extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("KEEL_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        // KEEL_TEST_LOG_DIR keeps each member's log (for debugging a failure).
+        if let Ok(dir) = std::env::var("KEEL_TEST_LOG_DIR") {
+            let path = PathBuf::from(dir).join(format!("member-{}.log", m.id));
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+            cmd.stderr(f);
+        }
         if join {
             cmd.arg("--join");
         }
