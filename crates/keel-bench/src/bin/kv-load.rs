@@ -529,37 +529,64 @@ fn run_load(args: &Args) -> Result<Summary, LoadError> {
 struct Probe {
     /// fdatasync after a small write into a preallocated (set_len) file, as
     /// keel-wal and etcd's WAL write their segments.
-    fdatasync_prealloc_ms: f64,
+    fdatasync_prealloc: Spread,
     /// fdatasync after appending to a growing file.
-    fdatasync_append_ms: f64,
+    fdatasync_append: Spread,
     /// TCP round trip of a 64-byte message over 127.0.0.1.
-    loopback_rtt_ms: f64,
+    loopback_rtt: Spread,
+}
+
+/// p10, p50 and p90 of some samples, in milliseconds: a shared virtual disk's
+/// fdatasync can be far from one value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Spread {
+    p10: f64,
+    p50: f64,
+    p90: f64,
+}
+
+impl Spread {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        let at = |q: usize| {
+            samples.get(samples.len() * q / 100).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        Spread { p10: at(10), p50: at(50), p90: at(90) }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3}/{:.3}/{:.3} ms", self.p10, self.p50, self.p90)
+    }
 }
 
 impl Probe {
     /// Two fdatasyncs (leader and a follower) plus two loopback round trips
-    /// (client-leader and leader-follower): the issue's single-client floor.
+    /// (client-leader and leader-follower), from the medians: the issue's
+    /// single-client floor.
     fn floor_ms(&self) -> f64 {
-        2.0 * self.fdatasync_prealloc_ms + 2.0 * self.loopback_rtt_ms
+        2.0 * self.fdatasync_prealloc.p50 + 2.0 * self.loopback_rtt.p50
     }
 
     fn text(&self) -> String {
         format!(
-            "fdatasync p50 {:.3} ms (preallocated file), {:.3} ms (append); \
-             loopback RTT p50 {:.3} ms; floor 2 fdatasync + 2 RTT = {:.3} ms, 1.5x = {:.3} ms",
-            self.fdatasync_prealloc_ms,
-            self.fdatasync_append_ms,
-            self.loopback_rtt_ms,
+            "p10/p50/p90: fdatasync {} (preallocated file), {} (append); loopback RTT {}; \
+             floor 2 fdatasync + 2 RTT (p50) = {:.3} ms, 1.5x = {:.3} ms",
+            self.fdatasync_prealloc,
+            self.fdatasync_append,
+            self.loopback_rtt,
             self.floor_ms(),
             1.5 * self.floor_ms()
         )
     }
 
     fn json(&self) -> String {
+        let spread = |s: Spread| serde_json::json!({"p10": s.p10, "p50": s.p50, "p90": s.p90});
         serde_json::json!({
-            "fdatasync_prealloc_ms": self.fdatasync_prealloc_ms,
-            "fdatasync_append_ms": self.fdatasync_append_ms,
-            "loopback_rtt_ms": self.loopback_rtt_ms,
+            "fdatasync_prealloc_ms": spread(self.fdatasync_prealloc),
+            "fdatasync_append_ms": spread(self.fdatasync_append),
+            "loopback_rtt_ms": spread(self.loopback_rtt),
             "floor_ms": round3(self.floor_ms()),
         })
         .to_string()
@@ -570,12 +597,7 @@ const PROBE_ROUNDS: usize = 200;
 const PROBE_RTT_ROUNDS: usize = 5000;
 const PROBE_WRITE: usize = 512;
 
-fn median_ms(mut samples: Vec<Duration>) -> f64 {
-    samples.sort_unstable();
-    samples.get(samples.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
-fn probe_fdatasync(path: &Path, preallocate: bool) -> io::Result<f64> {
+fn probe_fdatasync(path: &Path, preallocate: bool) -> io::Result<Spread> {
     let file = File::options().create(true).truncate(true).read(true).write(true).open(path)?;
     if preallocate {
         file.set_len((PROBE_ROUNDS * PROBE_WRITE) as u64 * 2)?;
@@ -591,10 +613,10 @@ fn probe_fdatasync(path: &Path, preallocate: bool) -> io::Result<f64> {
     }
     drop(file);
     std::fs::remove_file(path)?;
-    Ok(median_ms(samples))
+    Ok(Spread::of(samples))
 }
 
-fn probe_rtt() -> io::Result<f64> {
+fn probe_rtt() -> io::Result<Spread> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let echo = std::thread::spawn(move || -> io::Result<()> {
@@ -618,7 +640,7 @@ fn probe_rtt() -> io::Result<f64> {
         samples.push(t.elapsed());
     }
     echo.join().map_err(|_| io::Error::other("echo thread panicked"))??;
-    Ok(median_ms(samples))
+    Ok(Spread::of(samples))
 }
 
 fn run_probe(args: &Args) -> Result<Probe, LoadError> {
@@ -631,9 +653,9 @@ fn run_probe(args: &Args) -> Result<Probe, LoadError> {
         move |e| LoadError::Probe(p, e)
     };
     Ok(Probe {
-        fdatasync_prealloc_ms: probe_fdatasync(&prealloc, true).map_err(probe_err(&prealloc))?,
-        fdatasync_append_ms: probe_fdatasync(&append, false).map_err(probe_err(&append))?,
-        loopback_rtt_ms: probe_rtt().map_err(|e| LoadError::Probe("loopback".to_owned(), e))?,
+        fdatasync_prealloc: probe_fdatasync(&prealloc, true).map_err(probe_err(&prealloc))?,
+        fdatasync_append: probe_fdatasync(&append, false).map_err(probe_err(&append))?,
+        loopback_rtt: probe_rtt().map_err(|e| LoadError::Probe("loopback".to_owned(), e))?,
     })
 }
 
@@ -754,6 +776,20 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&s.json()).unwrap();
         assert_eq!(json["ops_per_s"], 2.0);
         assert_eq!(json["errors"]["status 503"], 2);
+    }
+
+    #[test]
+    fn spread_takes_deciles_and_the_floor_doubles_medians() {
+        let samples = (1..=100).rev().map(Duration::from_millis).collect();
+        let s = Spread::of(samples);
+        assert_eq!((s.p10, s.p50, s.p90), (11.0, 51.0, 91.0));
+        assert_eq!(s.to_string(), "11.000/51.000/91.000 ms");
+        let rtt = Spread { p10: 0.5, p50: 1.0, p90: 2.0 };
+        let probe = Probe { fdatasync_prealloc: s, fdatasync_append: s, loopback_rtt: rtt };
+        assert_eq!(probe.floor_ms(), 104.0);
+        let json: serde_json::Value = serde_json::from_str(&probe.json()).unwrap();
+        assert_eq!(json["floor_ms"], 104.0);
+        assert_eq!(json["loopback_rtt_ms"]["p90"], 2.0);
     }
 
     #[test]
