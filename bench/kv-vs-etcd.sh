@@ -205,55 +205,51 @@ PROBE=$("$KV_LOAD" --probe --probe-dir "$BENCH_DIR") || die "kv-load --probe fai
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "probe in $BENCH_DIR, $PROBE"
 
-# --- etcd ------------------------------------------------------------------
+# --- the two clusters ------------------------------------------------------
+# start_etcd N CLIENT_PORT PEER_PORT CLUSTER: runs (exec) member N.
+start_etcd() {
+    local client=http://127.0.0.1:$2 peer=http://127.0.0.1:$3
+    exec "$ETCD" --name "m$1" --data-dir "$BENCH_DIR/etcd/$1" \
+        --listen-client-urls "$client" --advertise-client-urls "$client" \
+        --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+        --initial-cluster "$4" --initial-cluster-state new \
+        --initial-cluster-token kv-vs-etcd
+}
+start_keel() {
+    exec "$KEEL_KV" serve --id "$1" --initial-cluster "$4" \
+        --listen-client "127.0.0.1:$2" --listen-peer "127.0.0.1:$3" \
+        --data-dir "$BENCH_DIR/keel/$1"
+}
+
+# bench_cluster NAME MEMBER_PREFIX CLIENT_OFFSET: starts 3 members (client
+# ports PORT_BASE+CLIENT_OFFSET+n, peer ports 10 above), waits until healthy,
+# runs the loads, stops them.
+bench_cluster() {
+    local name=$1 prefix=$2 offset=$3 cluster= endpoints= n
+    mkdir -p "$BENCH_DIR/$name"
+    for n in 1 2 3; do
+        check_ports $((PORT_BASE + offset + n)) $((PORT_BASE + offset + 10 + n))
+        cluster+="${cluster:+,}$prefix$n=http://127.0.0.1:$((PORT_BASE + offset + 10 + n))"
+        endpoints+="${endpoints:+,}http://127.0.0.1:$((PORT_BASE + offset + n))"
+    done
+    for n in 1 2 3; do
+        "start_$name" "$n" $((PORT_BASE + offset + n)) $((PORT_BASE + offset + 10 + n)) \
+            "$cluster" >"$BENCH_DIR/$name/$n.log" 2>&1 &
+        PIDS+=($!)
+    done
+    local urls
+    IFS=, read -ra urls <<<"$endpoints"
+    wait_healthy "$name" "${urls[@]/%//health}"
+    echo "$name: 3 members healthy"
+    run_loads "$name" "$name" "$endpoints"
+    stop_pids
+}
+
 if [ "$RUN_ETCD" = 1 ]; then
     echo "etcd: $("$ETCD" --version 2>/dev/null | head -1)"
-    mkdir -p "$BENCH_DIR/etcd"
-    cluster= endpoints=
-    for n in 1 2 3; do
-        check_ports $((PORT_BASE + n)) $((PORT_BASE + 10 + n))
-        cluster+="${cluster:+,}m$n=http://127.0.0.1:$((PORT_BASE + 10 + n))"
-        endpoints+="${endpoints:+,}http://127.0.0.1:$((PORT_BASE + n))"
-    done
-    for n in 1 2 3; do
-        client=http://127.0.0.1:$((PORT_BASE + n))
-        peer=http://127.0.0.1:$((PORT_BASE + 10 + n))
-        "$ETCD" --name "m$n" --data-dir "$BENCH_DIR/etcd/m$n" \
-            --listen-client-urls "$client" --advertise-client-urls "$client" \
-            --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
-            --initial-cluster "$cluster" --initial-cluster-state new \
-            --initial-cluster-token kv-vs-etcd >"$BENCH_DIR/etcd/m$n.log" 2>&1 &
-        PIDS+=($!)
-    done
-    IFS=, read -ra urls <<<"$endpoints"
-    wait_healthy etcd "${urls[@]/%//health}"
-    echo "etcd: 3 members healthy"
-    run_loads etcd etcd "$endpoints"
-    stop_pids
+    bench_cluster etcd m 0
 fi
-
-# --- keel-kv ---------------------------------------------------------------
-if [ "$RUN_KEEL" = 1 ]; then
-    mkdir -p "$BENCH_DIR/keel"
-    cluster= endpoints=
-    for n in 1 2 3; do
-        check_ports $((PORT_BASE + 20 + n)) $((PORT_BASE + 30 + n))
-        cluster+="${cluster:+,}$n=http://127.0.0.1:$((PORT_BASE + 30 + n))"
-        endpoints+="${endpoints:+,}http://127.0.0.1:$((PORT_BASE + 20 + n))"
-    done
-    for n in 1 2 3; do
-        "$KEEL_KV" serve --id "$n" --initial-cluster "$cluster" \
-            --listen-peer "127.0.0.1:$((PORT_BASE + 30 + n))" \
-            --listen-client "127.0.0.1:$((PORT_BASE + 20 + n))" \
-            --data-dir "$BENCH_DIR/keel/$n" >"$BENCH_DIR/keel/$n.log" 2>&1 &
-        PIDS+=($!)
-    done
-    IFS=, read -ra urls <<<"$endpoints"
-    wait_healthy keel "${urls[@]/%//health}"
-    echo "keel-kv: 3 members healthy"
-    run_loads keel keel "$endpoints"
-    stop_pids
-fi
+[ "$RUN_KEEL" = 0 ] || bench_cluster keel "" 20
 
 # --- table -----------------------------------------------------------------
 field() { # field NAME CLIENTS FIELD
