@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# keel-kv against etcd, on the same disk, under the same load tool (kv-load).
+#
+# Starts a 3-member etcd on 127.0.0.1 (Debian's etcd-server, installed if
+# missing), runs kv-load against it at each client count, stops it; then the
+# same with a 3-member keel-kv; prints a table of writes/s and p50/p99 for
+# both and the ratio keel/etcd, with the machine's fdatasync/loopback floor.
+# Only processes this script started are stopped (by pid). See
+# docs/benchmarks.md, "keel-kv vs etcd".
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bench/kv-vs-etcd.sh [--etcd-only | --keel-only] [--clients "1 8 64 256"]
+                           [--duration SECS] [--warmup SECS] [--keys N]
+                           [--value-size BYTES] [--no-build] [--keep]
+
+  --etcd-only     run only the etcd half (no keel-kv binary needed)
+  --keel-only     run only the keel-kv half
+  --clients LIST  client counts, space- or comma-separated (default "1 8 64 256")
+  --duration S    measured seconds per run (default 10)
+  --warmup S      unmeasured seconds before each run (default 2)
+  --keys N        key space (default 1000)
+  --value-size B  value bytes (default 256)
+  --no-build      use the binaries already in the target dir
+  --keep          keep the data directory afterwards
+
+environment: BENCH_DIR (data directory; default a new temp dir under /tmp),
+PORT_BASE (default 23700; uses PORT_BASE+1..3 and +11..13 for etcd,
++21..23 and +31..33 for keel-kv), ETCD (etcd binary; default `etcd`),
+CARGO_TARGET_DIR.
+EOF
+}
+
+CREATED_DIR=
+die() {
+    echo "kv-vs-etcd: $*" >&2
+    # Keep the logs a failure points to.
+    [ -z "$CREATED_DIR" ] || KEEP=1
+    exit 1
+}
+
+RUN_ETCD=1
+RUN_KEEL=1
+CLIENTS="1 8 64 256"
+DURATION=10
+WARMUP=2
+KEYS=1000
+VALUE_SIZE=256
+BUILD=1
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --etcd-only) RUN_KEEL=0 ;;
+    --keel-only) RUN_ETCD=0 ;;
+    --clients) CLIENTS=${2:?--clients needs a value}; shift ;;
+    --duration) DURATION=${2:?--duration needs a value}; shift ;;
+    --warmup) WARMUP=${2:?--warmup needs a value}; shift ;;
+    --keys) KEYS=${2:?--keys needs a value}; shift ;;
+    --value-size) VALUE_SIZE=${2:?--value-size needs a value}; shift ;;
+    --no-build) BUILD=0 ;;
+    --keep) KEEP=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+CLIENTS=${CLIENTS//,/ }
+[ "$RUN_ETCD$RUN_KEEL" != 00 ] || die "--etcd-only and --keel-only exclude each other"
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+KV_LOAD=$TARGET_DIR/release/kv-load
+KEEL_KV=$TARGET_DIR/release/keel-kv
+ETCD=${ETCD:-etcd}
+PORT_BASE=${PORT_BASE:-23700}
+
+# --- processes we started, stopped by pid on every exit --------------------
+PIDS=()
+stop_pids() {
+    local pid i
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+cleanup() {
+    stop_pids
+    if [ -n "$CREATED_DIR" ] && [ "$KEEP" = 0 ]; then
+        rm -rf "$CREATED_DIR"
+    elif [ -n "${BENCH_DIR:-}" ]; then
+        echo "data and logs kept in $BENCH_DIR"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build and tools -------------------------------------------------------
+if [ "$RUN_KEEL" = 1 ] && [ ! -f "$ROOT/crates/keel-kv/Cargo.toml" ] && [ "$BUILD" = 1 ]; then
+    die "crates/keel-kv is not in this checkout, so there is no keel-kv binary to run; use --etcd-only"
+fi
+if [ "$BUILD" = 1 ]; then
+    packages=(-p keel-bench --bin kv-load)
+    [ "$RUN_KEEL" = 0 ] || packages+=(-p keel-kv --bin keel-kv)
+    echo "building: cargo build --release ${packages[*]}"
+    (cd "$ROOT" && cargo build --release "${packages[@]}") || die "build failed"
+fi
+[ -x "$KV_LOAD" ] || die "no $KV_LOAD: run cargo build --release -p keel-bench --bin kv-load"
+if [ "$RUN_KEEL" = 1 ] && [ ! -x "$KEEL_KV" ]; then
+    die "no keel-kv binary at $KEEL_KV: run cargo build --release -p keel-kv --bin keel-kv, or use --etcd-only"
+fi
+if [ "$RUN_ETCD" = 1 ] && ! command -v "$ETCD" >/dev/null; then
+    echo "etcd not found: installing Debian's etcd-server"
+    SUDO=
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || die "etcd is missing and sudo is not available: install etcd-server as root"
+        SUDO=sudo
+    fi
+    if ! $SUDO apt-get install -y etcd-server; then
+        { $SUDO apt-get update && $SUDO apt-get install -y etcd-server; } ||
+            die "apt-get install etcd-server failed"
+    fi
+    command -v "$ETCD" >/dev/null || die "etcd-server installed but no $ETCD on PATH"
+fi
+command -v curl >/dev/null || die "curl is needed for the health checks"
+
+if [ -n "${BENCH_DIR:-}" ]; then
+    mkdir -p "$BENCH_DIR"
+else
+    BENCH_DIR=$(mktemp -d /tmp/kv-vs-etcd.XXXXXX)
+    CREATED_DIR=$BENCH_DIR
+fi
+echo "data directory: $BENCH_DIR ($(df -P "$BENCH_DIR" | awk 'NR == 2 { print $1 }'))"
+
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+check_ports() {
+    local p
+    for p in "$@"; do
+        port_free "$p" || die "port $p on 127.0.0.1 is in use; set PORT_BASE to another range"
+    done
+}
+
+# etcd's /health says {"health":"true"}; keel-kv's answers 200.
+healthy_etcd() {
+    curl -fsS --max-time 1 "$1" 2>/dev/null | grep -q '"health":"true"'
+}
+healthy_keel() {
+    [ "$(curl -sS -o /dev/null --max-time 1 -w '%{http_code}' "$1" 2>/dev/null)" = 200 ]
+}
+
+# wait_healthy NAME URL...: bounded wait until healthy_NAME holds for every
+# URL; fails at once if a member exits.
+wait_healthy() {
+    local name=$1
+    shift
+    local url i
+    for url in "$@"; do
+        for ((i = 0; ; i++)); do
+            "healthy_$name" "$url" && break
+            local pid
+            for pid in "${PIDS[@]}"; do
+                kill -0 "$pid" 2>/dev/null || die "a $name member exited; logs in $BENCH_DIR/$name/*.log"
+            done
+            [ "$i" -lt 300 ] || die "$name not healthy at $url after 30 s; logs in $BENCH_DIR/$name/*.log"
+            sleep 0.1
+        done
+    done
+}
+
+# json_num LINE FIELD: a number out of kv-load's --json line.
+json_num() {
+    sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" <<<"$1"
+}
+json_errors() {
+    sed -n 's/.*"errors":\({[^}]*}\).*/\1/p' <<<"$1"
+}
+
+declare -A RESULT
+# run_loads NAME TARGET ENDPOINTS: kv-load at each client count.
+run_loads() {
+    local name=$1 target=$2 endpoints=$3 c line
+    for c in $CLIENTS; do
+        line=$("$KV_LOAD" --target "$target" --endpoints "$endpoints" --clients "$c" \
+            --duration "$DURATION" --warmup "$WARMUP" --keys "$KEYS" \
+            --value-size "$VALUE_SIZE" --op put --json) || die "kv-load against $name failed"
+        RESULT[$name,$c]=$line
+        printf '%s %4s clients: %10.0f writes/s  p50 %7.3f ms  p99 %7.3f ms  errors %s\n' \
+            "$name" "$c" "$(json_num "$line" ops_per_s)" "$(json_num "$line" p50_ms)" \
+            "$(json_num "$line" p99_ms)" "$(json_errors "$line")"
+    done
+}
+
+# --- baseline --------------------------------------------------------------
+PROBE=$("$KV_LOAD" --probe --probe-dir "$BENCH_DIR") || die "kv-load --probe failed"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "probe in $BENCH_DIR, $PROBE"
+
+# --- the two clusters ------------------------------------------------------
+# start_etcd N CLIENT_PORT PEER_PORT CLUSTER: runs (exec) member N.
+start_etcd() {
+    local client=http://127.0.0.1:$2 peer=http://127.0.0.1:$3
+    exec "$ETCD" --name "m$1" --data-dir "$BENCH_DIR/etcd/$1" \
+        --listen-client-urls "$client" --advertise-client-urls "$client" \
+        --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+        --initial-cluster "$4" --initial-cluster-state new \
+        --initial-cluster-token kv-vs-etcd
+}
+start_keel() {
+    exec "$KEEL_KV" serve --id "$1" --initial-cluster "$4" \
+        --listen-client "127.0.0.1:$2" --listen-peer "127.0.0.1:$3" \
+        --data-dir "$BENCH_DIR/keel/$1"
+}
+
+# bench_cluster NAME MEMBER_PREFIX CLIENT_OFFSET: starts 3 members (client
+# ports PORT_BASE+CLIENT_OFFSET+n, peer ports 10 above), waits until healthy,
+# runs the loads, stops them.
+bench_cluster() {
+    local name=$1 prefix=$2 offset=$3 cluster= endpoints= n
+    mkdir -p "$BENCH_DIR/$name"
+    for n in 1 2 3; do
+        check_ports $((PORT_BASE + offset + n)) $((PORT_BASE + offset + 10 + n))
+        cluster+="${cluster:+,}$prefix$n=http://127.0.0.1:$((PORT_BASE + offset + 10 + n))"
+        endpoints+="${endpoints:+,}http://127.0.0.1:$((PORT_BASE + offset + n))"
+    done
+    for n in 1 2 3; do
+        "start_$name" "$n" $((PORT_BASE + offset + n)) $((PORT_BASE + offset + 10 + n)) \
+            "$cluster" >"$BENCH_DIR/$name/$n.log" 2>&1 &
+        PIDS+=($!)
+    done
+    local urls
+    IFS=, read -ra urls <<<"$endpoints"
+    wait_healthy "$name" "${urls[@]/%//health}"
+    echo "$name: 3 members healthy"
+    run_loads "$name" "$name" "$endpoints"
+    stop_pids
+}
+
+if [ "$RUN_ETCD" = 1 ]; then
+    echo "etcd: $("$ETCD" --version 2>/dev/null | head -1)"
+    bench_cluster etcd m 0
+fi
+[ "$RUN_KEEL" = 0 ] || bench_cluster keel "" 20
+
+# --- table -----------------------------------------------------------------
+field() { # field NAME CLIENTS FIELD
+    local line=${RESULT[$1,$2]:-}
+    if [ -n "$line" ]; then json_num "$line" "$3"; else echo -; fi
+}
+echo
+echo "kv-load put, ${VALUE_SIZE}-byte values, $KEYS keys, ${DURATION}s per run (+${WARMUP}s warmup), 3 members each"
+printf '%7s | %13s %9s %9s | %13s %9s %9s | %9s\n' clients "etcd writes/s" "p50 ms" "p99 ms" \
+    "keel writes/s" "p50 ms" "p99 ms" keel/etcd
+for c in $CLIENTS; do
+    ew=$(field etcd "$c" ops_per_s) kw=$(field keel "$c" ops_per_s)
+    ratio=$(awk -v k="$kw" -v e="$ew" 'BEGIN { if (k == "-" || e == "-" || e == 0) print "-"; else printf "%.2f", k / e }')
+    printf '%7s | %13s %9s %9s | %13s %9s %9s | %9s\n' "$c" \
+        "$ew" "$(field etcd "$c" p50_ms)" "$(field etcd "$c" p99_ms)" \
+        "$kw" "$(field keel "$c" p50_ms)" "$(field keel "$c" p99_ms)" "$ratio"
+done
+echo "floor: ${PROBE#*; floor }"
