@@ -26,7 +26,7 @@ use keel::{Config, DiscardLogger, RawNode};
 use keel_bench::alloc::{AllocProbe, per_op};
 use keel_bench::keel_side::KeelCluster;
 use keel_bench::raft_rs_side::RaftRsCluster;
-use keel_bench::workload::{Cluster, Mode, payload, propose_and_apply};
+use keel_bench::workload::{Cluster, Mode, propose_and_apply};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use std::alloc::System;
 use std::sync::Arc;
@@ -149,9 +149,8 @@ fn mode_for(n: usize) -> Mode {
 fn report_three_nodes<C: Cluster>(probe: AllocProbe) {
     for n in [1usize, 64] {
         let mut c = C::start();
-        let payloads = vec![payload(); n];
         let (allocs, bytes) =
-            per_op(probe, 20_000, || _ = propose_and_apply(&mut c, mode_for(n), &payloads));
+            per_op(probe, 20_000, || _ = propose_and_apply(&mut c, mode_for(n), n));
         println!(
             "rawnode/three-nodes/{}/{n}: {:.2} allocs/entry, {:.0} B/entry",
             C::NAME,
@@ -167,8 +166,7 @@ fn bench_three<C: Cluster>(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, &n| {
             let mut cluster = C::start();
-            let payloads = vec![payload(); n];
-            bench.iter(|| propose_and_apply(&mut cluster, mode_for(n), &payloads));
+            bench.iter(|| propose_and_apply(&mut cluster, mode_for(n), n));
         });
     }
     group.finish();

@@ -1,9 +1,14 @@
 //! The workload of [`crate::workload`] against `keel::RawNode` with
 //! `keel::storage::MemoryStorage`, using only Keel's public API.
+//!
+//! [`KeelCluster`] persists a `Ready`'s entries by cloning them into the
+//! storage, as raft-rs's side must (its `MemStorage::append` takes a
+//! slice); [`KeelMoveCluster`] moves them in with
+//! `MemoryStorage::append_owned`, which raft-rs has no equivalent of.
 
 use crate::workload::{
     AppliedLog, Cluster, ELECTION_TICK, HEARTBEAT_TICK, LEADER, MAX_INFLIGHT_MSGS,
-    MAX_SIZE_PER_MSG, NODES,
+    MAX_SIZE_PER_MSG, NODES, fresh_payload,
 };
 use bytes::Bytes;
 use keel::raftpb::{ConfState, EntryType, Message, MessageType};
@@ -19,9 +24,9 @@ pub fn config(id: u64) -> Config {
         heartbeat_tick: HEARTBEAT_TICK,
         max_size_per_msg: MAX_SIZE_PER_MSG,
         max_inflight_msgs: MAX_INFLIGHT_MSGS,
-        // 0: the same as max_size_per_msg (etcd's rule), set explicitly for
-        // raft-rs.
-        max_committed_size_per_ready: 0,
+        // No limit, raft-rs's default (etcd's default, 0, would mean
+        // max_size_per_msg).
+        max_committed_size_per_ready: u64::MAX,
         max_uncommitted_entries_size: 0,
         max_inflight_bytes: 0,
         // raft-rs defaults both off; the workload never ticks, so they only
@@ -40,8 +45,10 @@ struct Node {
     log: AppliedLog,
 }
 
-/// Three Keel nodes wired together in memory.
-pub struct KeelCluster {
+/// Three Keel nodes wired together in memory; `MOVE` says whether a
+/// `Ready`'s entries are moved into the storage (`append_owned`) or cloned
+/// (`append`, what raft-rs does).
+pub struct Cluster3<const MOVE: bool> {
     nodes: Vec<Node>,
     /// Messages sent by the last loop, to deliver in the next.
     queue: Vec<Message>,
@@ -51,7 +58,12 @@ pub struct KeelCluster {
     snapshots_sent: u64,
 }
 
-impl KeelCluster {
+/// The headline Keel side: entries cloned into the storage.
+pub type KeelCluster = Cluster3<false>;
+/// The extra row: entries moved into the storage.
+pub type KeelMoveCluster = Cluster3<true>;
+
+impl<const MOVE: bool> Cluster3<MOVE> {
     fn node(&mut self, id: u64) -> &mut Node {
         &mut self.nodes[(id - 1) as usize]
     }
@@ -65,10 +77,13 @@ impl KeelCluster {
         if !rd.snapshot.is_empty() {
             node.storage.apply_snapshot(rd.snapshot.clone()).expect("apply snapshot");
         }
-        // Keel can move the entries into the storage instead of cloning them.
-        node.storage
-            .append_owned(std::mem::take(&mut rd.entries))
-            .expect("append to memory storage");
+        if MOVE {
+            node.storage
+                .append_owned(std::mem::take(&mut rd.entries))
+                .expect("append to memory storage");
+        } else {
+            node.storage.append(&rd.entries).expect("append to memory storage");
+        }
         if !rd.hard_state.is_empty() {
             node.storage.set_hard_state(rd.hard_state);
         }
@@ -92,10 +107,10 @@ impl KeelCluster {
     }
 }
 
-impl Cluster for KeelCluster {
-    const NAME: &'static str = "keel";
+impl<const MOVE: bool> Cluster for Cluster3<MOVE> {
+    const NAME: &'static str = if MOVE { "keel-move" } else { "keel" };
 
-    fn start() -> KeelCluster {
+    fn start() -> Cluster3<MOVE> {
         let conf_state = ConfState { voters: (1..=NODES).collect(), ..ConfState::default() };
         let nodes = (1..=NODES)
             .map(|id| {
@@ -104,7 +119,7 @@ impl Cluster for KeelCluster {
                 Node { raw, storage, log: AppliedLog::new() }
             })
             .collect();
-        let mut c = KeelCluster {
+        let mut c = Cluster3 {
             nodes,
             queue: Vec::new(),
             delivering: Vec::new(),
@@ -123,16 +138,17 @@ impl Cluster for KeelCluster {
         c
     }
 
-    fn propose_each(&mut self, payloads: &[Bytes]) {
+    fn propose_each(&mut self, n: usize) {
         let raw = &mut self.node(LEADER).raw;
-        for p in payloads {
-            raw.propose(p.clone()).expect("the leader accepts proposals");
+        for _ in 0..n {
+            raw.propose(Bytes::from(fresh_payload())).expect("the leader accepts proposals");
         }
     }
 
-    fn propose_batch(&mut self, payloads: &[Bytes]) {
+    fn propose_batch(&mut self, n: usize) {
         let raw = &mut self.node(LEADER).raw;
-        raw.propose_batch(payloads.iter().cloned()).expect("the leader accepts proposals");
+        raw.propose_batch((0..n).map(|_| Bytes::from(fresh_payload())))
+            .expect("the leader accepts proposals");
     }
 
     fn run_loop(&mut self) {

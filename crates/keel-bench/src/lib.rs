@@ -10,9 +10,10 @@
 //! - [`raft_rs_side`]: the same workload against raft-rs's `RawNode`.
 //! - [`alloc`]: reading the counting global allocator the binaries install.
 //!
-//! The binary `vs-raft-rs` (`cargo run -p keel-bench --release --bin
+//! The binary `vs-raft-rs` (`cargo run -p keel-bench --profile bench --bin
 //! vs-raft-rs`) runs both sides in alternating rounds and prints a table with
-//! the ratios; `docs/benchmarks.md` explains the figures.
+//! the ratios; `bench/instructions.sh` counts instructions per entry under
+//! callgrind; `docs/benchmarks.md` explains the figures.
 
 pub mod alloc;
 pub mod keel_side;

@@ -4,7 +4,7 @@
 
 use crate::workload::{
     AppliedLog, Cluster, ELECTION_TICK, HEARTBEAT_TICK, LEADER, MAX_INFLIGHT_MSGS,
-    MAX_SIZE_PER_MSG, NODES,
+    MAX_SIZE_PER_MSG, NODES, fresh_payload,
 };
 use bytes::Bytes;
 use raft_rs::eraftpb::{ConfState, Entry, EntryType, Message, MessageType};
@@ -20,9 +20,8 @@ pub fn config(id: u64) -> Config {
         heartbeat_tick: HEARTBEAT_TICK,
         max_size_per_msg: MAX_SIZE_PER_MSG,
         max_inflight_msgs: MAX_INFLIGHT_MSGS,
-        // etcd (and so Keel) caps the committed entries of one Ready at
-        // max_size_per_msg by default; raft-rs defaults to no limit.
-        max_committed_size_per_ready: MAX_SIZE_PER_MSG,
+        // raft-rs's default; Keel's side sets no limit too.
+        max_committed_size_per_ready: NO_LIMIT,
         max_uncommitted_size: NO_LIMIT,
         check_quorum: false,
         pre_vote: false,
@@ -131,19 +130,20 @@ impl Cluster for RaftRsCluster {
         c
     }
 
-    fn propose_each(&mut self, payloads: &[Bytes]) {
+    fn propose_each(&mut self, n: usize) {
         let raw = &mut self.node(LEADER).raw;
-        for p in payloads {
-            // raft-rs's propose takes an owned Vec: an application holding a
-            // shared buffer has to copy it.
-            raw.propose(Vec::new(), p.to_vec()).expect("the leader accepts proposals");
+        for _ in 0..n {
+            // The owned Vec becomes the entry's Bytes without a copy, as
+            // Keel's side turns it into Bytes.
+            raw.propose(Vec::new(), fresh_payload()).expect("the leader accepts proposals");
         }
     }
 
-    fn propose_batch(&mut self, payloads: &[Bytes]) {
+    fn propose_batch(&mut self, n: usize) {
         let raw = &mut self.node(LEADER).raw;
-        let entries: Vec<Entry> =
-            payloads.iter().map(|p| Entry { data: p.clone(), ..Entry::default() }).collect();
+        let entries: Vec<Entry> = (0..n)
+            .map(|_| Entry { data: Bytes::from(fresh_payload()), ..Entry::default() })
+            .collect();
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgPropose);
         m.from = LEADER;

@@ -22,7 +22,6 @@
 )]
 
 use crate::alloc::{AllocProbe, PeakTracker};
-use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 /// The number of nodes in the cluster.
@@ -35,6 +34,8 @@ pub const PAYLOAD_BYTES: usize = 128;
 pub const MAX_OUTSTANDING: u64 = 4096;
 /// Proposals are made in groups of this many.
 pub const PROPOSAL_BATCH: usize = 64;
+/// The byte every payload is filled with.
+const PAYLOAD_BYTE: u8 = 0xab;
 /// Each node compacts its storage every this many applied entries.
 pub const COMPACT_EVERY: u64 = 10_000;
 /// Election timeout, in ticks (the workload never ticks; set for parity).
@@ -72,6 +73,55 @@ impl Mode {
     }
 }
 
+/// How fast the throughput driver proposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// Before every loop, refill the window of [`MAX_OUTSTANDING`]
+    /// proposals (about a third of it per loop): few messages per entry.
+    Refill,
+    /// At most [`PROPOSAL_BATCH`] proposals per loop (while fewer than
+    /// [`MAX_OUTSTANDING`] are outstanding): more messages and `Ready`s per
+    /// entry, closer to what a busy server sees.
+    PerLoop,
+}
+
+/// A throughput workload: a proposal path and a pace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// How proposals reach the library.
+    pub mode: Mode,
+    /// How many are proposed before each loop.
+    pub pace: Pace,
+}
+
+impl Workload {
+    /// The name printed in the table.
+    pub fn name(self) -> &'static str {
+        match (self.mode, self.pace) {
+            (Mode::Single, Pace::Refill) => "single",
+            (Mode::Batch, Pace::Refill) => "batch",
+            (Mode::Single, Pace::PerLoop) => "single-64",
+            (Mode::Batch, Pace::PerLoop) => "batch-64",
+        }
+    }
+}
+
+/// When a throughput run ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// After this long (the timed figures).
+    Time(Duration),
+    /// Once the leader applied this many application entries (for counting
+    /// instructions under callgrind, where time means nothing).
+    Entries(u64),
+}
+
+/// A fresh payload of [`PAYLOAD_BYTES`], as a client request arrives: one
+/// allocation per proposal, on both sides.
+pub fn fresh_payload() -> Vec<u8> {
+    vec![PAYLOAD_BYTE; PAYLOAD_BYTES]
+}
+
 /// One side of the comparison: a three-node cluster of one library.
 pub trait Cluster: Sized {
     /// The library's name, as printed.
@@ -81,11 +131,12 @@ pub trait Cluster: Sized {
     /// (empty) entry is applied everywhere.
     fn start() -> Self;
 
-    /// Proposes each payload with one `propose()` call.
-    fn propose_each(&mut self, payloads: &[Bytes]);
+    /// Proposes `n` fresh payloads ([`fresh_payload`]) with one
+    /// `propose()` call each.
+    fn propose_each(&mut self, n: usize);
 
-    /// Proposes all payloads through the library's batching path.
-    fn propose_batch(&mut self, payloads: &[Bytes]);
+    /// Proposes `n` fresh payloads through the library's batching path.
+    fn propose_batch(&mut self, n: usize);
 
     /// Delivers every queued message, then handles one `Ready` per node.
     fn run_loop(&mut self);
@@ -100,11 +151,11 @@ pub trait Cluster: Sized {
     /// Snapshot messages sent so far (the workload should need none).
     fn snapshots_sent(&self) -> u64;
 
-    /// Proposes in the given mode.
-    fn propose(&mut self, mode: Mode, payloads: &[Bytes]) {
+    /// Proposes `n` fresh payloads in the given mode.
+    fn propose(&mut self, mode: Mode, n: usize) {
         match mode {
-            Mode::Single => self.propose_each(payloads),
-            Mode::Batch => self.propose_batch(payloads),
+            Mode::Single => self.propose_each(n),
+            Mode::Batch => self.propose_batch(n),
         }
     }
 }
@@ -196,52 +247,29 @@ impl ThroughputRun {
     }
 }
 
-/// A payload of [`PAYLOAD_BYTES`], shared (never copied by the caller).
-pub fn payload() -> Bytes {
-    Bytes::from(vec![0xab; PAYLOAD_BYTES])
-}
-
-/// Runs the throughput workload for `window`: the leader keeps up to
-/// [`MAX_OUTSTANDING`] proposals outstanding, proposing [`PROPOSAL_BATCH`] at
-/// a time. Afterwards it drains the cluster and checks that every proposal
-/// was applied on every node.
+/// Runs a throughput workload until `budget` is spent: the leader keeps up
+/// to [`MAX_OUTSTANDING`] proposals outstanding, proposing
+/// [`PROPOSAL_BATCH`] at a time, at `workload`'s pace. Afterwards it drains
+/// the cluster and checks that every proposal was applied on every node.
 ///
 /// # Panics
 /// If a node loses or duplicates an entry, or the cluster stops making
 /// progress.
 pub fn run_throughput<C: Cluster>(
-    mode: Mode,
-    window: Duration,
+    workload: Workload,
+    budget: Budget,
     probe: AllocProbe,
 ) -> ThroughputRun {
     let mut peak = PeakTracker::start(probe);
     let mut cluster = C::start();
-    let batch: Vec<Bytes> = vec![payload(); PROPOSAL_BATCH];
     let base_applied = cluster.applied(LEADER).normal;
-    let mut proposed = base_applied;
-    let mut loops = 0u64;
     let allocs_before = probe.alloc_calls();
     let start = Instant::now();
-    let mut elapsed = Duration::ZERO;
-    while elapsed < window {
-        while proposed + PROPOSAL_BATCH as u64 - cluster.applied(LEADER).normal <= MAX_OUTSTANDING {
-            cluster.propose(mode, &batch);
-            proposed += PROPOSAL_BATCH as u64;
-        }
-        peak.sample();
-        cluster.run_loop();
-        peak.sample();
-        loops += 1;
-        // Reading the clock costs about as much as a short loop; every
-        // 16th loop is precise enough over seconds.
-        if loops.is_multiple_of(16) {
-            elapsed = start.elapsed();
-        }
-    }
+    let (proposed, loops) = drive_window(&mut cluster, workload, budget, &mut peak);
     let elapsed = start.elapsed();
     let entries = cluster.applied(LEADER).normal - base_applied;
     let allocs = probe.alloc_calls() - allocs_before;
-    drain(&mut cluster, proposed);
+    drain(&mut cluster, base_applied + proposed);
     assert_eq!(cluster.snapshots_sent(), 0, "{}: the workload should need no snapshot", C::NAME);
     ThroughputRun {
         entries,
@@ -252,15 +280,58 @@ pub fn run_throughput<C: Cluster>(
     }
 }
 
-/// Proposes `payloads` on the leader and runs loops until the leader has
-/// applied them: one synchronous round of the pipeline. Returns the loops it
-/// took.
+/// The measured part of [`run_throughput`]: proposes and runs loops until
+/// `budget` is spent. Returns the proposals made and the loops run.
+///
+/// Never inlined: `bench/instructions.sh` counts the instructions executed
+/// inside this function with callgrind (`--toggle-collect`).
+#[inline(never)]
+fn drive_window<C: Cluster>(
+    cluster: &mut C,
+    workload: Workload,
+    budget: Budget,
+    peak: &mut PeakTracker,
+) -> (u64, u64) {
+    let base_applied = cluster.applied(LEADER).normal;
+    let mut proposed = 0u64;
+    let mut loops = 0u64;
+    let start = Instant::now();
+    loop {
+        let applied = cluster.applied(LEADER).normal - base_applied;
+        let done = match budget {
+            // Reading the clock costs about as much as a short loop; every
+            // 16th loop is precise enough over seconds.
+            Budget::Time(window) => loops.is_multiple_of(16) && start.elapsed() >= window,
+            Budget::Entries(n) => applied >= n,
+        };
+        if done {
+            return (proposed, loops);
+        }
+        let mut room = MAX_OUTSTANDING - (proposed - applied);
+        while room >= PROPOSAL_BATCH as u64 {
+            cluster.propose(workload.mode, PROPOSAL_BATCH);
+            proposed += PROPOSAL_BATCH as u64;
+            room -= PROPOSAL_BATCH as u64;
+            if workload.pace == Pace::PerLoop {
+                break;
+            }
+        }
+        peak.sample();
+        cluster.run_loop();
+        peak.sample();
+        loops += 1;
+    }
+}
+
+/// Proposes `n` fresh payloads on the leader and runs loops until the
+/// leader has applied them: one synchronous round of the pipeline. Returns
+/// the loops it took.
 ///
 /// # Panics
 /// If the proposals never commit.
-pub fn propose_and_apply<C: Cluster>(cluster: &mut C, mode: Mode, payloads: &[Bytes]) -> u64 {
-    let target = cluster.applied(LEADER).normal + payloads.len() as u64;
-    cluster.propose(mode, payloads);
+pub fn propose_and_apply<C: Cluster>(cluster: &mut C, mode: Mode, n: usize) -> u64 {
+    let target = cluster.applied(LEADER).normal + n as u64;
+    cluster.propose(mode, n);
     let mut loops = 0;
     while cluster.applied(LEADER).normal < target {
         cluster.run_loop();
@@ -297,7 +368,6 @@ fn drain<C: Cluster>(cluster: &mut C, proposed: u64) {
 /// If a proposal never commits.
 pub fn run_latency<C: Cluster>(mode: Mode, window: Duration) -> Vec<u64> {
     let mut cluster = C::start();
-    let one = [payload()];
     let mut samples = Vec::with_capacity(1 << 16);
     let start = Instant::now();
     // Warm up caches and buffers before recording.
@@ -307,7 +377,7 @@ pub fn run_latency<C: Cluster>(mode: Mode, window: Duration) -> Vec<u64> {
         let before = cluster.applied(LEADER).normal;
         cluster.stamp_leader_commits(true);
         let t0 = Instant::now();
-        cluster.propose(mode, &one);
+        cluster.propose(mode, 1);
         let mut loops = 0;
         while cluster.applied(LEADER).normal == before {
             cluster.run_loop();

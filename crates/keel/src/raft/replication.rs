@@ -38,10 +38,11 @@ impl<S: Storage> Raft<S> {
             // The log was compacted past what the follower has.
             return self.maybe_send_snapshot(to);
         };
-        let mut ents = Vec::new();
-        if !throttled {
+        let ents = if throttled {
+            Vec::new()
+        } else {
             match self.raft_log.entries(next, self.max_msg_size) {
-                Ok(e) => ents = e,
+                Ok(e) => e,
                 Err(_) => {
                     if !send_if_empty {
                         return false;
@@ -49,7 +50,7 @@ impl<S: Storage> Raft<S> {
                     return self.maybe_send_snapshot(to);
                 }
             }
-        }
+        };
         if ents.is_empty() && !send_if_empty {
             return false;
         }
@@ -57,14 +58,23 @@ impl<S: Storage> Raft<S> {
         let commit = self.raft_log.committed();
         let n = ents.len();
         let bytes = if n == 0 { 0 } else { payloads_size(&ents) };
+        // Every field spelled out: `..Message::default()` would build and
+        // drop a default entry vector on every append sent.
         self.send(Message {
-            to,
             msg_type: MessageType::MsgApp as i32,
-            index: prev_index,
+            to,
+            from: NONE,
+            term: 0,
             log_term: prev_term,
+            index: prev_index,
             entries: ents,
             commit,
-            ..Message::default()
+            vote: 0,
+            snapshot: None,
+            reject: false,
+            reject_hint: 0,
+            context: Bytes::new(),
+            responses: Vec::new(),
         });
         if let Some(pr) = self.trk.progress.get_mut(to) {
             pr.update_on_entries_send(n, bytes);
