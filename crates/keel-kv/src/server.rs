@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keel::raftpb::{
-    AnyConfChange, ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Snapshot,
+    AnyConfChange, ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message,
+    Snapshot,
 };
 use keel::{Config, Node, NodeOptions, Peer, StateType, Storage};
 use keel_transport::{Event, Events, TlsConfig, Transport};
@@ -81,8 +82,11 @@ pub struct Applied {
 
 /// What the ready loop hands to the apply thread, in log order.
 enum ApplyWork {
-    Snapshot(Snapshot),
-    Entries(Vec<Entry>, Option<mpsc::SyncSender<()>>),
+    /// A `MsgStorageApply`: committed entries, then its responses.
+    Apply(Message),
+    /// A snapshot the append thread made durable, to restore before it
+    /// acknowledges it.
+    Snapshot(Snapshot, mpsc::SyncSender<()>),
 }
 
 /// What every thread and request handler of a member shares.
@@ -263,6 +267,7 @@ impl Member {
         config.max_inflight_msgs = 256;
         config.max_uncommitted_entries_size = 1 << 30;
         config.step_down_on_removal = true;
+        config.async_storage_writes = true;
         config.logger = Arc::new(keel::TracingLogger);
         let node_opts = NodeOptions {
             request_timeout: Some(opts.request_timeout),
@@ -327,24 +332,19 @@ impl Member {
             snap_index: snap.metadata.index,
             conf_state,
         };
-        let mut threads = Vec::new();
-        let sh = Arc::clone(&shared);
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("keel-ready-{id}"))
-                .spawn(move || ready_loop(&sh, &apply_tx))?,
-        );
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("keel-apply-{id}"))
-                .spawn(move || applier.run(&apply_rx))?,
-        );
-        let sh = Arc::clone(&shared);
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("keel-tick-{id}"))
-                .spawn(move || ticker(&sh))?,
-        );
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(format!("keel-{name}-{id}")).spawn(f)
+        };
+        let (sh1, sh2, sh3, sh4) =
+            (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
+        let to_apply = apply_tx.clone();
+        let threads = vec![
+            spawn("ready", Box::new(move || ready_loop(&sh1)))?,
+            spawn("append", Box::new(move || append_loop(&sh2, &apply_tx)))?,
+            spawn("apply-queue", Box::new(move || forward_applies(&sh3, &to_apply)))?,
+            spawn("apply", Box::new(move || applier.run(&apply_rx)))?,
+            spawn("tick", Box::new(move || ticker(&sh4)))?,
+        ];
         let events_task = tokio::spawn(event_loop(Arc::clone(&shared), events));
         let read_task = tokio::spawn(read_loop(Arc::clone(&shared)));
         let propose_task = tokio::spawn(propose_loop(Arc::clone(&shared), proposals_rx));
@@ -368,7 +368,10 @@ impl Member {
     }
 }
 
-fn ready_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
+/// Takes each `Ready`: with asynchronous storage writes it holds only what
+/// needs no disk (messages to peers, read states, the soft state); the
+/// writes and applies arrive on the node's work queues.
+fn ready_loop(sh: &Shared) {
     loop {
         let mut rd = match sh.node.ready() {
             Ok(rd) => rd,
@@ -388,81 +391,90 @@ fn ready_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
             }
             sh.metrics.is_leader.set(i64::from(ss.raft_state == StateType::Leader));
         }
-        let is_leader = sh.leader.load(Ordering::SeqCst) == sh.id;
-        let mut msgs = std::mem::take(&mut rd.messages);
-        if is_leader {
-            sh.transport.send(std::mem::take(&mut msgs));
+        if !rd.messages.is_empty() {
+            sh.transport.send(std::mem::take(&mut rd.messages));
         }
-        // Read states do not depend on this member's disk.
         for rs in rd.read_states.drain(..) {
             if let Some(tx) = lock(&sh.reads).remove(&rs.request_ctx) {
                 let _ = tx.send(rs.index);
             }
         }
-        // Committed entries below this Ready's new entries are durable from
-        // an earlier Ready: they are applied while this one syncs (on the
-        // leader, that is all of them), so a commit does not wait for the
-        // next fsync. The rest (and anything after a snapshot) wait for it.
-        let mut committed = std::mem::take(&mut rd.committed_entries);
-        let first_new = rd.entries.first().map_or(u64::MAX, |e| e.index);
-        let durable = if rd.snapshot.metadata.index > 0 {
-            0
-        } else {
-            committed.iter().take_while(|e| e.index < first_new).count()
-        };
-        let later = committed.split_off(durable);
-        let early_done = hand_to_apply(sh, apply, committed);
+    }
+}
+
+/// Most `MsgStorageAppend`s made durable by one fsync.
+const APPEND_BATCH: usize = 64;
+
+/// The append thread: every `MsgStorageAppend` queued during the previous
+/// sync goes to disk with one fsync (group commit); then their responses
+/// are stepped back (those to this node) or sent (those to peers: votes and
+/// append acknowledgements, which must not leave before the write is durable).
+fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
+    let work = sh.node.append_work();
+    while let Ok(first) = work.recv() {
+        let mut batch = vec![first];
+        while batch.len() < APPEND_BATCH {
+            match work.try_recv() {
+                Ok(Some(m)) => batch.push(m),
+                _ => break,
+            }
+        }
         let started = Instant::now();
-        if let Err(e) = sh.storage.persist(PersistRequest::from_ready(&rd)) {
+        let reqs: Vec<PersistRequest<'_>> =
+            batch.iter().map(PersistRequest::from_storage_append).collect();
+        if let Err(e) = sh.storage.persist_all(&reqs) {
             tracing::error!(id = sh.id, "cannot persist to the WAL, stopping: {e}");
             sh.request_stop(StopReason::Fatal);
             return;
         }
         Metrics::observe(&sh.metrics.fsync_seconds, started.elapsed());
-        if rd.hard_state.commit > 0 {
-            sh.commit.store(rd.hard_state.commit, Ordering::SeqCst);
-            sh.metrics.commit_index.set(rd.hard_state.commit as i64);
-        }
-        if rd.hard_state.term > 0 {
-            sh.term.store(rd.hard_state.term, Ordering::SeqCst);
-            sh.metrics.term.set(rd.hard_state.term as i64);
-        }
-        if !msgs.is_empty() {
-            sh.transport.send(msgs);
-        }
-        if rd.snapshot.metadata.index > 0 {
-            let _ = apply.send(ApplyWork::Snapshot(std::mem::take(&mut rd.snapshot)));
-        }
-        let late_done = hand_to_apply(sh, apply, later);
-        // Raft must see a configuration change applied before it moves on.
-        for done in [early_done, late_done].into_iter().flatten() {
-            if done.recv().is_err() {
-                return;
+        for req in &reqs {
+            if let Some(hs) = req.hard_state {
+                sh.commit.store(hs.commit, Ordering::SeqCst);
+                sh.metrics.commit_index.set(hs.commit as i64);
+                sh.term.store(hs.term, Ordering::SeqCst);
+                sh.metrics.term.set(hs.term as i64);
             }
         }
-        match sh.node.advance() {
-            Ok(()) => {}
-            Err(keel::Error::Stopped) => return,
-            Err(e) => tracing::warn!("advance failed: {e}"),
+        drop(reqs);
+        for mut m in batch {
+            if let Some(snap) = m.snapshot.take().filter(|s| s.metadata.index > 0) {
+                // The state machine holds the snapshot before raft hears it
+                // is durable (and so before any later entry is applied).
+                let (done_tx, done_rx) = mpsc::sync_channel(1);
+                if apply.send(ApplyWork::Snapshot(*snap, done_tx)).is_err()
+                    || done_rx.recv().is_err()
+                {
+                    return;
+                }
+            }
+            let mut remote = Vec::new();
+            for r in m.responses.drain(..) {
+                if r.to == sh.id {
+                    if let Err(keel::Error::Stopped) = sh.node.step_local(r) {
+                        return;
+                    }
+                } else {
+                    remote.push(r);
+                }
+            }
+            if !remote.is_empty() {
+                sh.transport.send(remote);
+            }
         }
     }
 }
 
-/// Passes committed entries to the apply thread; when they hold a
-/// configuration change, returns what says the apply thread is done.
-fn hand_to_apply(
-    sh: &Shared,
-    apply: &mpsc::SyncSender<ApplyWork>,
-    entries: Vec<Entry>,
-) -> Option<mpsc::Receiver<()>> {
-    if entries.is_empty() {
-        return None;
+/// Moves the node's `MsgStorageApply`s onto the apply thread's queue, which
+/// also carries the snapshots the append thread restores. Applies of entries
+/// at or below a snapshot are skipped, so the two may interleave in any order.
+fn forward_applies(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
+    let work = sh.node.apply_work();
+    while let Ok(m) = work.recv() {
+        if apply.send(ApplyWork::Apply(m)).is_err() {
+            return;
+        }
     }
-    sh.metrics.committed_entries.inc_by(entries.len() as u64);
-    let has_conf = entries.iter().any(|e| e.entry_type != EntryType::EntryNormal as i32);
-    let (done_tx, done_rx) = mpsc::sync_channel(1);
-    apply.send(ApplyWork::Entries(entries, has_conf.then_some(done_tx))).ok()?;
-    has_conf.then_some(done_rx)
 }
 
 fn ticker(sh: &Shared) {
@@ -764,8 +776,15 @@ impl Applier {
         for work in rx {
             let started = Instant::now();
             match work {
-                ApplyWork::Snapshot(s) => self.restore(s),
-                ApplyWork::Entries(entries, done) => {
+                ApplyWork::Snapshot(s, done) => {
+                    self.restore(s);
+                    let _ = done.send(());
+                }
+                ApplyWork::Apply(mut m) => {
+                    let entries = std::mem::take(&mut m.entries);
+                    if !entries.is_empty() {
+                        self.sh.metrics.committed_entries.inc_by(entries.len() as u64);
+                    }
                     for e in entries {
                         // Entries a restored snapshot already covers are
                         // skipped (etcd-io/etcd#11510).
@@ -773,8 +792,11 @@ impl Applier {
                             self.apply(e);
                         }
                     }
-                    if let Some(done) = done {
-                        let _ = done.send(());
+                    self.sh.applied.send_replace(self.applied);
+                    for r in m.responses {
+                        if let Err(keel::Error::Stopped) = self.sh.node.step_local(r) {
+                            return;
+                        }
                     }
                 }
             }

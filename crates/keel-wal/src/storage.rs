@@ -4,7 +4,7 @@
 use crate::error::{Result, WalError};
 use crate::fs::FileSystem;
 use crate::snap::SnapStore;
-use crate::wal::{Location, Wal, WalOptions, WalRecord};
+use crate::wal::{Location, PendingSync, Wal, WalOptions, WalRecord};
 use keel::raftpb::{ConfState, Entry, HardState, Message, Snapshot, SnapshotMetadata};
 use keel::{Ready, StorageError};
 use std::collections::VecDeque;
@@ -161,10 +161,36 @@ impl DiskStorage {
     /// as they are written, before the sync: raft reads only entries it
     /// already holds, and treats nothing as durable before this returns.
     pub fn persist(&self, req: PersistRequest<'_>) -> Result<()> {
+        self.persist_all(&[req])
+    }
+
+    /// Makes several requests durable, in order, with one sync for all of
+    /// them (group commit): what an append thread does with every
+    /// `MsgStorageAppend` that queued up during the previous sync.
+    pub fn persist_all(&self, reqs: &[PersistRequest<'_>]) -> Result<()> {
         let snaps = self.writer();
-        if let Some(s) = req.snapshot {
-            snaps.save(s)?;
+        let mut pending = None;
+        for req in reqs {
+            if let Some(s) = req.snapshot {
+                // The WAL marker must not be durable before its file.
+                if let Some(sync) = pending.take() {
+                    PendingSync::wait(sync)?;
+                }
+                snaps.save(s)?;
+            }
+            if let Some(sync) = self.write(req)? {
+                pending = Some(sync);
+            }
         }
+        if let Some(sync) = pending {
+            sync.wait()?;
+        }
+        drop(snaps);
+        Ok(())
+    }
+
+    /// Writes one request to the WAL (unsynced) and into memory.
+    fn write(&self, req: &PersistRequest<'_>) -> Result<Option<PendingSync>> {
         let mut records = Vec::with_capacity(req.entries.len() + 2);
         if let Some(s) = req.snapshot {
             records.push(WalRecord::Snapshot(&s.metadata));
@@ -174,30 +200,24 @@ impl DiskStorage {
             records.push(WalRecord::HardState(hs));
         }
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let sync = {
-            let mut g = self.lock();
-            let (locs, sync) = g.wal.append_unsynced(&records)?;
-            let mut locs = locs.into_iter();
-            if let Some(s) = req.snapshot {
-                locs.next();
-                g.install(s.clone());
-            }
-            for e in req.entries {
-                let loc =
-                    locs.next().ok_or_else(|| WalError::Invalid("missing location".into()))?;
-                g.truncate_from(e.index);
-                g.push(e.clone(), loc);
-            }
-            if let Some(hs) = req.hard_state {
-                g.hard_state = hs;
-            }
-            sync
-        };
-        sync.wait()?;
-        drop(snaps);
-        Ok(())
+        let mut g = self.lock();
+        let (locs, sync) = g.wal.append_unsynced(&records)?;
+        let mut locs = locs.into_iter();
+        if let Some(s) = req.snapshot {
+            locs.next();
+            g.install(s.clone());
+        }
+        for e in req.entries {
+            let loc = locs.next().ok_or_else(|| WalError::Invalid("missing location".into()))?;
+            g.truncate_from(e.index);
+            g.push(e.clone(), loc);
+        }
+        if let Some(hs) = req.hard_state {
+            g.hard_state = hs;
+        }
+        Ok(Some(sync))
     }
 
     /// Records a snapshot of the applied state at `index` (durably), as

@@ -240,8 +240,9 @@ impl Wal {
 
     /// As [`Wal::append`], but the sync is left to the caller, so that it can
     /// run without whatever lock guards this `Wal`. The records are durable
-    /// once [`PendingSync::wait`] returns; the caller must wait for it before
-    /// the next append (a segment cut assumes the previous one is durable).
+    /// once [`PendingSync::wait`] returns. Several appends may share one
+    /// wait (the last one's covers them all: a segment cut syncs the segment
+    /// it leaves).
     pub fn append_unsynced(
         &mut self,
         records: &[WalRecord<'_>],
@@ -266,6 +267,11 @@ impl Wal {
         if self.tail + buf.len() as u64 > self.opts.segment_size
             && self.tail > self.state_prefix_len()
         {
+            // What an earlier unsynced append left in this segment must be
+            // durable before a later segment can be.
+            if let Some(seg) = self.segments.last() {
+                self.fs.sync(&seg.path).map_err(WalError::io(&seg.path))?;
+            }
             self.cut()?;
         }
         let locs = self.write(&buf, &lens)?;
