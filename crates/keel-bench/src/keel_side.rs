@@ -62,15 +62,15 @@ impl KeelCluster {
             return;
         }
         let mut rd = node.raw.ready();
-        if !rd.snapshot.is_empty() {
-            node.storage.apply_snapshot(rd.snapshot.clone()).expect("apply snapshot");
+        if let Some(snap) = &rd.snapshot {
+            node.storage.apply_snapshot(snap.clone()).expect("apply snapshot");
         }
         // Keel can move the entries into the storage instead of cloning them.
         node.storage
             .append_owned(std::mem::take(&mut rd.entries))
             .expect("append to memory storage");
-        if !rd.hard_state.is_empty() {
-            node.storage.set_hard_state(rd.hard_state);
+        if let Some(hs) = rd.hard_state {
+            node.storage.set_hard_state(hs);
         }
         for m in rd.messages.drain(..) {
             if m.msg_type() == MessageType::MsgSnap {

@@ -49,9 +49,9 @@ impl<'a> PersistRequest<'a> {
     /// What a `Ready` asks to persist.
     pub fn from_ready(rd: &'a Ready) -> PersistRequest<'a> {
         PersistRequest {
-            hard_state: (rd.hard_state != HardState::default()).then_some(rd.hard_state),
+            hard_state: rd.hard_state,
             entries: &rd.entries,
-            snapshot: (rd.snapshot.metadata.index != 0).then_some(&rd.snapshot),
+            snapshot: rd.snapshot.as_ref(),
         }
     }
 

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use crate::confchange::ConfChangeError;
 use crate::config::Config;
 use crate::error::{DropReason, Error, Result};
+use crate::log::EntryId;
 use crate::raft::{Raft, StateType};
 use crate::raftpb::{
     AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
@@ -58,19 +59,19 @@ pub struct ReadState {
 }
 
 /// Everything the application must do: persist, send, apply. Fields that are
-/// empty need no action.
+/// empty (or `None`) need no action.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ready {
     /// Changed soft state, if any.
     pub soft_state: Option<SoftState>,
-    /// Hard state to persist before sending messages (empty: unchanged).
-    pub hard_state: HardState,
+    /// Hard state to persist before sending messages (`None`: unchanged).
+    pub hard_state: Option<HardState>,
     /// Read requests that are now served.
     pub read_states: Vec<ReadState>,
     /// Entries to persist before sending messages.
     pub entries: Vec<Entry>,
-    /// A snapshot to persist (empty: none).
-    pub snapshot: Snapshot,
+    /// A snapshot to persist, before the entries (`None`: none).
+    pub snapshot: Option<Snapshot>,
     /// Committed entries to apply.
     pub committed_entries: Vec<Entry>,
     /// Messages to send after the entries and state are persisted (or, with
@@ -78,6 +79,20 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Whether the hard state and entries must be synced to disk.
     pub must_sync: bool,
+}
+
+/// What became of a proposal that was not dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proposed {
+    /// This node leads and appended the proposal to its log as the entry
+    /// with this id (for a batch: its last entry; the batch fills the
+    /// indexes before it). It took effect if a later `Ready` hands out a
+    /// committed entry with this id; a committed entry at this index with
+    /// another term means it was lost (a new leader overwrote it).
+    Appended(EntryId),
+    /// This node follows and forwarded the proposal to its leader, which can
+    /// still drop it; no index is known until the entry commits.
+    Forwarded,
 }
 
 /// A peer to bootstrap a new cluster with.
@@ -167,11 +182,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.step(Message::new(MessageType::MsgHup))
     }
 
-    /// Proposes `data` for appending to the log. Proposals can be dropped
-    /// (see [`Error::ProposalDropped`] and its [`DropReason`]).
-    pub fn propose(&mut self, data: Bytes) -> Result<()> {
+    /// Proposes `data` for appending to the log, and says where it went: on
+    /// a leader, the id of its entry. Proposals can be dropped (see
+    /// [`Error::ProposalDropped`] and its [`DropReason`]).
+    pub fn propose(&mut self, data: Bytes) -> Result<Proposed> {
         let entry = Entry { data, ..Entry::default() };
-        self.raft.step(Message {
+        self.step_proposal(Message {
             from: self.raft.id,
             entries: vec![entry],
             ..Message::new(MessageType::MsgProp)
@@ -179,33 +195,50 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Proposes many entries in one message: they are appended (or dropped)
-    /// together, and cost one broadcast instead of one per entry.
-    pub fn propose_batch<I>(&mut self, data: I) -> Result<()>
+    /// together, and cost one broadcast instead of one per entry. On a
+    /// leader the outcome names the last entry. An empty batch is refused
+    /// with [`DropReason::EmptyBatch`] (it has no entry to name).
+    pub fn propose_batch<I>(&mut self, data: I) -> Result<Proposed>
     where
         I: IntoIterator<Item = Bytes>,
     {
         let entries: Vec<Entry> =
             data.into_iter().map(|data| Entry { data, ..Entry::default() }).collect();
         if entries.is_empty() {
-            return Ok(());
+            return Err(Error::ProposalDropped(DropReason::EmptyBatch));
         }
-        self.raft.step(Message {
+        self.step_proposal(Message {
             from: self.raft.id,
             entries,
             ..Message::new(MessageType::MsgProp)
         })
     }
 
+    /// Steps a local proposal. A leader appends it at the end of its log
+    /// (or refuses it); any other role forwards it or refuses it; stepping a
+    /// local proposal never changes the role.
+    fn step_proposal(&mut self, m: Message) -> Result<Proposed> {
+        self.raft.step(m)?;
+        Ok(if self.raft.state == StateType::Leader {
+            Proposed::Appended(self.raft.raft_log.last_entry_id())
+        } else {
+            Proposed::Forwarded
+        })
+    }
+
     /// Proposes a configuration change. Only one may be pending at a time;
     /// a change proposed while another is unapplied is replaced by an empty
     /// entry (see the log line explaining why).
-    pub fn propose_conf_change(&mut self, cc: impl Into<AnyConfChange>) -> Result<()> {
+    ///
+    /// On a leader the outcome names the entry even when it was replaced:
+    /// whether the change takes effect shows when that entry is applied.
+    pub fn propose_conf_change(&mut self, cc: impl Into<AnyConfChange>) -> Result<Proposed> {
         let cc = cc.into();
         if crate::raft::conf_change_defect(&cc).is_some() {
             return Err(Error::ProposalDropped(DropReason::InvalidConfChange));
         }
         let m = crate::raft::conf_change_to_msg(Some(&cc));
-        self.raft.step(m)
+        self.step_proposal(m)
     }
 
     /// Applies a committed configuration change to this node, returning the
@@ -269,6 +302,7 @@ impl<S: Storage> RawNode<S> {
 
     /// The outstanding work. Everything in it must be handled, and then (in
     /// synchronous mode) `advance` called, before the next `ready`.
+    #[must_use = "a Ready must be handled (persist, send, apply) before `advance`"]
     pub fn ready(&mut self) -> Ready {
         let mut rd = self.ready_without_accept();
         self.accept_ready(&mut rd);
@@ -294,11 +328,9 @@ impl<S: Storage> RawNode<S> {
         }
         let hard = r.hard_state();
         if hard != self.prev_hard_state {
-            rd.hard_state = hard;
+            rd.hard_state = Some(hard);
         }
-        if let Some(snap) = r.raft_log.next_unstable_snapshot() {
-            rd.snapshot = snap.clone();
-        }
+        rd.snapshot = r.raft_log.next_unstable_snapshot().cloned();
         if !r.read_states.is_empty() {
             rd.read_states = r.read_states.clone();
         }
@@ -322,8 +354,8 @@ impl<S: Storage> RawNode<S> {
         // Entries, hard state or snapshot to write, or responses that must
         // wait for everything before them to be written.
         !rd.entries.is_empty()
-            || !rd.hard_state.is_empty()
-            || !rd.snapshot.is_empty()
+            || rd.hard_state.is_some()
+            || rd.snapshot.is_some()
             || !self.raft.msgs_after_append.is_empty()
     }
 
@@ -332,7 +364,7 @@ impl<S: Storage> RawNode<S> {
         // Checking in-progress entries too (not just this Ready's) lets a
         // later response truncate the unstable log after an earlier one was
         // ignored for a term change.
-        self.raft.raft_log.has_next_or_in_progress_unstable_ents() || !rd.snapshot.is_empty()
+        self.raft.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some()
     }
 
     /// The message to the append thread: entries, hard state and snapshot to
@@ -344,15 +376,13 @@ impl<S: Storage> RawNode<S> {
             entries: rd.entries.clone(),
             ..Message::new(MessageType::MsgStorageAppend)
         };
-        if !rd.hard_state.is_empty() {
+        if let Some(hs) = rd.hard_state {
             // All three fields or none, so the hard state can be rebuilt.
-            m.term = rd.hard_state.term;
-            m.vote = rd.hard_state.vote;
-            m.commit = rd.hard_state.commit;
+            m.term = hs.term;
+            m.vote = hs.vote;
+            m.commit = hs.commit;
         }
-        if !rd.snapshot.is_empty() {
-            m.snapshot = Some(Box::new(rd.snapshot.clone()));
-        }
+        m.snapshot = rd.snapshot.clone().map(Box::new);
         // The leader's self-acknowledgements come before the append response,
         // so that they find the new entries still in the unstable log.
         m.responses = std::mem::take(&mut self.raft.msgs_after_append);
@@ -382,9 +412,7 @@ impl<S: Storage> RawNode<S> {
             m.index = last.index;
             m.log_term = last.term;
         }
-        if !rd.snapshot.is_empty() {
-            m.snapshot = Some(Box::new(rd.snapshot.clone()));
-        }
+        m.snapshot = rd.snapshot.clone().map(Box::new);
         m
     }
 
@@ -415,8 +443,8 @@ impl<S: Storage> RawNode<S> {
         if let Some(ss) = rd.soft_state {
             self.prev_soft_state = ss;
         }
-        if !rd.hard_state.is_empty() {
-            self.prev_hard_state = rd.hard_state;
+        if let Some(hs) = rd.hard_state {
+            self.prev_hard_state = hs;
         }
         if !rd.read_states.is_empty() {
             self.raft.read_states.clear();
@@ -665,6 +693,15 @@ impl<S: Storage> RawNode<S> {
     /// The storage the node reads from.
     pub fn storage(&self) -> &S {
         self.raft.raft_log.storage()
+    }
+
+    /// The storage, mutably: for a storage the node owns, to persist a
+    /// `Ready` or compact the log. The node caches nothing about what storage
+    /// holds beyond what it was told through `Ready`, so writes must follow
+    /// the application's duties (persist what a `Ready` hands out, compact
+    /// only applied entries).
+    pub fn storage_mut(&mut self) -> &mut S {
+        self.raft.raft_log.storage_mut()
     }
 
     /// This node's id.

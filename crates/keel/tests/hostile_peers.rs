@@ -87,12 +87,12 @@ impl Cluster {
             return;
         }
         let mut rd = node.raw.ready();
-        if !rd.snapshot.is_empty() {
-            node.storage.apply_snapshot(rd.snapshot.clone()).expect("apply snapshot");
+        if let Some(snap) = &rd.snapshot {
+            node.storage.apply_snapshot(snap.clone()).expect("apply snapshot");
         }
         node.storage.append_owned(std::mem::take(&mut rd.entries)).expect("append");
-        if !rd.hard_state.is_empty() {
-            node.storage.set_hard_state(rd.hard_state);
+        if let Some(hs) = rd.hard_state {
+            node.storage.set_hard_state(hs);
         }
         self.queue.append(&mut rd.messages);
         for e in &rd.committed_entries {

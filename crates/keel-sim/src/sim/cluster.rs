@@ -596,15 +596,15 @@ impl Cluster {
                 entries: rd.entries.len(),
                 committed: rd.committed_entries.len(),
                 messages: rd.messages.len(),
-                hard_state: (!rd.hard_state.is_empty()).then_some(rd.hard_state),
-                snapshot: rd.snapshot.metadata.index,
+                hard_state: rd.hard_state,
+                snapshot: rd.snapshot.as_ref().map_or(0, |s| s.metadata.index),
                 read_states: rd.read_states.len(),
             },
         );
         let live = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()).expect("up");
         let term = live.raw.basic_status().hard_state.term;
-        if !rd.snapshot.is_empty() {
-            let meta = &rd.snapshot.metadata;
+        if let Some(snap) = &rd.snapshot {
+            let meta = &snap.metadata;
             live.snapshot_floor = live.snapshot_floor.max(meta.index);
             live.log.restore(meta.index, meta.term);
             live.registered_commit = live.registered_commit.max(meta.index);
@@ -626,10 +626,12 @@ impl Cluster {
             self.inv.appended(id, &rd.entries, prev)?;
         }
         let live = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()).expect("up");
-        if !rd.hard_state.is_empty() && rd.hard_state.commit > live.registered_commit {
+        if let Some(hs) = rd.hard_state
+            && hs.commit > live.registered_commit
+        {
             let from = live.registered_commit;
-            live.registered_commit = rd.hard_state.commit;
-            self.inv.commit_log(id, &live.log, from, rd.hard_state.commit, rd.hard_state.term)?;
+            live.registered_commit = hs.commit;
+            self.inv.commit_log(id, &live.log, from, hs.commit, hs.term)?;
         }
         // Leader completeness, once per term, with the whole log in view.
         let live = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()).expect("up");
@@ -748,10 +750,9 @@ impl Cluster {
     fn sync_write_done(&mut self, id: u64, inc: u32) -> Checked {
         let Some(live) = self.live_at(id, inc) else { return Ok(()) };
         let Some(rd) = live.sync_ready.take() else { return Ok(()) };
-        let hs = (!rd.hard_state.is_empty()).then_some(rd.hard_state);
-        let snap = (!rd.snapshot.is_empty()).then_some(&rd.snapshot);
+        let (hs, snap) = (rd.hard_state, rd.snapshot.as_ref());
         self.nodes[&id].disk.persist(snap, &rd.entries, hs);
-        self.persisted(id, hs, rd.entries.len(), rd.snapshot.metadata.index)?;
+        self.persisted(id, hs, rd.entries.len(), snap.map_or(0, |s| s.metadata.index))?;
         for m in rd.messages.iter() {
             self.record_vote(id, m)?;
             self.check_durable_ack(id, m)?;

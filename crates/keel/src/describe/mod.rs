@@ -116,9 +116,9 @@ pub fn describe_ready(rd: &Ready, f: Option<EntryFormatter<'_>>) -> String {
         body.push_str(&describe_soft_state(ss));
         body.push('\n');
     }
-    if !rd.hard_state.is_empty() {
+    if let Some(hs) = &rd.hard_state {
         body.push_str("HardState ");
-        write_hard_state(&mut body, &rd.hard_state);
+        write_hard_state(&mut body, hs);
         body.push('\n');
     }
     if !rd.read_states.is_empty() {
@@ -130,9 +130,9 @@ pub fn describe_ready(rd: &Ready, f: Option<EntryFormatter<'_>>) -> String {
         body.push_str("Entries:\n");
         write_entries(&mut body, &rd.entries, f);
     }
-    if !rd.snapshot.is_empty() {
+    if let Some(snap) = &rd.snapshot {
         body.push_str("Snapshot ");
-        write_snapshot(&mut body, &rd.snapshot);
+        write_snapshot(&mut body, snap);
         body.push('\n');
     }
     if !rd.committed_entries.is_empty() {

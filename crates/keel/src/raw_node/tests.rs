@@ -424,7 +424,7 @@ fn start_from_bootstrap_snapshot() {
 
     rd.soft_state = None;
     let want = Ready {
-        hard_state: HardState { term: 1, vote: 1, commit: 3 },
+        hard_state: Some(HardState { term: 1, vote: 1, commit: 3 }),
         committed_entries: want_entries,
         // Only applying, nothing to append.
         must_sync: false,
@@ -492,7 +492,7 @@ fn bootstrap_then_campaign_and_commit() {
 
     let rd = rn.ready();
     let want = Ready {
-        hard_state: HardState { term: 1, commit: 1, vote: 0 },
+        hard_state: Some(HardState { term: 1, commit: 1, vote: 0 }),
         entries: vec![cc_entry.clone()],
         committed_entries: vec![cc_entry],
         must_sync: true,
@@ -511,7 +511,7 @@ fn bootstrap_then_campaign_and_commit() {
     rn.propose(Bytes::from_static(b"foo")).unwrap();
     let rd = rn.ready();
     let want = Ready {
-        hard_state: HardState { term: 2, commit: 2, vote: 1 },
+        hard_state: Some(HardState { term: 2, commit: 2, vote: 1 }),
         entries: vec![entry(2, 3, b"foo")],
         committed_entries: vec![entry(2, 2, b"")],
         must_sync: true,
@@ -522,7 +522,7 @@ fn bootstrap_then_campaign_and_commit() {
 
     let rd = rn.ready();
     let want = Ready {
-        hard_state: HardState { term: 2, commit: 3, vote: 1 },
+        hard_state: Some(HardState { term: 2, commit: 3, vote: 1 }),
         committed_entries: vec![entry(2, 3, b"foo")],
         must_sync: false,
         ..Ready::default()
@@ -691,12 +691,14 @@ fn pagination_after_restart_node() -> (RawNode<IgnoreSizeHintStorage>, HardState
 fn commit_index_does_not_regress_after_restart() {
     let (mut rn, persisted) = pagination_after_restart_node();
     let rd = rn.ready();
-    assert!(
-        rd.hard_state.is_empty() || rd.hard_state.commit >= persisted.commit,
-        "hard state regressed: commit {} -> {}",
-        persisted.commit,
-        rd.hard_state.commit
-    );
+    if let Some(hs) = rd.hard_state {
+        assert!(
+            hs.commit >= persisted.commit,
+            "hard state regressed: commit {} -> {}",
+            persisted.commit,
+            hs.commit
+        );
+    }
 }
 
 /// Applying entries paginated after a restart leaves no gap.
@@ -909,7 +911,7 @@ fn async_storage_writes_ready_and_responses_order() {
     // The vote goes to the append thread; its own vote comes back from it.
     let rd = rn.ready();
     assert!(rd.entries.is_empty());
-    assert_eq!(rd.hard_state, HardState { term: 1, vote: 1, commit: 0 });
+    assert_eq!(rd.hard_state, Some(HardState { term: 1, vote: 1, commit: 0 }));
     let m = only_message(&rd, MessageType::MsgStorageAppend);
     assert_eq!((m.term, m.vote, m.commit), (1, 1, 0));
     assert_eq!(types(&m.responses), vec![MessageType::MsgVoteResp]);
@@ -1150,7 +1152,7 @@ fn sync_ready_then_advance_order() {
     let mut rn = new_raw_node(&new_test_config(1, 10, 1), &s);
     rn.campaign().unwrap();
     let rd = rn.ready();
-    assert_eq!(rd.hard_state, HardState { term: 1, vote: 1, commit: 0 });
+    assert_eq!(rd.hard_state, Some(HardState { term: 1, vote: 1, commit: 0 }));
     assert!(rd.must_sync);
     // The node's own vote counts only after advance.
     assert_eq!(rn.raft.state, StateType::Candidate);
@@ -1167,7 +1169,7 @@ fn sync_ready_then_advance_order() {
 
     let rd = rn.ready();
     assert_eq!(rd.committed_entries, vec![entry(1, 1, b"")]);
-    assert_eq!(rd.hard_state.commit, 1);
+    assert_eq!(rd.hard_state.map(|hs| hs.commit), Some(1));
     assert!(!rd.must_sync);
     handle_ready(&mut rn, &s, &rd);
     assert_eq!(rn.raft.raft_log.applied(), 1);
@@ -1242,14 +1244,69 @@ fn propose_batch_appends_entries_together() {
         Bytes::from_static(b"c"),
     ])
     .unwrap();
-    // An empty batch is a no-op.
-    rn.propose_batch(std::iter::empty()).unwrap();
+    // An empty batch has no entry to name: refused, nothing appended.
+    let res = rn.propose_batch(std::iter::empty());
+    assert!(matches!(res, Err(Error::ProposalDropped(DropReason::EmptyBatch))));
     let rd = rn.ready();
     assert_eq!(rd.entries, vec![entry(1, 2, b"a"), entry(1, 3, b"b"), entry(1, 4, b"c")]);
     handle_ready(&mut rn, &s, &rd);
     let rd = rn.ready();
     assert_eq!(rd.committed_entries.len(), 3);
     handle_ready(&mut rn, &s, &rd);
+}
+
+/// A leader's proposals name the entry they were appended as (a batch its
+/// last entry; a conf change even when replaced by an empty entry); a
+/// follower's say they were forwarded.
+#[test]
+fn propose_reports_the_entry_or_forwarding() {
+    let s = new_test_storage(&[1]);
+    let mut rn = single_node_leader(&new_test_config(1, 10, 1), &s);
+    let id = |term, index| Proposed::Appended(EntryId { term, index });
+    assert_eq!(rn.propose(Bytes::from_static(b"a")).unwrap(), id(1, 2));
+    let batch = [Bytes::from_static(b"b"), Bytes::from_static(b"c")];
+    assert_eq!(rn.propose_batch(batch).unwrap(), id(1, 4));
+    let add2 = ConfChangeV2 {
+        changes: vec![ConfChangeSingle {
+            change_type: ConfChangeType::ConfChangeAddLearnerNode as i32,
+            node_id: 2,
+        }],
+        ..ConfChangeV2::default()
+    };
+    assert_eq!(rn.propose_conf_change(add2.clone()).unwrap(), id(1, 5));
+    // Another change while one is pending: replaced, but still at index 6.
+    assert_eq!(rn.propose_conf_change(add2).unwrap(), id(1, 6));
+    let rd = rn.ready();
+    let ids: Vec<_> = rd.entries.iter().map(|e| (e.index, e.entry_type())).collect();
+    assert_eq!(ids[3], (5, EntryType::EntryConfChangeV2));
+    assert_eq!(ids[4], (6, EntryType::EntryNormal));
+    handle_ready(&mut rn, &s, &rd);
+
+    let s = new_test_storage(&[1, 2]);
+    let mut follower = new_raw_node(&new_test_config(2, 10, 1), &s);
+    let heartbeat = Message { from: 1, to: 2, term: 1, ..Message::new(MessageType::MsgHeartbeat) };
+    follower.step(heartbeat).unwrap();
+    assert_eq!(follower.propose(Bytes::from_static(b"x")).unwrap(), Proposed::Forwarded);
+    let rd = follower.ready();
+    assert!(rd.messages.iter().any(|m| m.msg_type() == MessageType::MsgProp && m.to == 1));
+}
+
+/// A node that owns its storage persists through `storage_mut`.
+#[test]
+fn storage_mut_persists_into_the_owned_storage() {
+    let mut rn = RawNode::new(&new_test_config(1, 10, 1), new_test_storage(&[1])).unwrap();
+    rn.campaign().unwrap();
+    for _ in 0..3 {
+        let rd = rn.ready();
+        if let Some(hs) = rd.hard_state {
+            rn.storage_mut().set_hard_state(hs);
+        }
+        rn.storage_mut().append(&rd.entries).unwrap();
+        rn.advance();
+    }
+    assert_eq!(rn.raft.state, StateType::Leader);
+    assert_eq!(rn.storage().last_index().unwrap(), 1);
+    assert_eq!(rn.storage().initial_state().unwrap().0.vote, 1);
 }
 
 /// A batch is refused whole when it would overflow the uncommitted-size
@@ -1405,7 +1462,8 @@ fn apply_conf_change_at_skips_changes_a_snapshot_covers() {
         ..Message::new(MessageType::MsgSnap)
     })
     .unwrap();
-    assert_eq!(rn.ready().snapshot.metadata.index, 10, "the snapshot was restored");
+    let restored = rn.ready().snapshot.map(|s| s.metadata.index);
+    assert_eq!(restored, Some(10), "the snapshot was restored");
 
     let add4: AnyConfChange = ConfChange {
         change_type: ConfChangeType::ConfChangeAddNode as i32,
@@ -1469,8 +1527,8 @@ fn zero_size_limits_apply_one_entry_at_a_time() {
                 "{} entries at once",
                 rd.committed_entries.len()
             );
-            if !rd.hard_state.is_empty() {
-                storage.set_hard_state(rd.hard_state);
+            if let Some(hs) = rd.hard_state {
+                storage.set_hard_state(hs);
             }
             storage.append(&rd.entries).unwrap();
             applied.extend(rd.committed_entries.iter().filter(|e| !e.data.is_empty()).cloned());

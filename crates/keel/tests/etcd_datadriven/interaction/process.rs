@@ -39,7 +39,7 @@ impl Env {
 
         let async_writes = n.config.async_storage_writes;
         if !async_writes {
-            process_append(n, rd.hard_state, &rd.entries, &rd.snapshot)?;
+            process_append(n, rd.hard_state, &rd.entries, rd.snapshot.as_ref())?;
             process_apply(n, &rd.committed_entries)?;
         }
         for m in rd.messages {
@@ -94,8 +94,8 @@ impl Env {
         match thread {
             Thread::Append => {
                 let st = HardState { term: m.term, vote: m.vote, commit: m.commit };
-                let snap = m.snapshot.clone().unwrap_or_default();
-                process_append(n, st, &m.entries, &snap)?;
+                let st = Some(st).filter(|st| !st.is_empty());
+                process_append(n, st, &m.entries, m.snapshot.as_deref())?;
             }
             Thread::Apply => process_apply(n, &m.entries)?,
         }
@@ -136,12 +136,17 @@ impl Thread {
 }
 
 /// Persists a hard state and either a snapshot or entries.
-fn process_append(n: &Node, st: HardState, ents: &[Entry], snap: &Snapshot) -> CmdResult {
+fn process_append(
+    n: &Node,
+    st: Option<HardState>,
+    ents: &[Entry],
+    snap: Option<&Snapshot>,
+) -> CmdResult {
     let s = &n.storage;
-    if !st.is_empty() {
+    if let Some(st) = st {
         s.set_hard_state(st);
     }
-    if !snap.is_empty() {
+    if let Some(snap) = snap {
         if !ents.is_empty() {
             return Err(output_err("can't apply snapshot and entries at the same time"));
         }
