@@ -5,8 +5,8 @@ use crate::error::{Result, WalError};
 use crate::fs::FileSystem;
 use crate::snap::SnapStore;
 use crate::wal::{Location, Wal, WalOptions, WalRecord};
-use keel::raftpb::{ConfState, Entry, HardState, Message, Snapshot, SnapshotMetadata};
-use keel::{Ready, StorageError};
+use keel::raftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use keel::{Ready, StorageAppend, StorageError};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,13 +55,12 @@ impl<'a> PersistRequest<'a> {
         }
     }
 
-    /// What a `MsgStorageAppend` message asks to persist.
-    pub fn from_storage_append(m: &'a Message) -> PersistRequest<'a> {
-        let hs = HardState { term: m.term, vote: m.vote, commit: m.commit };
+    /// What a `MsgStorageAppend` asks to persist.
+    pub fn from_storage_append(append: StorageAppend<'a>) -> PersistRequest<'a> {
         PersistRequest {
-            hard_state: (hs != HardState::default()).then_some(hs),
-            entries: &m.entries,
-            snapshot: m.snapshot.as_deref(),
+            hard_state: append.hard_state(),
+            entries: append.entries(),
+            snapshot: append.snapshot(),
         }
     }
 }

@@ -88,7 +88,8 @@ pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
 pub use node::{Node, NodeOptions};
 pub use raft::StateType;
 pub use raw_node::{
-    Peer, Proposed, RawNode, ReadState, Ready, SnapshotStatus, SoftState, must_sync,
+    Peer, Proposed, RawNode, ReadState, Ready, SnapshotStatus, SoftState, StorageAppend,
+    StorageApply, StorageResponses, must_sync,
 };
 pub use status::{BasicStatus, ProgressType, Status};
 pub use storage::{MemoryStorage, Storage, StorageError};

@@ -717,5 +717,9 @@ impl<S: Storage> RawNode<S> {
     }
 }
 
+mod storage_messages;
+
+pub use storage_messages::{StorageAppend, StorageApply, StorageResponses};
+
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use keel::raftpb::{
 };
 use keel::{
     Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, Logger, Peer, RawNode, ReadOnlyOption,
-    SnapshotStatus, StateType,
+    SnapshotStatus, StateType, StorageAppend, StorageApply, StorageResponses,
 };
 use prost::Message as _;
 
@@ -800,38 +800,33 @@ impl Cluster {
         // response acknowledged.)
         let mut outgoing = Vec::new();
         for m in batch {
-            let hs = (m.term != 0 || m.vote != 0 || m.commit != 0).then_some(HardState {
-                term: m.term,
-                vote: m.vote,
-                commit: m.commit,
-            });
-            let snap = m.snapshot.as_deref().filter(|s| !s.is_empty());
-            self.nodes[&id].disk.persist(snap, &m.entries, hs);
-            self.persisted(id, hs, m.entries.len(), snap.map_or(0, |s| s.metadata.index))?;
-            for r in &m.responses {
-                if r.to != id {
-                    self.check_durable_ack(id, r)?;
-                }
+            let append = StorageAppend::new(&m).expect("the append queue holds appends");
+            let (hs, snap) = (append.hard_state(), append.snapshot());
+            self.nodes[&id].disk.persist(snap, append.entries(), hs);
+            let snap_index = snap.map_or(0, |s| s.metadata.index);
+            self.persisted(id, hs, append.entries().len(), snap_index)?;
+            for r in append.peer_responses() {
+                self.check_durable_ack(id, r)?;
             }
             outgoing.push(m);
         }
-        for m in outgoing {
-            if let Some(snap) = m.snapshot.as_ref().filter(|s| !s.is_empty()) {
+        for mut m in outgoing {
+            if let Some(snap) = StorageAppend::new(&m).and_then(|a| a.snapshot()) {
                 self.install_snapshot(id, snap)?;
             }
-            for r in m.responses {
-                if r.to == id {
-                    if r.msg_type() == MessageType::MsgVoteResp && !r.reject {
-                        self.inv.vote(id, r.term, id)?;
-                    }
-                    let Some(live) = self.live(id) else { return Ok(()) };
-                    if let Err(err) = live.raw.step_local(r) {
-                        self.note_with(id, || format!("local step refused: {err}"));
-                    }
-                } else {
-                    self.record_vote(id, &r)?;
-                    self.send(r);
+            let responses = StorageResponses::take(&mut m);
+            for r in responses.local {
+                if r.msg_type() == MessageType::MsgVoteResp && !r.reject {
+                    self.inv.vote(id, r.term, id)?;
                 }
+                let Some(live) = self.live(id) else { return Ok(()) };
+                if let Err(err) = live.raw.step_local(r) {
+                    self.note_with(id, || format!("local step refused: {err}"));
+                }
+            }
+            for r in responses.peers {
+                self.record_vote(id, &r)?;
+                self.send(r);
             }
         }
         // The durable commit index may have caught up with what is applied.
@@ -846,10 +841,11 @@ impl Cluster {
             let n = std::mem::take(&mut live.apply_batch);
             live.apply_queue.drain(..n).collect()
         };
-        for m in batch {
-            self.apply(id, &m.entries)?;
+        for mut m in batch {
+            let apply = StorageApply::new(&m).expect("the apply queue holds applies");
+            self.apply(id, apply.entries())?;
             let Some(live) = self.live(id) else { return Ok(()) };
-            for r in m.responses {
+            for r in StorageResponses::take(&mut m).local {
                 let _ = live.raw.step_local(r);
             }
         }

@@ -841,32 +841,29 @@ fn async_config(id: u64) -> Config {
 }
 
 /// What an append thread does with a `MsgStorageAppend`: persist the hard
-/// state, snapshot and entries, then hand back the responses to deliver.
-fn persist(s: &MemoryStorage, m: &Message) -> Vec<Message> {
-    assert_eq!(m.msg_type(), MessageType::MsgStorageAppend);
+/// state, snapshot and entries, then hand back the message to deliver the
+/// responses of.
+fn persist(s: &MemoryStorage, m: &Message) -> Message {
     assert_eq!(m.to, LOCAL_APPEND_THREAD);
-    if m.term != 0 || m.vote != 0 || m.commit != 0 {
-        s.set_hard_state(HardState { term: m.term, vote: m.vote, commit: m.commit });
+    let append = StorageAppend::new(m).expect("a MsgStorageAppend");
+    if let Some(hs) = append.hard_state() {
+        s.set_hard_state(hs);
     }
-    if let Some(snap) = &m.snapshot {
-        s.apply_snapshot(snap.as_ref().clone()).unwrap();
+    if let Some(snap) = append.snapshot() {
+        s.apply_snapshot(snap.clone()).unwrap();
     }
-    s.append(&m.entries).unwrap();
-    m.responses.clone()
+    s.append(append.entries()).unwrap();
+    m.clone()
 }
 
-/// Delivers responses from the storage threads: those to this node are
-/// stepped, the others are returned (to send to peers).
-fn deliver(rn: &mut RawNode<MemoryStorage>, responses: Vec<Message>) -> Vec<Message> {
-    let mut out = Vec::new();
-    for r in responses {
-        if r.to == rn.id() {
-            rn.step_local(r).unwrap();
-        } else {
-            out.push(r);
-        }
+/// Delivers a storage message's responses: those to this node are stepped,
+/// the others are returned (to send to peers).
+fn deliver(rn: &mut RawNode<MemoryStorage>, mut m: Message) -> Vec<Message> {
+    let responses = StorageResponses::take(&mut m);
+    for r in responses.local {
+        rn.step_local(r).unwrap();
     }
-    out
+    responses.peers
 }
 
 /// Handles every message of a `Ready` at once: storage work synchronously,
@@ -880,17 +877,61 @@ fn handle_async_ready(
     for m in rd.messages {
         match m.msg_type() {
             MessageType::MsgStorageAppend => {
-                let resps = persist(s, &m);
-                out.extend(deliver(rn, resps));
+                out.extend(deliver(rn, persist(s, &m)));
             }
             MessageType::MsgStorageApply => {
                 assert_eq!(m.to, LOCAL_APPLY_THREAD);
-                out.extend(deliver(rn, m.responses));
+                out.extend(deliver(rn, m));
             }
             _ => out.push(m),
         }
     }
     out
+}
+
+/// The typed views read a follower's storage messages: hard state, entries
+/// and responses split between this node and its peers.
+#[test]
+fn storage_message_views() {
+    let s = new_test_storage(&[1, 2]);
+    let mut rn = new_raw_node(&async_config(2), &s);
+    let app = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        commit: 1,
+        entries: vec![entry(1, 1, b"x")],
+        ..Message::new(MessageType::MsgApp)
+    };
+    assert!(StorageAppend::new(&app).is_none(), "not a storage message");
+    assert!(StorageApply::new(&app).is_none(), "not a storage message");
+    rn.step(app).unwrap();
+    let rd = rn.ready();
+    let append = rd.messages.iter().find_map(StorageAppend::new).expect("an append");
+    assert_eq!(append.hard_state(), Some(HardState { term: 1, vote: 0, commit: 1 }));
+    assert_eq!(append.entries(), &[entry(1, 1, b"x")]);
+    assert!(append.snapshot().is_none());
+    let local: Vec<_> = append.local_responses().map(Message::msg_type).collect();
+    let peers: Vec<_> = append.peer_responses().map(|m| (m.msg_type(), m.to)).collect();
+    assert_eq!(local, vec![MessageType::MsgStorageAppendResp]);
+    assert_eq!(peers, vec![(MessageType::MsgAppResp, 1)]);
+    assert_eq!(append.responses().len(), 2);
+    let mut owned = rd.messages[0].clone();
+    let split = StorageResponses::take(&mut owned);
+    assert!(owned.responses.is_empty());
+    assert_eq!(types(&split.local), local);
+    assert_eq!(split.peers.len(), 1);
+    persist(&s, &rd.messages[0]);
+    for r in split.local {
+        rn.step_local(r).unwrap();
+    }
+
+    // The committed entry is now durable: it goes to the apply thread.
+    let rd = rn.ready();
+    let apply = rd.messages.iter().find_map(StorageApply::new).expect("an apply");
+    assert_eq!(apply.entries(), &[entry(1, 1, b"x")]);
+    assert_eq!(types(apply.responses()), vec![MessageType::MsgStorageApplyResp]);
+    assert!(rd.messages.iter().all(|m| StorageAppend::new(m).is_none()), "nothing to write");
 }
 
 fn only_message(rd: &Ready, t: MessageType) -> Message {

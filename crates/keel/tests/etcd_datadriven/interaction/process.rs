@@ -9,6 +9,7 @@ use keel::raftpb::{
     ConfChange, ConfChangeV2, Entry, EntryType, HardState, MessageType, Snapshot, SnapshotMetadata,
 };
 use keel::util::is_local_msg_target;
+use keel::{StorageAppend, StorageApply};
 use prost::Message as _;
 
 use super::{CmdResult, Env, Node, fatal, node_idxs, output_err};
@@ -93,11 +94,13 @@ impl Env {
         output.write("\n");
         match thread {
             Thread::Append => {
-                let st = HardState { term: m.term, vote: m.vote, commit: m.commit };
-                let st = Some(st).filter(|st| !st.is_empty());
-                process_append(n, st, &m.entries, m.snapshot.as_deref())?;
+                let append = StorageAppend::new(&m).ok_or_else(|| fatal("not an append"))?;
+                process_append(n, append.hard_state(), append.entries(), append.snapshot())?;
             }
-            Thread::Apply => process_apply(n, &m.entries)?,
+            Thread::Apply => {
+                let apply = StorageApply::new(&m).ok_or_else(|| fatal("not an apply"))?;
+                process_apply(n, apply.entries())?;
+            }
         }
         output.write("Responses:\n");
         for r in &resps {
