@@ -12,13 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use keel::raftpb::{
-    AnyConfChange, ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot,
-};
+use keel::raftpb::{AnyConfChange, ConfState, Entry, Message, Snapshot};
 use keel::storage::{MemoryStorage, Storage};
 use keel::{Config, DiscardLogger, RawNode, StateType};
 use proptest::prelude::*;
-use prost::Message as _;
 
 struct Node {
     raw: RawNode<MemoryStorage>,
@@ -100,16 +97,7 @@ impl Cluster {
             if let Some(prev) = prev {
                 assert_eq!(prev, (e.term, e.data.clone()), "committed entry {} changed", e.index);
             }
-            let cc = match e.entry_type() {
-                EntryType::EntryConfChange => {
-                    ConfChange::decode(e.data.clone()).ok().map(AnyConfChange::from)
-                }
-                EntryType::EntryConfChangeV2 => {
-                    ConfChangeV2::decode(e.data.clone()).ok().map(AnyConfChange::from)
-                }
-                EntryType::EntryNormal => None,
-            };
-            if let Some(cc) = cc {
+            if let Ok(Some(cc)) = AnyConfChange::from_entry(e) {
                 // An application may refuse a change; the core must not panic.
                 let _ = node.raw.apply_conf_change(&cc);
             }

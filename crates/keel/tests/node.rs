@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel::raftpb::{
-    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
+    MessageType,
 };
 use keel::{
     Config, DropReason, EntryId, Error, MemoryStorage, Node, NodeOptions, Peer, Proposed, Ready,
@@ -62,8 +63,9 @@ impl Single {
         let rd = self.node.ready().unwrap();
         persist(&self.storage, &rd);
         for e in &rd.committed_entries {
-            if e.entry_type() == EntryType::EntryConfChange && e.index > 1 {
-                let cc: ConfChange = prost::Message::decode(e.data.clone()).unwrap();
+            if let Some(cc) = AnyConfChange::from_entry(e).unwrap()
+                && e.index > 1
+            {
                 self.conf = Some(self.node.apply_conf_change_at(e.index, cc).unwrap());
             }
             self.applied.push(e.clone());

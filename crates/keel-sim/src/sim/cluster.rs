@@ -12,15 +12,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use keel::quorum::{JointConfig, MajorityConfig};
-use keel::raftpb::{
-    AnyConfChange, ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
-    MessageType,
-};
+use keel::raftpb::{AnyConfChange, ConfState, Entry, HardState, Message, MessageType};
 use keel::{
     Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, Logger, Peer, RawNode, ReadOnlyOption,
     SnapshotStatus, StateType, StorageAppend, StorageApply, StorageResponses,
 };
-use prost::Message as _;
 
 use super::RunStats;
 use super::invariants::{Checked, Invariants, Violation};
@@ -981,17 +977,9 @@ impl Cluster {
                 first = e.index;
             }
             last = e.index;
-            match EntryType::try_from(e.entry_type) {
-                Ok(EntryType::EntryNormal) => self.apply_normal(id, e),
-                Ok(EntryType::EntryConfChange) => {
-                    let cc = ConfChange::decode(e.data.clone()).expect("own conf change");
-                    removed_self |= self.apply_conf_change(id, e.index, AnyConfChange::V1(cc));
-                }
-                Ok(EntryType::EntryConfChangeV2) => {
-                    let cc = ConfChangeV2::decode(e.data.clone()).expect("own conf change");
-                    removed_self |= self.apply_conf_change(id, e.index, AnyConfChange::V2(cc));
-                }
-                Err(_) => panic!("unknown entry type {}", e.entry_type),
+            match AnyConfChange::from_entry(e).expect("own conf change") {
+                None => self.apply_normal(id, e),
+                Some(cc) => removed_self |= self.apply_conf_change(id, e.index, cc),
             }
         }
         if first != 0 {

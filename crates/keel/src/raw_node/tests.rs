@@ -52,13 +52,7 @@ fn is_leader(rd: &Ready, id: u64) -> bool {
 
 /// The configuration change an entry carries, if any.
 fn decode_conf_change(e: &Entry) -> Option<AnyConfChange> {
-    match EntryType::try_from(e.entry_type) {
-        Ok(EntryType::EntryConfChange) => Some(ConfChange::decode(e.data.clone()).unwrap().into()),
-        Ok(EntryType::EntryConfChangeV2) => {
-            Some(ConfChangeV2::decode(e.data.clone()).unwrap().into())
-        }
-        _ => None,
-    }
+    AnyConfChange::from_entry(e).expect("a decodable conf change")
 }
 
 /// Handles one `Ready` synchronously: persists the entries, applies the
@@ -1307,13 +1301,7 @@ fn propose_reports_the_entry_or_forwarding() {
     assert_eq!(rn.propose(Bytes::from_static(b"a")).unwrap(), id(1, 2));
     let batch = [Bytes::from_static(b"b"), Bytes::from_static(b"c")];
     assert_eq!(rn.propose_batch(batch).unwrap(), id(1, 4));
-    let add2 = ConfChangeV2 {
-        changes: vec![ConfChangeSingle {
-            change_type: ConfChangeType::ConfChangeAddLearnerNode as i32,
-            node_id: 2,
-        }],
-        ..ConfChangeV2::default()
-    };
+    let add2 = ConfChangeV2::add_learner(2);
     assert_eq!(rn.propose_conf_change(add2.clone()).unwrap(), id(1, 5));
     // Another change while one is pending: replaced, but still at index 6.
     assert_eq!(rn.propose_conf_change(add2).unwrap(), id(1, 6));

@@ -5,12 +5,9 @@
 
 use bytes::{Bytes, BytesMut};
 use keel::describe::{describe_message, describe_ready};
-use keel::raftpb::{
-    ConfChange, ConfChangeV2, Entry, EntryType, HardState, MessageType, Snapshot, SnapshotMetadata,
-};
+use keel::raftpb::{AnyConfChange, Entry, HardState, MessageType, Snapshot, SnapshotMetadata};
 use keel::util::is_local_msg_target;
 use keel::{StorageAppend, StorageApply};
-use prost::Message as _;
 
 use super::{CmdResult, Env, Node, fatal, node_idxs, output_err};
 use crate::datadriven::TestData;
@@ -164,21 +161,13 @@ fn process_append(
 /// every entry's payload (a change's context) is appended to the state.
 fn process_apply(n: &mut Node, ents: &[Entry]) -> CmdResult {
     for ent in ents {
-        let (update, cs) = match EntryType::try_from(ent.entry_type) {
-            Ok(EntryType::EntryConfChange) => {
-                let cc = ConfChange::decode(ent.data.clone()).map_err(output_err)?;
-                let update = cc.context.clone();
+        let (update, cs) = match AnyConfChange::from_entry(ent).map_err(output_err)? {
+            Some(cc) => {
                 // etcd panics when a committed change cannot apply.
-                let cs = n.raw.apply_conf_change(&cc.into()).map_err(fatal)?;
-                (update, Some(cs))
+                let cs = n.raw.apply_conf_change(&cc).map_err(fatal)?;
+                (cc.context().clone(), Some(cs))
             }
-            Ok(EntryType::EntryConfChangeV2) => {
-                let cc = ConfChangeV2::decode(ent.data.clone()).map_err(output_err)?;
-                let update = cc.context.clone();
-                let cs = n.raw.apply_conf_change(&cc.into()).map_err(fatal)?;
-                (update, Some(cs))
-            }
-            _ => (ent.data.clone(), None),
+            None => (ent.data.clone(), None),
         };
         let last = n.last_snapshot();
         let mut data = BytesMut::with_capacity(last.data.len() + update.len());
