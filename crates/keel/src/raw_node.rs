@@ -21,6 +21,13 @@
 //!   and do not call `apply_conf_change` for it. The snapshot's configuration
 //!   already includes its effect; applying it again would corrupt this
 //!   node's configuration (etcd-io/etcd#11510; Keel's simulator checks this).
+//!   In synchronous mode the core keeps this from arising: a `MsgSnap`
+//!   stepped between `ready()` and `advance()` is held until `advance()`.
+//!   With asynchronous writes it can arise; use
+//!   [`RawNode::apply_conf_change_at`], which ignores such a change.
+//! - With asynchronous writes, read the storage messages through
+//!   [`StorageAppend`] and [`StorageApply`], and deliver their responses
+//!   (split by [`StorageResponses`]) only once the work is done.
 
 use bytes::Bytes;
 
@@ -134,6 +141,12 @@ pub struct RawNode<S: Storage> {
     /// `MsgStorageApplyResp` carrying the applied entries; only their last
     /// index and sizes matter, so the entries are not copied.
     applied_on_advance: Option<AppliedOnAdvance>,
+    /// Synchronous mode: a `Ready` was handed out and `advance` not yet
+    /// called.
+    ready_outstanding: bool,
+    /// Synchronous mode: a `MsgSnap` that arrived while a `Ready` was
+    /// outstanding, stepped on `advance` (see [`RawNode::step`]).
+    deferred_snapshot: Option<Message>,
 }
 
 /// The part of a `MsgStorageApplyResp` that stepping it reads.
@@ -163,6 +176,8 @@ impl<S: Storage> RawNode<S> {
             prev_hard_state,
             steps_on_advance: Vec::new(),
             applied_on_advance: None,
+            ready_outstanding: false,
+            deferred_snapshot: None,
         })
     }
 
@@ -277,9 +292,40 @@ impl<S: Storage> RawNode<S> {
     /// [`Error::InvalidMessage`] (or etcd's [`Error::StepLocalMsg`] and
     /// [`Error::StepPeerNotFound`]), logged once at warn level, and leave the
     /// node unchanged.
+    ///
+    /// In synchronous mode a `MsgSnap` that arrives between `ready` and
+    /// `advance` is held and stepped on `advance`: restoring it at once would
+    /// replace the configuration under the application, which is still
+    /// applying the `Ready`'s committed entries (etcd-io/etcd#11510). Only
+    /// one is held, the one with the highest term and snapshot index; a
+    /// leader whose snapshot is not held retries it (after
+    /// [`RawNode::report_snapshot`] or a probe).
     pub fn step(&mut self, m: Message) -> Result<()> {
-        let res = self.raft.check_peer_message(&m).and_then(|()| self.raft.step(m));
+        if let Err(err) = self.raft.check_peer_message(&m) {
+            return self.log_refusal(Err(err));
+        }
+        if self.ready_outstanding && m.msg_type() == MessageType::MsgSnap {
+            self.defer_snapshot(m);
+            return Ok(());
+        }
+        let res = self.raft.step(m);
         self.log_refusal(res)
+    }
+
+    /// Holds a `MsgSnap` until `advance`, keeping the newest of those held.
+    fn defer_snapshot(&mut self, m: Message) {
+        let key = |m: &Message| (m.term, m.snapshot.as_ref().map_or(0, |s| s.metadata.index));
+        if self.deferred_snapshot.as_ref().is_some_and(|held| key(held) >= key(&m)) {
+            debugf!(self.raft.logger, "{:x} dropping MsgSnap from {:x}", self.raft.id, m.from);
+            return;
+        }
+        infof!(
+            self.raft.logger,
+            "{:x} deferring MsgSnap from {:x} until the outstanding Ready is advanced",
+            self.raft.id,
+            m.from
+        );
+        self.deferred_snapshot = Some(m);
     }
 
     /// Advances the state machine with a local response: a storage thread's
@@ -454,6 +500,7 @@ impl<S: Storage> RawNode<S> {
             if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
             }
+            self.ready_outstanding = true;
             self.split_msgs_after_append(rd);
             if self.need_storage_append_resp_msg(rd) {
                 let m = self.new_storage_append_resp_msg(rd);
@@ -556,6 +603,11 @@ impl<S: Storage> RawNode<S> {
             // Exactly what `Raft::step` does with a `MsgStorageApplyResp`
             // (a local message, so no term checks).
             self.raft.entries_applied(applied.index, applied.size, applied.payloads_size);
+        }
+        self.ready_outstanding = false;
+        if let Some(m) = self.deferred_snapshot.take() {
+            let res = self.raft.step(m);
+            let _ = self.log_refusal(res);
         }
     }
 

@@ -293,7 +293,6 @@ impl Cluster {
             snapshot_conf: snap.metadata.conf_state.clone(),
             registered_commit: 0,
             snapshot_floor: snap.metadata.index,
-            deferred_snapshots: Vec::new(),
         };
         let node = self.nodes.get_mut(&id).expect("known node");
         node.live = Some(live);
@@ -488,14 +487,6 @@ impl Cluster {
         }
         let summary = MsgSummary::of(&m);
         let live = self.live(to).expect("up");
-        if t == MessageType::MsgSnap && live.sync_ready.is_some() {
-            // The application steps a snapshot only between two `Ready`s: the
-            // core would install its configuration at once, under the
-            // configuration changes of the `Ready` being applied.
-            live.deferred_snapshots.push(m);
-            self.note(to, TraceEvent::Note("snapshot message deferred until advance".to_owned()));
-            return Ok(());
-        }
         if matches!(t, MessageType::MsgAppResp | MessageType::MsgHeartbeatResp)
             && live.leading_term != 0
             && m.term == live.leading_term
@@ -765,20 +756,10 @@ impl Cluster {
             return Ok(());
         }
         self.take_read_states(id, &rd)?;
-        let deferred = match self.live(id) {
-            Some(live) => {
-                live.raw.advance();
-                std::mem::take(&mut live.deferred_snapshots)
-            }
-            None => Vec::new(),
-        };
-        for m in deferred {
-            let summary = MsgSummary::of(&m);
-            let res = self.live(id).expect("up").raw.step(m);
-            self.note(id, TraceEvent::Deliver(summary));
-            if let Err(err) = res {
-                self.note_with(id, || format!("step refused: {err}"));
-            }
+        // A snapshot that arrived while the Ready was handled is stepped
+        // now, by the core (it holds it until `advance`).
+        if let Some(live) = self.live(id) {
+            live.raw.advance();
         }
         self.after(id)
     }

@@ -12,7 +12,7 @@ use prost::Message as _;
 
 use super::*;
 use crate::logger::DiscardLogger;
-use crate::raftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeV2};
+use crate::raftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeV2, SnapshotMetadata};
 use crate::storage::{MemoryStorage, StorageError};
 use crate::tracker::ProgressState;
 use crate::util::NO_LIMIT;
@@ -1608,4 +1608,111 @@ fn malformed_conf_changes_are_never_committed() {
         assert!(matches!(err, Error::ProposalDropped(DropReason::InvalidConfChange)), "{err:?}");
     }
     assert_eq!(rn.raft.raft_log.last_index(), last, "nothing was appended");
+}
+
+/// A follower of {1, 2} that has appended and committed, at index 1, a
+/// change adding learner 3, and a `MsgSnap` at index 5 whose configuration
+/// is {1, 2} (the leader has since removed 3 again).
+fn follower_with_committed_conf_change(cfg: &Config) -> (RawNode<MemoryStorage>, Message) {
+    let s = new_test_storage(&[1, 2]);
+    let mut rn = new_raw_node(cfg, &s);
+    let (t, data) = AnyConfChange::from(ConfChangeV2::add_learner(3)).to_entry_data();
+    let cc_entry = Entry { entry_type: t as i32, term: 1, index: 1, data };
+    let app = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        commit: 1,
+        entries: vec![cc_entry],
+        ..Message::new(MessageType::MsgApp)
+    };
+    rn.step(app).unwrap();
+    let snap = |index| Snapshot {
+        metadata: SnapshotMetadata {
+            conf_state: ConfState { voters: vec![1, 2], ..ConfState::default() },
+            index,
+            term: 1,
+        },
+        ..Snapshot::default()
+    };
+    let msg_snap = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        snapshot: Some(Box::new(snap(5))),
+        ..Message::new(MessageType::MsgSnap)
+    };
+    (rn, msg_snap)
+}
+
+/// Synchronous mode: a `MsgSnap` stepped while a `Ready` is outstanding is
+/// held until `advance`, so that the Ready's committed conf change applies
+/// first and the snapshot's configuration then replaces it (not the other
+/// way round, etcd-io/etcd#11510).
+#[test]
+fn sync_msg_snap_during_a_ready_waits_for_advance() {
+    let (mut rn, msg_snap) = follower_with_committed_conf_change(&new_test_config(2, 10, 1));
+    let s = rn.storage().clone();
+    let rd = rn.ready();
+    assert_eq!(rd.committed_entries.len(), 1);
+    let mut older = msg_snap.clone();
+    older.snapshot.as_mut().unwrap().metadata.index = 4;
+    rn.step(msg_snap).unwrap();
+    rn.step(older).unwrap();
+    assert_eq!(rn.raft.raft_log.committed(), 1, "not restored under the application");
+    assert!(rn.raft.raft_log.unstable().snapshot().is_none());
+    // The application applies the Ready: the change lands on {1, 2}.
+    let states = handle_ready(&mut rn, &s, &rd);
+    assert_eq!(states[0].learners, vec![3]);
+    // advance stepped the held snapshot (the newer one): the next Ready
+    // restores it, and with it the configuration {1, 2}.
+    let rd = rn.ready();
+    assert_eq!(rd.snapshot.as_ref().map(|s| s.metadata.index), Some(5));
+    s.apply_snapshot(rd.snapshot.clone().unwrap()).unwrap();
+    handle_ready(&mut rn, &s, &rd);
+    assert_eq!(rn.raft.trk.conf_state(), ConfState { voters: vec![1, 2], ..ConfState::default() });
+    assert_eq!(rn.raft.raft_log.committed(), 5);
+    // With no Ready outstanding a snapshot is stepped at once.
+    let mut newer = rd.snapshot.clone().unwrap();
+    newer.metadata.index = 8;
+    let m = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        snapshot: Some(Box::new(newer)),
+        ..Message::new(MessageType::MsgSnap)
+    };
+    rn.step(m).unwrap();
+    assert_eq!(rn.raft.raft_log.committed(), 8);
+}
+
+/// Asynchronous mode: the snapshot is restored at once (the storage threads
+/// order the writes), and the apply thread's late application of a change
+/// the snapshot covers goes through `apply_conf_change_at`, which ignores it.
+#[test]
+fn async_msg_snap_during_an_apply_is_restored_and_covers_the_change() {
+    let (mut rn, msg_snap) = follower_with_committed_conf_change(&async_config(2));
+    let s = rn.storage().clone();
+    // Persist the entry; the apply thread then receives the conf change.
+    let rd = rn.ready();
+    for m in rd.messages.iter().filter(|m| StorageAppend::new(m).is_some()) {
+        deliver(&mut rn, persist(&s, m));
+    }
+    let rd = rn.ready();
+    let apply = rd.messages.iter().find(|m| StorageApply::new(m).is_some()).unwrap().clone();
+    // The snapshot arrives while the apply thread holds the change.
+    rn.step(msg_snap).unwrap();
+    let rd = rn.ready();
+    let append = rd.messages.iter().find_map(StorageAppend::new).unwrap();
+    assert_eq!(append.snapshot().map(|s| s.metadata.index), Some(5));
+    // The apply thread applies index 1, a change the snapshot covers.
+    let cc = AnyConfChange::from_entry(&StorageApply::new(&apply).unwrap().entries()[0]);
+    let cs = rn.apply_conf_change_at(1, &cc.unwrap().unwrap()).unwrap();
+    assert_eq!(cs, ConfState { voters: vec![1, 2], ..ConfState::default() });
+    deliver(&mut rn, apply);
+    for m in rd.messages.iter().filter(|m| StorageAppend::new(m).is_some()) {
+        deliver(&mut rn, persist(&s, m));
+    }
+    assert_eq!(rn.raft.trk.conf_state(), cs);
+    assert_eq!(rn.raft.raft_log.committed(), 5);
 }
