@@ -79,7 +79,7 @@ impl KeelCluster {
             self.queue.push(m);
         }
         for e in &rd.committed_entries {
-            let normal = e.entry_type == EntryType::EntryNormal as i32;
+            let normal = e.entry_type() == EntryType::EntryNormal;
             node.log.apply(e.index, normal, e.data.len());
         }
         if let Some(index) = node.log.compaction_due() {

@@ -723,7 +723,7 @@ impl<S: Storage> RawNode<S> {
                 });
                 let (entry_type, data) = cc.to_entry_data();
                 debug_assert_eq!(entry_type, EntryType::EntryConfChange);
-                Entry { entry_type: entry_type as i32, term: 1, index: i as u64 + 1, data }
+                Entry { entry_type: Some(entry_type as i32), term: 1, index: i as u64 + 1, data }
             })
             .collect();
         let n = ents.len() as u64;

@@ -136,7 +136,8 @@ fn id() -> impl Strategy<Value = u64> {
 }
 
 fn entry() -> impl Strategy<Value = Entry> {
-    (edgy(), edgy(), 0..4i32, proptest::collection::vec(any::<u8>(), 0..12)).prop_map(
+    let t = proptest::option::of(0..4i32);
+    (edgy(), edgy(), t, proptest::collection::vec(any::<u8>(), 0..12)).prop_map(
         |(term, index, t, data)| Entry { term, index, entry_type: t, data: Bytes::from(data) },
     )
 }

@@ -237,8 +237,10 @@ fn write_entries(out: &mut String, ents: &[Entry], f: Option<EntryFormatter<'_>>
 
 fn write_entry(out: &mut String, e: &Entry, f: Option<EntryFormatter<'_>>) {
     put!(out, "{}/{} ", e.term, e.index);
-    write_entry_type(out, e.entry_type);
-    let formatted = match EntryType::try_from(e.entry_type) {
+    // An unset type reads as EntryNormal, as Go's GetType does.
+    let raw_type = e.entry_type.unwrap_or_default();
+    write_entry_type(out, raw_type);
+    let formatted = match EntryType::try_from(raw_type) {
         Ok(EntryType::EntryNormal) => match f {
             Some(f) => f(&e.data),
             None => go_quote(&e.data),

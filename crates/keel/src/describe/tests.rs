@@ -18,7 +18,7 @@ fn ent(term: u64, index: u64, data: &'static str) -> Entry {
 
 fn conf_entry(term: u64, index: u64, cc: AnyConfChange) -> Entry {
     let (entry_type, data) = cc.to_entry_data();
-    Entry { term, index, entry_type: entry_type as i32, data }
+    Entry { term, index, entry_type: Some(entry_type as i32), data }
 }
 
 fn v1_entry(term: u64, index: u64, change_type: ConfChangeType, node_id: u64) -> Entry {
@@ -33,7 +33,7 @@ fn v2_entry(term: u64, index: u64, ops: &str) -> Entry {
 }
 
 fn raw_entry(term: u64, index: u64, entry_type: i32, data: &'static [u8]) -> Entry {
-    Entry { term, index, entry_type, data: Bytes::from_static(data) }
+    Entry { term, index, entry_type: Some(entry_type), data: Bytes::from_static(data) }
 }
 
 fn msg(t: MessageType, from: u64, to: u64, term: u64, log_term: u64, index: u64) -> Message {

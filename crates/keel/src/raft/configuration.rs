@@ -22,7 +22,7 @@ pub(crate) fn conf_change_to_msg(cc: Option<&AnyConfChange>) -> Message {
         Some(cc) => cc.to_entry_data(),
         None => (EntryType::EntryConfChangeV2, bytes::Bytes::new()),
     };
-    let entry = Entry { entry_type: entry_type as i32, data, ..Entry::default() };
+    let entry = Entry { entry_type: Some(entry_type as i32), data, ..Entry::default() };
     Message { entries: vec![entry], ..Message::new(MessageType::MsgProp) }
 }
 
@@ -148,7 +148,12 @@ impl<S: Storage> Raft<S> {
                         self.trk.config,
                         why
                     );
-                    *e = Entry::default();
+                    // etcd sets the type explicitly here (2 bytes more
+                    // than a proposal's entry, which leaves it unset).
+                    *e = Entry {
+                        entry_type: Some(EntryType::EntryNormal as i32),
+                        ..Entry::default()
+                    };
                 }
                 _ => self.pending_conf_index = last_index + i as u64 + 1,
             }

@@ -59,10 +59,10 @@ impl AnyConfChange {
     /// The configuration change `e` carries: `None` for an entry of any
     /// other type, an error if its payload does not decode.
     pub fn from_entry(e: &Entry) -> Result<Option<AnyConfChange>, prost::DecodeError> {
-        Ok(match EntryType::try_from(e.entry_type) {
-            Ok(EntryType::EntryConfChange) => Some(ConfChange::decode(e.data.clone())?.into()),
-            Ok(EntryType::EntryConfChangeV2) => Some(ConfChangeV2::decode(e.data.clone())?.into()),
-            _ => None,
+        Ok(match e.entry_type() {
+            EntryType::EntryConfChange => Some(ConfChange::decode(e.data.clone())?.into()),
+            EntryType::EntryConfChangeV2 => Some(ConfChangeV2::decode(e.data.clone())?.into()),
+            EntryType::EntryNormal => None,
         })
     }
 
@@ -269,7 +269,7 @@ mod tests {
     fn from_entry_decodes_either_format() {
         let entry = |cc: &AnyConfChange| {
             let (t, data) = cc.to_entry_data();
-            Entry { entry_type: t as i32, data, ..Entry::default() }
+            Entry { entry_type: Some(t as i32), data, ..Entry::default() }
         };
         let v1 = AnyConfChange::V1(ConfChange {
             change_type: ConfChangeType::ConfChangeRemoveNode as i32,

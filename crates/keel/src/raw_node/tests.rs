@@ -181,7 +181,7 @@ fn propose_and_conf_change() {
         assert_eq!(entries.len(), 2, "#{i}");
         assert_eq!(&entries[0].data[..], b"somedata", "#{i}");
         let (want_type, want_data) = cc.to_entry_data();
-        assert_eq!(entries[1].entry_type, want_type as i32, "#{i}");
+        assert_eq!(entries[1].entry_type(), want_type, "#{i}");
         assert_eq!(entries[1].data, want_data, "#{i}");
 
         assert_eq!(applied, Some(want.clone()), "#{i}");
@@ -209,7 +209,7 @@ fn propose_and_conf_change() {
         }
 
         assert_eq!(rd.entries.len(), 1, "#{i}");
-        assert_eq!(rd.entries[0].entry_type, EntryType::EntryConfChangeV2 as i32, "#{i}");
+        assert_eq!(rd.entries[0].entry_type(), EntryType::EntryConfChangeV2, "#{i}");
         let leave = ConfChangeV2::decode(rd.entries[0].data.clone()).unwrap();
         assert_eq!(leave, ConfChangeV2 { context, ..ConfChangeV2::default() }, "#{i}");
         // Pretend it applied: it cannot commit, as the joint quorum needs
@@ -273,7 +273,7 @@ fn joint_auto_leave_after_losing_leadership() {
     let entries = s.entries(last_index - 1, last_index + 1, NO_LIMIT).unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(&entries[0].data[..], b"somedata");
-    assert_eq!(entries[1].entry_type, EntryType::EntryConfChangeV2 as i32);
+    assert_eq!(entries[1].entry_type(), EntryType::EntryConfChangeV2);
     assert_eq!(entries[1].data, cc.to_entry_data().1);
     assert_eq!(applied, Some(want));
 
@@ -295,7 +295,7 @@ fn joint_auto_leave_after_losing_leadership() {
         rn.advance();
     }
     let leave = leave.expect("the leader proposed leaving the joint configuration");
-    assert_eq!(leave.entry_type, EntryType::EntryConfChangeV2 as i32);
+    assert_eq!(leave.entry_type(), EntryType::EntryConfChangeV2);
     let leave = ConfChangeV2::decode(leave.data).unwrap();
     assert_eq!(leave, ConfChangeV2::default());
     // Pretend it applied (the joint quorum cannot commit it here).
@@ -475,7 +475,7 @@ fn bootstrap_then_campaign_and_commit() {
         ..ConfChange::default()
     };
     let cc_entry = Entry {
-        entry_type: EntryType::EntryConfChange as i32,
+        entry_type: Some(EntryType::EntryConfChange as i32),
         term: 1,
         index: 1,
         data: Bytes::from(cc.encode_to_vec()),
@@ -1598,7 +1598,7 @@ fn malformed_conf_changes_are_never_committed() {
         assert!(matches!(err, Error::ProposalDropped(DropReason::InvalidConfChange)), "{err:?}");
         // The same change forwarded by a follower.
         let entry = Entry {
-            entry_type: EntryType::EntryConfChangeV2 as i32,
+            entry_type: Some(EntryType::EntryConfChangeV2 as i32),
             data: cc.encode_to_vec().into(),
             ..Entry::default()
         };
@@ -1617,7 +1617,7 @@ fn follower_with_committed_conf_change(cfg: &Config) -> (RawNode<MemoryStorage>,
     let s = new_test_storage(&[1, 2]);
     let mut rn = new_raw_node(cfg, &s);
     let (t, data) = AnyConfChange::from(ConfChangeV2::add_learner(3)).to_entry_data();
-    let cc_entry = Entry { entry_type: t as i32, term: 1, index: 1, data };
+    let cc_entry = Entry { entry_type: Some(t as i32), term: 1, index: 1, data };
     let app = Message {
         from: 1,
         to: 2,
@@ -1715,4 +1715,37 @@ fn async_msg_snap_during_an_apply_is_restored_and_covers_the_change() {
     }
     assert_eq!(rn.raft.trk.conf_state(), cs);
     assert_eq!(rn.raft.raft_log.committed(), 5);
+}
+
+/// Entry sizes follow etcd-raft v3.7 (protobuf-go): a proposal's entry
+/// leaves its type unset, so two one-byte proposals (7 bytes each) fit a
+/// 14-byte `max_committed_size_per_ready` together, as in Go; with the type
+/// written (9 bytes each) they would come one per Ready.
+#[test]
+fn proposals_leave_the_entry_type_unset_and_batch_as_go_does() {
+    let s = new_test_storage(&[1]);
+    let mut cfg = new_test_config(1, 10, 1);
+    cfg.max_committed_size_per_ready = 14;
+    let mut rn = single_node_leader(&cfg, &s);
+    rn.propose(Bytes::from_static(b"a")).unwrap();
+    rn.propose(Bytes::from_static(b"b")).unwrap();
+    let rd = rn.ready();
+    assert_eq!(rd.entries.len(), 2);
+    assert!(rd.entries.iter().all(|e| e.entry_type.is_none()));
+    assert_eq!(rd.entries[0].encoded_len(), 7);
+    handle_ready(&mut rn, &s, &rd);
+    let rd = rn.ready();
+    let data: Vec<_> = rd.committed_entries.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(data, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+    handle_ready(&mut rn, &s, &rd);
+
+    // A conf change sets its type; a refused one is replaced by an entry
+    // that sets EntryNormal explicitly (etcd's `Type: EntryNormal.Enum()`).
+    rn.propose_conf_change(ConfChangeV2::add_learner(2)).unwrap();
+    rn.propose_conf_change(ConfChangeV2::add_learner(3)).unwrap();
+    let rd = rn.ready();
+    let types: Vec<_> = rd.entries.iter().map(|e| e.entry_type).collect();
+    let (v2, normal) = (EntryType::EntryConfChangeV2 as i32, EntryType::EntryNormal as i32);
+    assert_eq!(types, vec![Some(v2), Some(normal)]);
+    handle_ready(&mut rn, &s, &rd);
 }
