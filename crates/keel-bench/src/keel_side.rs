@@ -74,8 +74,8 @@ impl<const MOVE: bool> Cluster3<MOVE> {
             return;
         }
         let mut rd = node.raw.ready();
-        if !rd.snapshot.is_empty() {
-            node.storage.apply_snapshot(rd.snapshot.clone()).expect("apply snapshot");
+        if let Some(snap) = &rd.snapshot {
+            node.storage.apply_snapshot(snap.clone()).expect("apply snapshot");
         }
         if MOVE {
             node.storage
@@ -84,8 +84,8 @@ impl<const MOVE: bool> Cluster3<MOVE> {
         } else {
             node.storage.append(&rd.entries).expect("append to memory storage");
         }
-        if !rd.hard_state.is_empty() {
-            node.storage.set_hard_state(rd.hard_state);
+        if let Some(hs) = rd.hard_state {
+            node.storage.set_hard_state(hs);
         }
         for m in rd.messages.drain(..) {
             if m.msg_type() == MessageType::MsgSnap {
@@ -94,7 +94,7 @@ impl<const MOVE: bool> Cluster3<MOVE> {
             self.queue.push(m);
         }
         for e in &rd.committed_entries {
-            let normal = e.entry_type == EntryType::EntryNormal as i32;
+            let normal = e.entry_type() == EntryType::EntryNormal;
             node.log.apply(e.index, normal, e.data.len());
         }
         if let Some(index) = node.log.compaction_due() {

@@ -28,13 +28,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keel::raftpb::{
-    AnyConfChange, ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message,
-    Snapshot,
+    AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot,
 };
-use keel::{Config, Node, NodeOptions, Peer, StateType, Storage};
+use keel::{Config, Node, NodeOptions, Peer, StateType, Storage, StorageAppend};
 use keel_transport::{Event, Events, TlsConfig, Transport};
 use keel_wal::{DiskOptions, DiskStorage, PersistRequest};
-use prost::Message as _;
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::command::{Command, Op};
@@ -420,8 +418,11 @@ fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
             }
         }
         let started = Instant::now();
-        let reqs: Vec<PersistRequest<'_>> =
-            batch.iter().map(PersistRequest::from_storage_append).collect();
+        let reqs: Vec<PersistRequest<'_>> = batch
+            .iter()
+            .filter_map(StorageAppend::new)
+            .map(PersistRequest::from_storage_append)
+            .collect();
         if let Err(e) = sh.storage.persist_all(&reqs) {
             tracing::error!(id = sh.id, "cannot persist to the WAL, stopping: {e}");
             sh.request_stop(StopReason::Fatal);
@@ -524,7 +525,8 @@ async fn propose_loop(sh: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Queue
     let mut batch: Vec<Queued> = Vec::with_capacity(PROPOSAL_BATCH);
     while rx.recv_many(&mut batch, PROPOSAL_BATCH).await > 0 {
         let data: Vec<Bytes> = batch.iter().map(|(d, _)| d.clone()).collect();
-        let r = sh.node.propose_batch_async(data).await.map_err(|e| KvError::from_raft(&e));
+        let r =
+            sh.node.propose_batch_async(data).await.map(|_| ()).map_err(|e| KvError::from_raft(&e));
         for (_, tx) in batch.drain(..) {
             let _ = tx.send(r.clone());
         }
@@ -723,6 +725,7 @@ impl Shared {
                         .node
                         .propose_conf_change_async(cc.clone())
                         .await
+                        .map(|_| ())
                         .map_err(|e| KvError::from_raft(&e)),
                 };
                 match r {
@@ -834,35 +837,30 @@ impl Applier {
 
     fn apply(&mut self, e: Entry) {
         self.applied = e.index;
-        match EntryType::try_from(e.entry_type) {
-            Ok(EntryType::EntryNormal) => {
-                if e.data.is_empty() {
-                    return;
-                }
-                let Some(cmd) = Command::decode(&e.data) else {
-                    tracing::warn!(index = e.index, "skipping an entry that is not a command");
-                    return;
-                };
-                let id = cmd.id;
-                let existed = {
-                    let mut st = self.sh.state.write().unwrap_or_else(PoisonError::into_inner);
-                    let existed = st.apply(cmd);
-                    self.sh.metrics.keys.set(st.len() as i64);
-                    existed
-                };
-                if let Some(tx) = lock(&self.sh.waiters).remove(&id) {
-                    let _ = tx.send(Applied { index: e.index, existed });
-                }
+        if e.entry_type() == EntryType::EntryNormal {
+            if e.data.is_empty() {
+                return;
             }
-            Ok(EntryType::EntryConfChange) => match ConfChange::decode(e.data.as_ref()) {
-                Ok(cc) => self.apply_conf_change(e.index, AnyConfChange::V1(cc)),
-                Err(err) => tracing::warn!(index = e.index, "skipping a bad conf change: {err}"),
-            },
-            Ok(EntryType::EntryConfChangeV2) => match ConfChangeV2::decode(e.data.as_ref()) {
-                Ok(cc) => self.apply_conf_change(e.index, AnyConfChange::V2(cc)),
-                Err(err) => tracing::warn!(index = e.index, "skipping a bad conf change: {err}"),
-            },
-            Err(_) => tracing::warn!(index = e.index, "skipping an entry of unknown type"),
+            let Some(cmd) = Command::decode(&e.data) else {
+                tracing::warn!(index = e.index, "skipping an entry that is not a command");
+                return;
+            };
+            let id = cmd.id;
+            let existed = {
+                let mut st = self.sh.state.write().unwrap_or_else(PoisonError::into_inner);
+                let existed = st.apply(cmd);
+                self.sh.metrics.keys.set(st.len() as i64);
+                existed
+            };
+            if let Some(tx) = lock(&self.sh.waiters).remove(&id) {
+                let _ = tx.send(Applied { index: e.index, existed });
+            }
+            return;
+        }
+        match AnyConfChange::from_entry(&e) {
+            Ok(Some(cc)) => self.apply_conf_change(e.index, cc),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(index = e.index, "skipping a bad conf change: {err}"),
         }
     }
 

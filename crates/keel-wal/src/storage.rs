@@ -5,8 +5,8 @@ use crate::error::{Result, WalError};
 use crate::fs::FileSystem;
 use crate::snap::SnapStore;
 use crate::wal::{Location, PendingSync, Wal, WalOptions, WalRecord};
-use keel::raftpb::{ConfState, Entry, HardState, Message, Snapshot, SnapshotMetadata};
-use keel::{Ready, StorageError};
+use keel::raftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use keel::{Ready, StorageAppend, StorageError};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,19 +49,18 @@ impl<'a> PersistRequest<'a> {
     /// What a `Ready` asks to persist.
     pub fn from_ready(rd: &'a Ready) -> PersistRequest<'a> {
         PersistRequest {
-            hard_state: (rd.hard_state != HardState::default()).then_some(rd.hard_state),
+            hard_state: rd.hard_state,
             entries: &rd.entries,
-            snapshot: (rd.snapshot.metadata.index != 0).then_some(&rd.snapshot),
+            snapshot: rd.snapshot.as_ref(),
         }
     }
 
-    /// What a `MsgStorageAppend` message asks to persist.
-    pub fn from_storage_append(m: &'a Message) -> PersistRequest<'a> {
-        let hs = HardState { term: m.term, vote: m.vote, commit: m.commit };
+    /// What a `MsgStorageAppend` asks to persist.
+    pub fn from_storage_append(append: StorageAppend<'a>) -> PersistRequest<'a> {
         PersistRequest {
-            hard_state: (hs != HardState::default()).then_some(hs),
-            entries: &m.entries,
-            snapshot: m.snapshot.as_deref(),
+            hard_state: append.hard_state(),
+            entries: append.entries(),
+            snapshot: append.snapshot(),
         }
     }
 }

@@ -43,7 +43,7 @@ fn leader_node() -> (Node, thread::JoinHandle<()>) {
         thread::spawn(move || {
             let mut applied = 0;
             while let Ok(rd) = node.ready() {
-                if let Some(hs) = Some(rd.hard_state).filter(|hs| !hs.is_empty()) {
+                if let Some(hs) = rd.hard_state {
                     storage.set_hard_state(hs);
                 }
                 storage.append(&rd.entries).unwrap();
@@ -84,8 +84,8 @@ fn raw_leader() -> (RawNode<MemoryStorage>, MemoryStorage) {
 fn raw_round(raw: &mut RawNode<MemoryStorage>, storage: &MemoryStorage) {
     while raw.has_ready() {
         let rd = raw.ready();
-        if !rd.hard_state.is_empty() {
-            storage.set_hard_state(rd.hard_state);
+        if let Some(hs) = rd.hard_state {
+            storage.set_hard_state(hs);
         }
         storage.append(&rd.entries).unwrap();
         raw.advance();

@@ -27,8 +27,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Err(Error::Stopped) => return Ok(()),
                     Err(e) => return Err(e),
                 };
-                if !rd.hard_state.is_empty() {
-                    storage.set_hard_state(rd.hard_state);
+                if let Some(hs) = rd.hard_state {
+                    storage.set_hard_state(hs);
                 }
                 storage.append(&rd.entries)?;
                 for e in &rd.committed_entries {

@@ -13,11 +13,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let handle = |rd: &Ready| -> Result<Vec<Bytes>, keel::StorageError> {
         // Persist first (snapshot, hard state, entries), then apply.
-        if !rd.snapshot.is_empty() {
-            storage.apply_snapshot(rd.snapshot.clone())?;
+        if let Some(snap) = &rd.snapshot {
+            storage.apply_snapshot(snap.clone())?;
         }
-        if !rd.hard_state.is_empty() {
-            storage.set_hard_state(rd.hard_state);
+        if let Some(hs) = rd.hard_state {
+            storage.set_hard_state(hs);
         }
         storage.append(&rd.entries)?;
         Ok(rd

@@ -172,6 +172,8 @@ pub enum DropReason {
     NotMember,
     /// A proposed configuration change could not be decoded.
     InvalidConfChange,
+    /// `propose_batch` was given no entries.
+    EmptyBatch,
 }
 
 /// Why a [`Config`](crate::Config) is invalid. The messages are etcd's.

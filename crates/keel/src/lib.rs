@@ -47,8 +47,8 @@
 //!         let rd = node.ready();
 //!         // 1. Persist entries, hard state and snapshot.
 //!         storage.append(&rd.entries).unwrap();
-//!         if !rd.hard_state.is_empty() {
-//!             storage.set_hard_state(rd.hard_state);
+//!         if let Some(hs) = rd.hard_state {
+//!             storage.set_hard_state(hs);
 //!         }
 //!         // 2. Send rd.messages to peers (none here: one voter).
 //!         // 3. Apply committed entries.
@@ -83,10 +83,14 @@ pub mod util;
 pub use config::PlantedBug;
 pub use config::{Config, ReadOnlyOption};
 pub use error::{ConfigError, DropReason, Error, InvalidMessage, Result};
+pub use log::EntryId;
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
 pub use node::{Node, NodeOptions};
 pub use raft::StateType;
-pub use raw_node::{Peer, RawNode, ReadState, Ready, SnapshotStatus, SoftState, must_sync};
+pub use raw_node::{
+    Peer, Proposed, RawNode, ReadState, Ready, SnapshotStatus, SoftState, StorageAppend,
+    StorageApply, StorageResponses, must_sync,
+};
 pub use status::{BasicStatus, ProgressType, Status};
 pub use storage::{MemoryStorage, Storage, StorageError};
 pub use util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};

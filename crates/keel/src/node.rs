@@ -35,11 +35,11 @@
 //! while applied.is_empty() {
 //!     let rd = node.ready().unwrap();
 //!     // 1. Persist the snapshot, hard state and entries.
-//!     if !rd.snapshot.is_empty() {
-//!         storage.apply_snapshot(rd.snapshot.clone()).unwrap();
+//!     if let Some(snap) = &rd.snapshot {
+//!         storage.apply_snapshot(snap.clone()).unwrap();
 //!     }
-//!     if !rd.hard_state.is_empty() {
-//!         storage.set_hard_state(rd.hard_state.clone());
+//!     if let Some(hs) = rd.hard_state {
+//!         storage.set_hard_state(hs);
 //!     }
 //!     storage.append(&rd.entries).unwrap();
 //!     // 2. Send rd.messages to the peers (none: one voter).
@@ -77,7 +77,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::raftpb::{AnyConfChange, ConfState, Message};
-use crate::raw_node::{Peer, RawNode, Ready, SnapshotStatus};
+use crate::raw_node::{Peer, Proposed, RawNode, Ready, SnapshotStatus};
 use crate::status::Status;
 use crate::storage::Storage;
 use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, is_local_msg};
@@ -117,9 +117,9 @@ type Reply<T> = flume::Sender<T>;
 enum Request {
     Tick,
     Campaign(Reply<Result<()>>),
-    Propose(Bytes, Reply<Result<()>>),
-    ProposeBatch(Vec<Bytes>, Reply<Result<()>>),
-    ProposeConfChange(AnyConfChange, Reply<Result<()>>),
+    Propose(Bytes, Reply<Result<Proposed>>),
+    ProposeBatch(Vec<Bytes>, Reply<Result<Proposed>>),
+    ProposeConfChange(AnyConfChange, Reply<Result<Proposed>>),
     Step(Message),
     StepLocal(Message),
     ApplyConfChange(AnyConfChange, Option<u64>, Reply<Result<ConfState>>),
@@ -320,36 +320,41 @@ impl Node {
     }
 
     /// Proposes `data` for the log. Returns once raft has taken the proposal
-    /// (appended on a leader, forwarded by a follower) or refused it
-    /// ([`Error::ProposalDropped`]); that it commits shows in a later
-    /// `Ready`'s committed entries.
-    pub fn propose(&self, data: Bytes) -> Result<()> {
+    /// (appended on a leader, with the entry's id; forwarded by a follower)
+    /// or refused it ([`Error::ProposalDropped`]); that it commits shows in
+    /// a later `Ready`'s committed entries (see [`Proposed`]).
+    pub fn propose(&self, data: Bytes) -> Result<Proposed> {
         self.call(|r| Request::Propose(data, r))?
     }
 
     /// Async [`Node::propose`].
-    pub async fn propose_async(&self, data: Bytes) -> Result<()> {
+    pub async fn propose_async(&self, data: Bytes) -> Result<Proposed> {
         self.call_async(|r| Request::Propose(data, r)).await?
     }
 
-    /// Proposes several entries at once; all are taken or none.
-    pub fn propose_batch(&self, data: Vec<Bytes>) -> Result<()> {
+    /// Proposes several entries at once; all are taken or none. On a leader
+    /// the outcome names the last entry.
+    pub fn propose_batch(&self, data: Vec<Bytes>) -> Result<Proposed> {
         self.call(|r| Request::ProposeBatch(data, r))?
     }
 
     /// Async [`Node::propose_batch`].
-    pub async fn propose_batch_async(&self, data: Vec<Bytes>) -> Result<()> {
+    pub async fn propose_batch_async(&self, data: Vec<Bytes>) -> Result<Proposed> {
         self.call_async(|r| Request::ProposeBatch(data, r)).await?
     }
 
-    /// Proposes a configuration change.
-    pub fn propose_conf_change(&self, cc: impl Into<AnyConfChange>) -> Result<()> {
+    /// Proposes a configuration change; the outcome is as for
+    /// [`Node::propose`].
+    pub fn propose_conf_change(&self, cc: impl Into<AnyConfChange>) -> Result<Proposed> {
         let cc = cc.into();
         self.call(|r| Request::ProposeConfChange(cc, r))?
     }
 
     /// Async [`Node::propose_conf_change`].
-    pub async fn propose_conf_change_async(&self, cc: impl Into<AnyConfChange>) -> Result<()> {
+    pub async fn propose_conf_change_async(
+        &self,
+        cc: impl Into<AnyConfChange>,
+    ) -> Result<Proposed> {
         let cc = cc.into();
         self.call_async(|r| Request::ProposeConfChange(cc, r)).await?
     }

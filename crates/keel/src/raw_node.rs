@@ -21,12 +21,20 @@
 //!   and do not call `apply_conf_change` for it. The snapshot's configuration
 //!   already includes its effect; applying it again would corrupt this
 //!   node's configuration (etcd-io/etcd#11510; Keel's simulator checks this).
+//!   In synchronous mode the core keeps this from arising: a `MsgSnap`
+//!   stepped between `ready()` and `advance()` is held until `advance()`.
+//!   With asynchronous writes it can arise; use
+//!   [`RawNode::apply_conf_change_at`], which ignores such a change.
+//! - With asynchronous writes, read the storage messages through
+//!   [`StorageAppend`] and [`StorageApply`], and deliver their responses
+//!   (split by [`StorageResponses`]) only once the work is done.
 
 use bytes::Bytes;
 
 use crate::confchange::ConfChangeError;
 use crate::config::Config;
 use crate::error::{DropReason, Error, Result};
+use crate::log::EntryId;
 use crate::raft::{Raft, StateType};
 use crate::raftpb::{
     AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
@@ -58,19 +66,19 @@ pub struct ReadState {
 }
 
 /// Everything the application must do: persist, send, apply. Fields that are
-/// empty need no action.
+/// empty (or `None`) need no action.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ready {
     /// Changed soft state, if any.
     pub soft_state: Option<SoftState>,
-    /// Hard state to persist before sending messages (empty: unchanged).
-    pub hard_state: HardState,
+    /// Hard state to persist before sending messages (`None`: unchanged).
+    pub hard_state: Option<HardState>,
     /// Read requests that are now served.
     pub read_states: Vec<ReadState>,
     /// Entries to persist before sending messages.
     pub entries: Vec<Entry>,
-    /// A snapshot to persist (empty: none).
-    pub snapshot: Snapshot,
+    /// A snapshot to persist, before the entries (`None`: none).
+    pub snapshot: Option<Snapshot>,
     /// Committed entries to apply.
     pub committed_entries: Vec<Entry>,
     /// Messages to send after the entries and state are persisted (or, with
@@ -78,6 +86,20 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Whether the hard state and entries must be synced to disk.
     pub must_sync: bool,
+}
+
+/// What became of a proposal that was not dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proposed {
+    /// This node leads and appended the proposal to its log as the entry
+    /// with this id (for a batch: its last entry; the batch fills the
+    /// indexes before it). It took effect if a later `Ready` hands out a
+    /// committed entry with this id; a committed entry at this index with
+    /// another term means it was lost (a new leader overwrote it).
+    Appended(EntryId),
+    /// This node follows and forwarded the proposal to its leader, which can
+    /// still drop it; no index is known until the entry commits.
+    Forwarded,
 }
 
 /// A peer to bootstrap a new cluster with.
@@ -119,6 +141,12 @@ pub struct RawNode<S: Storage> {
     /// `MsgStorageApplyResp` carrying the applied entries; only their last
     /// index and sizes matter, so the entries are not copied.
     applied_on_advance: Option<AppliedOnAdvance>,
+    /// Synchronous mode: a `Ready` was handed out and `advance` not yet
+    /// called.
+    ready_outstanding: bool,
+    /// Synchronous mode: a `MsgSnap` that arrived while a `Ready` was
+    /// outstanding, stepped on `advance` (see [`RawNode::step`]).
+    deferred_snapshot: Option<Message>,
 }
 
 /// The part of a `MsgStorageApplyResp` that stepping it reads.
@@ -148,6 +176,8 @@ impl<S: Storage> RawNode<S> {
             prev_hard_state,
             steps_on_advance: Vec::new(),
             applied_on_advance: None,
+            ready_outstanding: false,
+            deferred_snapshot: None,
         })
     }
 
@@ -167,11 +197,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.step(Message::new(MessageType::MsgHup))
     }
 
-    /// Proposes `data` for appending to the log. Proposals can be dropped
-    /// (see [`Error::ProposalDropped`] and its [`DropReason`]).
-    pub fn propose(&mut self, data: Bytes) -> Result<()> {
+    /// Proposes `data` for appending to the log, and says where it went: on
+    /// a leader, the id of its entry. Proposals can be dropped (see
+    /// [`Error::ProposalDropped`] and its [`DropReason`]).
+    pub fn propose(&mut self, data: Bytes) -> Result<Proposed> {
         let entry = Entry { data, ..Entry::default() };
-        self.raft.step(Message {
+        self.step_proposal(Message {
             from: self.raft.id,
             entries: vec![entry],
             ..Message::new(MessageType::MsgProp)
@@ -179,33 +210,50 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Proposes many entries in one message: they are appended (or dropped)
-    /// together, and cost one broadcast instead of one per entry.
-    pub fn propose_batch<I>(&mut self, data: I) -> Result<()>
+    /// together, and cost one broadcast instead of one per entry. On a
+    /// leader the outcome names the last entry. An empty batch is refused
+    /// with [`DropReason::EmptyBatch`] (it has no entry to name).
+    pub fn propose_batch<I>(&mut self, data: I) -> Result<Proposed>
     where
         I: IntoIterator<Item = Bytes>,
     {
         let entries: Vec<Entry> =
             data.into_iter().map(|data| Entry { data, ..Entry::default() }).collect();
         if entries.is_empty() {
-            return Ok(());
+            return Err(Error::ProposalDropped(DropReason::EmptyBatch));
         }
-        self.raft.step(Message {
+        self.step_proposal(Message {
             from: self.raft.id,
             entries,
             ..Message::new(MessageType::MsgProp)
         })
     }
 
+    /// Steps a local proposal. A leader appends it at the end of its log
+    /// (or refuses it); any other role forwards it or refuses it; stepping a
+    /// local proposal never changes the role.
+    fn step_proposal(&mut self, m: Message) -> Result<Proposed> {
+        self.raft.step(m)?;
+        Ok(if self.raft.state == StateType::Leader {
+            Proposed::Appended(self.raft.raft_log.last_entry_id())
+        } else {
+            Proposed::Forwarded
+        })
+    }
+
     /// Proposes a configuration change. Only one may be pending at a time;
     /// a change proposed while another is unapplied is replaced by an empty
     /// entry (see the log line explaining why).
-    pub fn propose_conf_change(&mut self, cc: impl Into<AnyConfChange>) -> Result<()> {
+    ///
+    /// On a leader the outcome names the entry even when it was replaced:
+    /// whether the change takes effect shows when that entry is applied.
+    pub fn propose_conf_change(&mut self, cc: impl Into<AnyConfChange>) -> Result<Proposed> {
         let cc = cc.into();
         if crate::raft::conf_change_defect(&cc).is_some() {
             return Err(Error::ProposalDropped(DropReason::InvalidConfChange));
         }
         let m = crate::raft::conf_change_to_msg(Some(&cc));
-        self.raft.step(m)
+        self.step_proposal(m)
     }
 
     /// Applies a committed configuration change to this node, returning the
@@ -244,14 +292,40 @@ impl<S: Storage> RawNode<S> {
     /// [`Error::InvalidMessage`] (or etcd's [`Error::StepLocalMsg`] and
     /// [`Error::StepPeerNotFound`]), logged once at warn level, and leave the
     /// node unchanged.
+    ///
+    /// In synchronous mode a `MsgSnap` that arrives between `ready` and
+    /// `advance` is held and stepped on `advance`: restoring it at once would
+    /// replace the configuration under the application, which is still
+    /// applying the `Ready`'s committed entries (etcd-io/etcd#11510). Only
+    /// one is held, the one with the highest term and snapshot index; a
+    /// leader whose snapshot is not held retries it (after
+    /// [`RawNode::report_snapshot`] or a probe).
     pub fn step(&mut self, m: Message) -> Result<()> {
-        // A match rather than `and_then`: a closure would capture (copy) the
-        // 160-byte message once more on the hottest path.
-        let res = match self.raft.check_peer_message(&m) {
-            Ok(()) => self.raft.step(m),
-            Err(e) => Err(e),
-        };
+        if let Err(err) = self.raft.check_peer_message(&m) {
+            return self.log_refusal(Err(err));
+        }
+        if self.ready_outstanding && m.msg_type() == MessageType::MsgSnap {
+            self.defer_snapshot(m);
+            return Ok(());
+        }
+        let res = self.raft.step(m);
         self.log_refusal(res)
+    }
+
+    /// Holds a `MsgSnap` until `advance`, keeping the newest of those held.
+    fn defer_snapshot(&mut self, m: Message) {
+        let key = |m: &Message| (m.term, m.snapshot.as_ref().map_or(0, |s| s.metadata.index));
+        if self.deferred_snapshot.as_ref().is_some_and(|held| key(held) >= key(&m)) {
+            debugf!(self.raft.logger, "{:x} dropping MsgSnap from {:x}", self.raft.id, m.from);
+            return;
+        }
+        infof!(
+            self.raft.logger,
+            "{:x} deferring MsgSnap from {:x} until the outstanding Ready is advanced",
+            self.raft.id,
+            m.from
+        );
+        self.deferred_snapshot = Some(m);
     }
 
     /// Advances the state machine with a local response: a storage thread's
@@ -274,6 +348,7 @@ impl<S: Storage> RawNode<S> {
 
     /// The outstanding work. Everything in it must be handled, and then (in
     /// synchronous mode) `advance` called, before the next `ready`.
+    #[must_use = "a Ready must be handled (persist, send, apply) before `advance`"]
     pub fn ready(&mut self) -> Ready {
         let mut rd = self.ready_without_accept();
         self.accept_ready(&mut rd);
@@ -299,11 +374,9 @@ impl<S: Storage> RawNode<S> {
         }
         let hard = r.hard_state();
         if hard != self.prev_hard_state {
-            rd.hard_state = hard;
+            rd.hard_state = Some(hard);
         }
-        if let Some(snap) = r.raft_log.next_unstable_snapshot() {
-            rd.snapshot = snap.clone();
-        }
+        rd.snapshot = r.raft_log.next_unstable_snapshot().cloned();
         if !r.read_states.is_empty() {
             rd.read_states = r.read_states.clone();
         }
@@ -327,8 +400,8 @@ impl<S: Storage> RawNode<S> {
         // Entries, hard state or snapshot to write, or responses that must
         // wait for everything before them to be written.
         !rd.entries.is_empty()
-            || !rd.hard_state.is_empty()
-            || !rd.snapshot.is_empty()
+            || rd.hard_state.is_some()
+            || rd.snapshot.is_some()
             || !self.raft.msgs_after_append.is_empty()
     }
 
@@ -337,7 +410,7 @@ impl<S: Storage> RawNode<S> {
         // Checking in-progress entries too (not just this Ready's) lets a
         // later response truncate the unstable log after an earlier one was
         // ignored for a term change.
-        self.raft.raft_log.has_next_or_in_progress_unstable_ents() || !rd.snapshot.is_empty()
+        self.raft.raft_log.has_next_or_in_progress_unstable_ents() || rd.snapshot.is_some()
     }
 
     /// The message to the append thread: entries, hard state and snapshot to
@@ -349,15 +422,13 @@ impl<S: Storage> RawNode<S> {
             entries: rd.entries.clone(),
             ..Message::new(MessageType::MsgStorageAppend)
         };
-        if !rd.hard_state.is_empty() {
+        if let Some(hs) = rd.hard_state {
             // All three fields or none, so the hard state can be rebuilt.
-            m.term = rd.hard_state.term;
-            m.vote = rd.hard_state.vote;
-            m.commit = rd.hard_state.commit;
+            m.term = hs.term;
+            m.vote = hs.vote;
+            m.commit = hs.commit;
         }
-        if !rd.snapshot.is_empty() {
-            m.snapshot = Some(Box::new(rd.snapshot.clone()));
-        }
+        m.snapshot = rd.snapshot.clone().map(Box::new);
         // The leader's self-acknowledgements come before the append response,
         // so that they find the new entries still in the unstable log.
         m.responses = std::mem::take(&mut self.raft.msgs_after_append);
@@ -387,9 +458,7 @@ impl<S: Storage> RawNode<S> {
             m.index = last.index;
             m.log_term = last.term;
         }
-        if !rd.snapshot.is_empty() {
-            m.snapshot = Some(Box::new(rd.snapshot.clone()));
-        }
+        m.snapshot = rd.snapshot.clone().map(Box::new);
         m
     }
 
@@ -420,8 +489,8 @@ impl<S: Storage> RawNode<S> {
         if let Some(ss) = rd.soft_state {
             self.prev_soft_state = ss;
         }
-        if !rd.hard_state.is_empty() {
-            self.prev_hard_state = rd.hard_state;
+        if let Some(hs) = rd.hard_state {
+            self.prev_hard_state = hs;
         }
         if !rd.read_states.is_empty() {
             self.raft.read_states.clear();
@@ -431,6 +500,7 @@ impl<S: Storage> RawNode<S> {
             if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
             }
+            self.ready_outstanding = true;
             self.split_msgs_after_append(rd);
             if self.need_storage_append_resp_msg(rd) {
                 let m = self.new_storage_append_resp_msg(rd);
@@ -540,6 +610,11 @@ impl<S: Storage> RawNode<S> {
             // Exactly what `Raft::step` does with a `MsgStorageApplyResp`
             // (a local message, so no term checks).
             self.raft.entries_applied(applied.index, applied.size, applied.payloads_size);
+        }
+        self.ready_outstanding = false;
+        if let Some(m) = self.deferred_snapshot.take() {
+            let res = self.raft.step(m);
+            let _ = self.log_refusal(res);
         }
     }
 
@@ -655,7 +730,7 @@ impl<S: Storage> RawNode<S> {
                 });
                 let (entry_type, data) = cc.to_entry_data();
                 debug_assert_eq!(entry_type, EntryType::EntryConfChange);
-                Entry { entry_type: entry_type as i32, term: 1, index: i as u64 + 1, data }
+                Entry { entry_type: Some(entry_type as i32), term: 1, index: i as u64 + 1, data }
             })
             .collect();
         let n = ents.len() as u64;
@@ -679,6 +754,15 @@ impl<S: Storage> RawNode<S> {
         self.raft.raft_log.storage()
     }
 
+    /// The storage, mutably: for a storage the node owns, to persist a
+    /// `Ready` or compact the log. The node caches nothing about what storage
+    /// holds beyond what it was told through `Ready`, so writes must follow
+    /// the application's duties (persist what a `Ready` hands out, compact
+    /// only applied entries).
+    pub fn storage_mut(&mut self) -> &mut S {
+        self.raft.raft_log.storage_mut()
+    }
+
     /// This node's id.
     pub fn id(&self) -> u64 {
         self.raft.id
@@ -699,6 +783,9 @@ fn take_keeping_room(msgs: &mut Vec<Message>) -> Vec<Message> {
     let room = msgs.len();
     std::mem::replace(msgs, Vec::with_capacity(room))
 }
+mod storage_messages;
+
+pub use storage_messages::{StorageAppend, StorageApply, StorageResponses};
 
 #[cfg(test)]
 mod tests;

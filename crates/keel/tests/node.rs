@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel::raftpb::{
-    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
+    MessageType,
 };
 use keel::{
-    Config, DropReason, Error, MemoryStorage, Node, NodeOptions, Peer, Ready, SnapshotStatus,
-    StateType,
+    Config, DropReason, EntryId, Error, MemoryStorage, Node, NodeOptions, Peer, Proposed, Ready,
+    SnapshotStatus, StateType,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -31,11 +32,11 @@ fn peers(ids: &[u64]) -> Vec<Peer> {
 /// Persists a `Ready` the way etcd's docs order it: snapshot, then hard
 /// state and entries.
 fn persist(storage: &MemoryStorage, rd: &Ready) {
-    if !rd.snapshot.is_empty() {
-        storage.apply_snapshot(rd.snapshot.clone()).unwrap();
+    if let Some(snap) = &rd.snapshot {
+        storage.apply_snapshot(snap.clone()).unwrap();
     }
-    if !rd.hard_state.is_empty() {
-        storage.set_hard_state(rd.hard_state);
+    if let Some(hs) = rd.hard_state {
+        storage.set_hard_state(hs);
     }
     storage.append(&rd.entries).unwrap();
 }
@@ -62,8 +63,9 @@ impl Single {
         let rd = self.node.ready().unwrap();
         persist(&self.storage, &rd);
         for e in &rd.committed_entries {
-            if e.entry_type() == EntryType::EntryConfChange && e.index > 1 {
-                let cc: ConfChange = prost::Message::decode(e.data.clone()).unwrap();
+            if let Some(cc) = AnyConfChange::from_entry(e).unwrap()
+                && e.index > 1
+            {
                 self.conf = Some(self.node.apply_conf_change_at(e.index, cc).unwrap());
             }
             self.applied.push(e.clone());
@@ -104,11 +106,23 @@ impl Single {
 fn proposals_are_committed_and_applied() {
     let mut s = Single::start();
     s.elect();
+    let mut ids = Vec::new();
     for i in 0..10u8 {
-        s.node.propose(Bytes::from(vec![i])).unwrap();
+        ids.push(s.node.propose(Bytes::from(vec![i])).unwrap());
     }
-    s.node.propose_batch(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]).unwrap();
+    let batch = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+    ids.push(s.node.propose_batch(batch).unwrap());
     s.until(|s| s.applied_data().len() == 12);
+    // Each outcome names the entry that was applied with its data (a batch
+    // its last entry).
+    let applied: Vec<Proposed> = s
+        .applied
+        .iter()
+        .filter(|e| !e.data.is_empty() && e.entry_type() == EntryType::EntryNormal)
+        .map(|e| Proposed::Appended(EntryId { term: e.term, index: e.index }))
+        .collect();
+    assert_eq!(ids[..10], applied[..10]);
+    assert_eq!(ids[10], applied[11]);
     let want: Vec<Bytes> = (0..10u8)
         .map(|i| Bytes::from(vec![i]))
         .chain([Bytes::from_static(b"a"), Bytes::from_static(b"b")])
@@ -372,7 +386,7 @@ fn async_storage_writes_through_the_node() {
         // Proposals are dropped until the node leads; retry boundedly.
         for attempt in 0.. {
             match node.propose(Bytes::from(vec![i])) {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(Error::ProposalDropped(_)) if attempt < 1000 => {
                     thread::sleep(Duration::from_millis(1));
                 }
@@ -428,7 +442,7 @@ fn a_restored_snapshot_guards_conf_changes_it_covers() {
     })
     .unwrap();
     let rd = node.ready().unwrap();
-    assert_eq!(rd.snapshot.metadata.index, 10);
+    assert_eq!(rd.snapshot.as_ref().map(|s| s.metadata.index), Some(10));
     persist(&storage, &rd);
     node.advance().unwrap();
 

@@ -96,7 +96,8 @@ mod go_ref {
 
     impl GoWire for Entry {
         fn go_size(&self) -> usize {
-            1 + sov(enum_u64(self.entry_type))
+            // protobuf-go (etcd-raft v3.7) writes Type only when it is set.
+            self.entry_type.map_or(0, |t| 1 + sov(enum_u64(t)))
                 + 1
                 + sov(self.term)
                 + 1
@@ -104,7 +105,9 @@ mod go_ref {
                 + bytes_field(&self.data)
         }
         fn go_marshal(&self, out: &mut Vec<u8>) {
-            put_u64(out, 0x08, enum_u64(self.entry_type)); // Type = 1
+            if let Some(t) = self.entry_type {
+                put_u64(out, 0x08, enum_u64(t)); // Type = 1, if set
+            }
             put_u64(out, 0x10, self.term); // Term = 2
             put_u64(out, 0x18, self.index); // Index = 3
             put_bytes(out, 0x22, &self.data); // Data = 4, if non-nil
@@ -310,7 +313,7 @@ fn golden_entry_conf_change() {
     let e = Entry {
         term: 2,
         index: 3,
-        entry_type: EntryType::EntryConfChange as i32,
+        entry_type: Some(EntryType::EntryConfChange as i32),
         data: Bytes::copy_from_slice(&payload),
     };
     #[rustfmt::skip]
@@ -332,7 +335,7 @@ fn golden_entry_large_values_and_empty_data() {
     let e = Entry {
         term: u64::MAX,
         index: 1 << 63,
-        entry_type: EntryType::EntryConfChangeV2 as i32,
+        entry_type: Some(EntryType::EntryConfChangeV2 as i32),
         data: Bytes::new(),
     };
     #[rustfmt::skip]
@@ -604,7 +607,7 @@ fn arb_ids() -> impl Strategy<Value = Vec<u64>> + Clone {
 }
 
 fn arb_entry() -> impl Strategy<Value = Entry> + Clone {
-    (arb_u64(), arb_u64(), arb_enum(3), arb_bytes())
+    (arb_u64(), arb_u64(), prop::option::of(arb_enum(3)), arb_bytes())
         .prop_map(|(term, index, entry_type, data)| Entry { term, index, entry_type, data })
 }
 
@@ -1088,4 +1091,24 @@ fn deeply_nested_unknown_groups_hit_the_recursion_limit() {
     // Field 15, wire type 3 (start group) is unknown to every type; skipping
     // nested groups recurses and must stop at the same limit.
     assert_all_reject("group bomb", &[0x7b; 200_000], "recursion limit reached");
+}
+
+/// Entries written by etcd-raft v3.6 (gogoproto writes `Type` always, also
+/// `EntryNormal`) decode with the type present and re-encode byte for byte;
+/// an entry whose type is unset (a v3.7 proposal) omits the field.
+#[test]
+fn entry_type_presence_round_trips_both_versions() {
+    // Type=EntryNormal, Term=1, Index=2, Data="x", as v3.6 writes it.
+    let v36: &[u8] = &[0x08, 0x00, 0x10, 0x01, 0x18, 0x02, 0x22, 0x01, b'x'];
+    let e = Entry::decode(v36).unwrap();
+    assert_eq!(e.entry_type, Some(EntryType::EntryNormal as i32));
+    assert_eq!(e.encode_to_vec(), v36);
+    assert_eq!(e.encoded_len(), 9);
+    // The same entry as v3.7 writes a proposal: no Type field.
+    let v37 = &v36[2..];
+    let e = Entry::decode(v37).unwrap();
+    assert_eq!(e.entry_type, None);
+    assert_eq!(e.entry_type(), EntryType::EntryNormal);
+    assert_eq!(e.encode_to_vec(), v37);
+    assert_eq!(e.encoded_len(), 7);
 }

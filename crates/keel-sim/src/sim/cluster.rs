@@ -12,15 +12,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use keel::quorum::{JointConfig, MajorityConfig};
-use keel::raftpb::{
-    AnyConfChange, ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
-    MessageType,
-};
+use keel::raftpb::{AnyConfChange, ConfState, Entry, HardState, Message, MessageType};
 use keel::{
     Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, Logger, Peer, RawNode, ReadOnlyOption,
-    SnapshotStatus, StateType,
+    SnapshotStatus, StateType, StorageAppend, StorageApply, StorageResponses,
 };
-use prost::Message as _;
 
 use super::RunStats;
 use super::invariants::{Checked, Invariants, Violation};
@@ -308,7 +304,6 @@ impl Cluster {
             snapshot_conf: snap.metadata.conf_state.clone(),
             registered_commit: 0,
             snapshot_floor: snap.metadata.index,
-            deferred_snapshots: Vec::new(),
         };
         let node = self.nodes.get_mut(&id).expect("known node");
         node.live = Some(live);
@@ -503,14 +498,6 @@ impl Cluster {
         }
         let summary = MsgSummary::of(&m);
         let live = self.live(to).expect("up");
-        if t == MessageType::MsgSnap && live.sync_ready.is_some() {
-            // The application steps a snapshot only between two `Ready`s: the
-            // core would install its configuration at once, under the
-            // configuration changes of the `Ready` being applied.
-            live.deferred_snapshots.push(m);
-            self.note(to, TraceEvent::Note("snapshot message deferred until advance".to_owned()));
-            return Ok(());
-        }
         if matches!(t, MessageType::MsgAppResp | MessageType::MsgHeartbeatResp)
             && live.leading_term != 0
             && m.term == live.leading_term
@@ -607,15 +594,15 @@ impl Cluster {
                 entries: rd.entries.len(),
                 committed: rd.committed_entries.len(),
                 messages: rd.messages.len(),
-                hard_state: (!rd.hard_state.is_empty()).then_some(rd.hard_state),
-                snapshot: rd.snapshot.metadata.index,
+                hard_state: rd.hard_state,
+                snapshot: rd.snapshot.as_ref().map_or(0, |s| s.metadata.index),
                 read_states: rd.read_states.len(),
             },
         );
         let live = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()).expect("up");
         let term = live.raw.basic_status().hard_state.term;
-        if !rd.snapshot.is_empty() {
-            let meta = &rd.snapshot.metadata;
+        if let Some(snap) = &rd.snapshot {
+            let meta = &snap.metadata;
             live.snapshot_floor = live.snapshot_floor.max(meta.index);
             live.log.restore(meta.index, meta.term);
             live.registered_commit = live.registered_commit.max(meta.index);
@@ -637,10 +624,12 @@ impl Cluster {
             self.inv.appended(id, &rd.entries, prev)?;
         }
         let live = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()).expect("up");
-        if !rd.hard_state.is_empty() && rd.hard_state.commit > live.registered_commit {
+        if let Some(hs) = rd.hard_state
+            && hs.commit > live.registered_commit
+        {
             let from = live.registered_commit;
-            live.registered_commit = rd.hard_state.commit;
-            self.inv.commit_log(id, &live.log, from, rd.hard_state.commit, rd.hard_state.term)?;
+            live.registered_commit = hs.commit;
+            self.inv.commit_log(id, &live.log, from, hs.commit, hs.term)?;
         }
         // Leader completeness, once per term, with the whole log in view.
         let live = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()).expect("up");
@@ -759,10 +748,9 @@ impl Cluster {
     fn sync_write_done(&mut self, id: u64, inc: u32) -> Checked {
         let Some(live) = self.live_at(id, inc) else { return Ok(()) };
         let Some(rd) = live.sync_ready.take() else { return Ok(()) };
-        let hs = (!rd.hard_state.is_empty()).then_some(rd.hard_state);
-        let snap = (!rd.snapshot.is_empty()).then_some(&rd.snapshot);
+        let (hs, snap) = (rd.hard_state, rd.snapshot.as_ref());
         self.nodes[&id].disk.persist(snap, &rd.entries, hs);
-        self.persisted(id, hs, rd.entries.len(), rd.snapshot.metadata.index)?;
+        self.persisted(id, hs, rd.entries.len(), snap.map_or(0, |s| s.metadata.index))?;
         for m in rd.messages.iter() {
             self.record_vote(id, m)?;
             self.check_durable_ack(id, m)?;
@@ -779,20 +767,10 @@ impl Cluster {
             return Ok(());
         }
         self.take_read_states(id, &rd)?;
-        let deferred = match self.live(id) {
-            Some(live) => {
-                live.raw.advance();
-                std::mem::take(&mut live.deferred_snapshots)
-            }
-            None => Vec::new(),
-        };
-        for m in deferred {
-            let summary = MsgSummary::of(&m);
-            let res = self.live(id).expect("up").raw.step(m);
-            self.note(id, TraceEvent::Deliver(summary));
-            if let Err(err) = res {
-                self.note_with(id, || format!("step refused: {err}"));
-            }
+        // A snapshot that arrived while the Ready was handled is stepped
+        // now, by the core (it holds it until `advance`).
+        if let Some(live) = self.live(id) {
+            live.raw.advance();
         }
         self.after(id)
     }
@@ -810,38 +788,33 @@ impl Cluster {
         // response acknowledged.)
         let mut outgoing = Vec::new();
         for m in batch {
-            let hs = (m.term != 0 || m.vote != 0 || m.commit != 0).then_some(HardState {
-                term: m.term,
-                vote: m.vote,
-                commit: m.commit,
-            });
-            let snap = m.snapshot.as_deref().filter(|s| !s.is_empty());
-            self.nodes[&id].disk.persist(snap, &m.entries, hs);
-            self.persisted(id, hs, m.entries.len(), snap.map_or(0, |s| s.metadata.index))?;
-            for r in &m.responses {
-                if r.to != id {
-                    self.check_durable_ack(id, r)?;
-                }
+            let append = StorageAppend::new(&m).expect("the append queue holds appends");
+            let (hs, snap) = (append.hard_state(), append.snapshot());
+            self.nodes[&id].disk.persist(snap, append.entries(), hs);
+            let snap_index = snap.map_or(0, |s| s.metadata.index);
+            self.persisted(id, hs, append.entries().len(), snap_index)?;
+            for r in append.peer_responses() {
+                self.check_durable_ack(id, r)?;
             }
             outgoing.push(m);
         }
-        for m in outgoing {
-            if let Some(snap) = m.snapshot.as_ref().filter(|s| !s.is_empty()) {
+        for mut m in outgoing {
+            if let Some(snap) = StorageAppend::new(&m).and_then(|a| a.snapshot()) {
                 self.install_snapshot(id, snap)?;
             }
-            for r in m.responses {
-                if r.to == id {
-                    if r.msg_type() == MessageType::MsgVoteResp && !r.reject {
-                        self.inv.vote(id, r.term, id)?;
-                    }
-                    let Some(live) = self.live(id) else { return Ok(()) };
-                    if let Err(err) = live.raw.step_local(r) {
-                        self.note_with(id, || format!("local step refused: {err}"));
-                    }
-                } else {
-                    self.record_vote(id, &r)?;
-                    self.send(r);
+            let responses = StorageResponses::take(&mut m);
+            for r in responses.local {
+                if r.msg_type() == MessageType::MsgVoteResp && !r.reject {
+                    self.inv.vote(id, r.term, id)?;
                 }
+                let Some(live) = self.live(id) else { return Ok(()) };
+                if let Err(err) = live.raw.step_local(r) {
+                    self.note_with(id, || format!("local step refused: {err}"));
+                }
+            }
+            for r in responses.peers {
+                self.record_vote(id, &r)?;
+                self.send(r);
             }
         }
         // The durable commit index may have caught up with what is applied.
@@ -856,10 +829,11 @@ impl Cluster {
             let n = std::mem::take(&mut live.apply_batch);
             live.apply_queue.drain(..n).collect()
         };
-        for m in batch {
-            self.apply(id, &m.entries)?;
+        for mut m in batch {
+            let apply = StorageApply::new(&m).expect("the apply queue holds applies");
+            self.apply(id, apply.entries())?;
             let Some(live) = self.live(id) else { return Ok(()) };
-            for r in m.responses {
+            for r in StorageResponses::take(&mut m).local {
                 let _ = live.raw.step_local(r);
             }
         }
@@ -995,17 +969,9 @@ impl Cluster {
                 first = e.index;
             }
             last = e.index;
-            match EntryType::try_from(e.entry_type) {
-                Ok(EntryType::EntryNormal) => self.apply_normal(id, e),
-                Ok(EntryType::EntryConfChange) => {
-                    let cc = ConfChange::decode(e.data.clone()).expect("own conf change");
-                    removed_self |= self.apply_conf_change(id, e.index, AnyConfChange::V1(cc));
-                }
-                Ok(EntryType::EntryConfChangeV2) => {
-                    let cc = ConfChangeV2::decode(e.data.clone()).expect("own conf change");
-                    removed_self |= self.apply_conf_change(id, e.index, AnyConfChange::V2(cc));
-                }
-                Err(_) => panic!("unknown entry type {}", e.entry_type),
+            match AnyConfChange::from_entry(e).expect("own conf change") {
+                None => self.apply_normal(id, e),
+                Some(cc) => removed_self |= self.apply_conf_change(id, e.index, cc),
             }
         }
         if first != 0 {

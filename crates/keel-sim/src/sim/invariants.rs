@@ -63,7 +63,7 @@ pub type Checked = Result<(), Violation>;
 /// the entry before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct EntryKey {
-    entry_type: i32,
+    entry_type: Option<i32>,
     data: Bytes,
     prev_term: u64,
 }

@@ -157,9 +157,6 @@ pub struct Live {
     /// changes, which would land on the snapshot's configuration) would be
     /// wrong. See `Cluster::apply`.
     pub snapshot_floor: u64,
-    /// Synchronous mode: snapshot messages that arrived while a `Ready` was
-    /// being handled, stepped after `advance` (see `Cluster::deliver`).
-    pub deferred_snapshots: Vec<Message>,
     /// The commit index up to which this node's log was registered as
     /// committed with the invariants.
     pub registered_commit: u64,

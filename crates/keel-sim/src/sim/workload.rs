@@ -167,7 +167,7 @@ impl Cluster {
             if res.is_ok() {
                 live.proposals.insert((c as u64, seq), op);
             }
-            res
+            res.map(drop)
         };
         if let Err(err) = res {
             // Refused: no effect. Leave it out and move on.

@@ -116,9 +116,9 @@ pub fn describe_ready(rd: &Ready, f: Option<EntryFormatter<'_>>) -> String {
         body.push_str(&describe_soft_state(ss));
         body.push('\n');
     }
-    if !rd.hard_state.is_empty() {
+    if let Some(hs) = &rd.hard_state {
         body.push_str("HardState ");
-        write_hard_state(&mut body, &rd.hard_state);
+        write_hard_state(&mut body, hs);
         body.push('\n');
     }
     if !rd.read_states.is_empty() {
@@ -130,9 +130,9 @@ pub fn describe_ready(rd: &Ready, f: Option<EntryFormatter<'_>>) -> String {
         body.push_str("Entries:\n");
         write_entries(&mut body, &rd.entries, f);
     }
-    if !rd.snapshot.is_empty() {
+    if let Some(snap) = &rd.snapshot {
         body.push_str("Snapshot ");
-        write_snapshot(&mut body, &rd.snapshot);
+        write_snapshot(&mut body, snap);
         body.push('\n');
     }
     if !rd.committed_entries.is_empty() {
@@ -237,8 +237,10 @@ fn write_entries(out: &mut String, ents: &[Entry], f: Option<EntryFormatter<'_>>
 
 fn write_entry(out: &mut String, e: &Entry, f: Option<EntryFormatter<'_>>) {
     put!(out, "{}/{} ", e.term, e.index);
-    write_entry_type(out, e.entry_type);
-    let formatted = match EntryType::try_from(e.entry_type) {
+    // An unset type reads as EntryNormal, as Go's GetType does.
+    let raw_type = e.entry_type.unwrap_or_default();
+    write_entry_type(out, raw_type);
+    let formatted = match EntryType::try_from(raw_type) {
         Ok(EntryType::EntryNormal) => match f {
             Some(f) => f(&e.data),
             None => go_quote(&e.data),

@@ -18,7 +18,7 @@ fn ent(term: u64, index: u64, data: &'static str) -> Entry {
 
 fn conf_entry(term: u64, index: u64, cc: AnyConfChange) -> Entry {
     let (entry_type, data) = cc.to_entry_data();
-    Entry { term, index, entry_type: entry_type as i32, data }
+    Entry { term, index, entry_type: Some(entry_type as i32), data }
 }
 
 fn v1_entry(term: u64, index: u64, change_type: ConfChangeType, node_id: u64) -> Entry {
@@ -33,7 +33,7 @@ fn v2_entry(term: u64, index: u64, ops: &str) -> Entry {
 }
 
 fn raw_entry(term: u64, index: u64, entry_type: i32, data: &'static [u8]) -> Entry {
-    Entry { term, index, entry_type, data: Bytes::from_static(data) }
+    Entry { term, index, entry_type: Some(entry_type), data: Bytes::from_static(data) }
 }
 
 fn msg(t: MessageType, from: u64, to: u64, term: u64, log_term: u64, index: u64) -> Message {
@@ -413,7 +413,7 @@ fn ready_from_the_test_files() {
     apply_resp.entries = vec![ent(1, 11, "")];
     apply.responses = vec![apply_resp];
     let rd = Ready {
-        hard_state: HardState { term: 1, vote: 1, commit: 11 },
+        hard_state: Some(HardState { term: 1, vote: 1, commit: 11 }),
         committed_entries: vec![ent(1, 11, "")],
         messages: vec![append, apply],
         must_sync: false,
@@ -436,8 +436,8 @@ Messages:
 
     // confchange_v1_add_single.txt:88-91 style: a follower applying a snapshot.
     let rd = Ready {
-        hard_state: HardState { term: 1, vote: 0, commit: 4 },
-        snapshot: snapshot(4, 1, &[1, 2], &[], false),
+        hard_state: Some(HardState { term: 1, vote: 0, commit: 4 }),
+        snapshot: Some(snapshot(4, 1, &[1, 2], &[], false)),
         must_sync: true,
         ..Ready::default()
     };
@@ -454,10 +454,10 @@ fn ready_with_every_field_in_order() {
     app.entries = vec![ent(2, 6, "a"), ent(2, 7, "b")];
     let rd = Ready {
         soft_state: Some(SoftState { lead: 1, raft_state: StateType::Leader }),
-        hard_state: HardState { term: 2, vote: 1, commit: 5 },
+        hard_state: Some(HardState { term: 2, vote: 1, commit: 5 }),
         read_states: vec![ReadState { index: 5, request_ctx: Bytes::from_static(b"req") }],
         entries: vec![ent(2, 6, "a"), ent(2, 7, "b")],
-        snapshot: snapshot(3, 1, &[1], &[], false),
+        snapshot: Some(snapshot(3, 1, &[1], &[], false)),
         committed_entries: vec![ent(2, 5, "")],
         messages: vec![app, msg(MessageType::MsgHeartbeat, 1, 3, 2, 0, 0)],
         must_sync: true,

@@ -120,6 +120,11 @@ impl<S: Storage> RaftLog<S> {
         &self.storage
     }
 
+    /// The storage, mutably (for the application to persist and compact).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
     /// The unstable tail.
     pub fn unstable(&self) -> &Unstable {
         &self.unstable

@@ -3,14 +3,12 @@
 
 use std::fmt::Write as _;
 
-use prost::Message as _;
-
 use super::{Raft, StateType};
 use crate::confchange::{Changer, ConfChangeError};
 use crate::error::{DropReason, Error, Result};
 use crate::raftpb::{
-    AnyConfChange, ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
-    Entry, EntryType, Message, MessageType,
+    AnyConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
+    Message, MessageType,
 };
 use crate::storage::Storage;
 use crate::tracker::{ProgressMap, TrackerConfig};
@@ -24,19 +22,8 @@ pub(crate) fn conf_change_to_msg(cc: Option<&AnyConfChange>) -> Message {
         Some(cc) => cc.to_entry_data(),
         None => (EntryType::EntryConfChangeV2, bytes::Bytes::new()),
     };
-    let entry = Entry { entry_type: entry_type as i32, data, ..Entry::default() };
+    let entry = Entry { entry_type: Some(entry_type as i32), data, ..Entry::default() };
     Message { entries: vec![entry], ..Message::new(MessageType::MsgProp) }
-}
-
-/// Decodes the configuration change an entry carries, if it carries one.
-pub(crate) fn decode_conf_change(
-    e: &Entry,
-) -> std::result::Result<Option<AnyConfChange>, prost::DecodeError> {
-    match EntryType::try_from(e.entry_type) {
-        Ok(EntryType::EntryConfChange) => Ok(Some(ConfChange::decode(e.data.clone())?.into())),
-        Ok(EntryType::EntryConfChangeV2) => Ok(Some(ConfChangeV2::decode(e.data.clone())?.into())),
-        _ => Ok(None),
-    }
 }
 
 /// What makes a change one that no replica could apply: an unknown
@@ -109,7 +96,7 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn check_proposed_conf_changes(&mut self, entries: &mut [Entry]) -> Result<()> {
         let last_index = self.raft_log.last_index();
         for (i, e) in entries.iter_mut().enumerate() {
-            let cc = match decode_conf_change(e) {
+            let cc = match AnyConfChange::from_entry(e) {
                 Ok(Some(cc)) => cc,
                 Ok(None) => continue,
                 Err(err) => {
@@ -161,7 +148,12 @@ impl<S: Storage> Raft<S> {
                         self.trk.config,
                         why
                     );
-                    *e = Entry::default();
+                    // etcd sets the type explicitly here (2 bytes more
+                    // than a proposal's entry, which leaves it unset).
+                    *e = Entry {
+                        entry_type: Some(EntryType::EntryNormal as i32),
+                        ..Entry::default()
+                    };
                 }
                 _ => self.pending_conf_index = last_index + i as u64 + 1,
             }
@@ -234,7 +226,7 @@ impl<S: Storage> Raft<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raftpb::conf_changes_from_string;
+    use crate::raftpb::{ConfChange, conf_changes_from_string};
 
     #[test]
     fn conf_change_text_matches_etcd_logs() {

@@ -74,8 +74,8 @@ impl<S: Storage> Raft<S> {
         let page_size = self.raft_log.max_applying_ents_size();
         let res = self.raft_log.scan(lo, hi, page_size, |ents| {
             let is_conf_change = |e: &crate::raftpb::Entry| {
-                e.entry_type == EntryType::EntryConfChange as i32
-                    || e.entry_type == EntryType::EntryConfChangeV2 as i32
+                e.entry_type() == EntryType::EntryConfChange
+                    || e.entry_type() == EntryType::EntryConfChangeV2
             };
             if ents.iter().any(is_conf_change) { Err(ScanStop::Found) } else { Ok(()) }
         });

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use prost::Message as _;
 
 use super::{
-    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, EntryType,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, Entry,
+    EntryType,
 };
 
 /// Either kind of configuration change, so callers can treat them alike.
@@ -39,12 +40,30 @@ impl AnyConfChange {
         }
     }
 
+    /// The opaque payload handed back with the committed change.
+    pub fn context(&self) -> &Bytes {
+        match self {
+            AnyConfChange::V1(cc) => &cc.context,
+            AnyConfChange::V2(cc) => &cc.context,
+        }
+    }
+
     /// The V1 change, if this is one.
     pub fn as_v1(&self) -> Option<&ConfChange> {
         match self {
             AnyConfChange::V1(cc) => Some(cc),
             AnyConfChange::V2(_) => None,
         }
+    }
+
+    /// The configuration change `e` carries: `None` for an entry of any
+    /// other type, an error if its payload does not decode.
+    pub fn from_entry(e: &Entry) -> Result<Option<AnyConfChange>, prost::DecodeError> {
+        Ok(match e.entry_type() {
+            EntryType::EntryConfChange => Some(ConfChange::decode(e.data.clone())?.into()),
+            EntryType::EntryConfChangeV2 => Some(ConfChangeV2::decode(e.data.clone())?.into()),
+            EntryType::EntryNormal => None,
+        })
     }
 
     /// The entry type and payload that carry this change in the log.
@@ -72,7 +91,56 @@ impl ConfChange {
     }
 }
 
+impl ConfChangeSingle {
+    /// Adds `node_id` as a voter (or promotes the learner).
+    pub fn add_voter(node_id: u64) -> ConfChangeSingle {
+        ConfChangeSingle { change_type: ConfChangeType::ConfChangeAddNode as i32, node_id }
+    }
+
+    /// Adds `node_id` as a learner (or demotes the voter).
+    pub fn add_learner(node_id: u64) -> ConfChangeSingle {
+        ConfChangeSingle { change_type: ConfChangeType::ConfChangeAddLearnerNode as i32, node_id }
+    }
+
+    /// Removes `node_id`, voter or learner.
+    pub fn remove(node_id: u64) -> ConfChangeSingle {
+        ConfChangeSingle { change_type: ConfChangeType::ConfChangeRemoveNode as i32, node_id }
+    }
+}
+
 impl ConfChangeV2 {
+    /// The changes, applied atomically with the automatic transition: the
+    /// simple protocol for one change, joint consensus left automatically
+    /// for more.
+    pub fn new(changes: Vec<ConfChangeSingle>) -> ConfChangeV2 {
+        ConfChangeV2 {
+            transition: ConfChangeTransition::ConfChangeTransitionAuto as i32,
+            changes,
+            context: Bytes::new(),
+        }
+    }
+
+    /// Adds `node_id` as a voter (or promotes the learner).
+    pub fn add_voter(node_id: u64) -> ConfChangeV2 {
+        ConfChangeV2::new(vec![ConfChangeSingle::add_voter(node_id)])
+    }
+
+    /// Adds `node_id` as a learner (or demotes the voter).
+    pub fn add_learner(node_id: u64) -> ConfChangeV2 {
+        ConfChangeV2::new(vec![ConfChangeSingle::add_learner(node_id)])
+    }
+
+    /// Removes `node_id`, voter or learner.
+    pub fn remove(node_id: u64) -> ConfChangeV2 {
+        ConfChangeV2::new(vec![ConfChangeSingle::remove(node_id)])
+    }
+
+    /// The same change with `context`, the payload handed back with the
+    /// committed entry (a server puts the new member's address there).
+    pub fn with_context(self, context: Bytes) -> ConfChangeV2 {
+        ConfChangeV2 { context, ..self }
+    }
+
     /// Whether this change uses joint consensus, and if so whether the joint
     /// configuration is left automatically: `Some(auto_leave)` or `None` for the
     /// simple protocol. Joint consensus is used for more than one change or when
@@ -175,6 +243,48 @@ pub fn conf_changes_to_string(ccs: &[ConfChangeSingle]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The builders say what the test text says, without the text.
+    #[test]
+    fn builders_match_the_text_form() {
+        let text = |s: &str| ConfChangeV2::new(conf_changes_from_string(s).unwrap());
+        assert_eq!(ConfChangeV2::add_voter(2), text("v2"));
+        assert_eq!(ConfChangeV2::add_learner(3), text("l3"));
+        assert_eq!(ConfChangeV2::remove(4), text("r4"));
+        let joint = ConfChangeV2::new(vec![
+            ConfChangeSingle::add_voter(1),
+            ConfChangeSingle::add_learner(2),
+            ConfChangeSingle::remove(3),
+        ]);
+        assert_eq!(joint, text("v1 l2 r3"));
+        assert_eq!(joint.enter_joint(), Some(true));
+        assert_eq!(ConfChangeV2::add_voter(2).enter_joint(), None);
+        let cc = ConfChangeV2::add_voter(2).with_context(Bytes::from_static(b"addr"));
+        assert_eq!(AnyConfChange::from(cc).context(), &Bytes::from_static(b"addr"));
+    }
+
+    /// An entry decodes to the change it carries, in either format; other
+    /// entries carry none; a corrupt payload is an error, not a panic.
+    #[test]
+    fn from_entry_decodes_either_format() {
+        let entry = |cc: &AnyConfChange| {
+            let (t, data) = cc.to_entry_data();
+            Entry { entry_type: Some(t as i32), data, ..Entry::default() }
+        };
+        let v1 = AnyConfChange::V1(ConfChange {
+            change_type: ConfChangeType::ConfChangeRemoveNode as i32,
+            node_id: 7,
+            context: Bytes::from_static(b"ctx"),
+            id: 9,
+        });
+        let v2 = AnyConfChange::from(ConfChangeV2::add_learner(5));
+        assert_eq!(AnyConfChange::from_entry(&entry(&v1)).unwrap(), Some(v1.clone()));
+        assert_eq!(AnyConfChange::from_entry(&entry(&v2)).unwrap(), Some(v2));
+        let normal = Entry { data: Bytes::from_static(b"x"), ..Entry::default() };
+        assert_eq!(AnyConfChange::from_entry(&normal).unwrap(), None);
+        let corrupt = Entry { data: Bytes::from_static(&[0x12, 0xff]), ..entry(&v1) };
+        assert!(AnyConfChange::from_entry(&corrupt).is_err());
+    }
 
     #[test]
     fn text_form_round_trips() {

@@ -151,9 +151,14 @@ pub struct Entry {
     /// The entry's position in the log.
     #[prost(uint64, required, tag = "3")]
     pub index: u64,
-    /// The payload kind, an [`EntryType`].
-    #[prost(enumeration = "EntryType", required, tag = "1")]
-    pub entry_type: i32,
+    /// The payload kind, an [`EntryType`], with its presence tracked as
+    /// protobuf-go (etcd-raft v3.7) tracks it: a proposal leaves it unset
+    /// (`None`, not encoded, 2 bytes smaller), conf changes and refused conf
+    /// changes set it. Bytes that carry it (etcd-raft v3.6 always writes it)
+    /// decode to `Some` and re-encode unchanged. Read it with
+    /// [`Entry::entry_type()`] (`EntryNormal` when unset).
+    #[prost(enumeration = "EntryType", optional, tag = "1")]
+    pub entry_type: Option<i32>,
     /// The payload; shared, never deep-copied by the core.
     #[prost(bytes = "bytes", tag = "4")]
     pub data: Bytes,
@@ -315,9 +320,10 @@ pub struct ConfChangeV2 {
 }
 
 impl Entry {
-    /// A normal entry with the given position and payload.
+    /// A normal entry with the given position and payload, its type set
+    /// explicitly (as v3.6 writes every entry; a proposal leaves it unset).
     pub fn new(term: u64, index: u64, data: Bytes) -> Entry {
-        Entry { term, index, entry_type: EntryType::EntryNormal as i32, data }
+        Entry { term, index, entry_type: Some(EntryType::EntryNormal as i32), data }
     }
 }
 

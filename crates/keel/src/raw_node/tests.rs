@@ -12,7 +12,7 @@ use prost::Message as _;
 
 use super::*;
 use crate::logger::DiscardLogger;
-use crate::raftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeV2};
+use crate::raftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeV2, SnapshotMetadata};
 use crate::storage::{MemoryStorage, StorageError};
 use crate::tracker::ProgressState;
 use crate::util::NO_LIMIT;
@@ -52,13 +52,7 @@ fn is_leader(rd: &Ready, id: u64) -> bool {
 
 /// The configuration change an entry carries, if any.
 fn decode_conf_change(e: &Entry) -> Option<AnyConfChange> {
-    match EntryType::try_from(e.entry_type) {
-        Ok(EntryType::EntryConfChange) => Some(ConfChange::decode(e.data.clone()).unwrap().into()),
-        Ok(EntryType::EntryConfChangeV2) => {
-            Some(ConfChangeV2::decode(e.data.clone()).unwrap().into())
-        }
-        _ => None,
-    }
+    AnyConfChange::from_entry(e).expect("a decodable conf change")
 }
 
 /// Handles one `Ready` synchronously: persists the entries, applies the
@@ -187,7 +181,7 @@ fn propose_and_conf_change() {
         assert_eq!(entries.len(), 2, "#{i}");
         assert_eq!(&entries[0].data[..], b"somedata", "#{i}");
         let (want_type, want_data) = cc.to_entry_data();
-        assert_eq!(entries[1].entry_type, want_type as i32, "#{i}");
+        assert_eq!(entries[1].entry_type(), want_type, "#{i}");
         assert_eq!(entries[1].data, want_data, "#{i}");
 
         assert_eq!(applied, Some(want.clone()), "#{i}");
@@ -215,7 +209,7 @@ fn propose_and_conf_change() {
         }
 
         assert_eq!(rd.entries.len(), 1, "#{i}");
-        assert_eq!(rd.entries[0].entry_type, EntryType::EntryConfChangeV2 as i32, "#{i}");
+        assert_eq!(rd.entries[0].entry_type(), EntryType::EntryConfChangeV2, "#{i}");
         let leave = ConfChangeV2::decode(rd.entries[0].data.clone()).unwrap();
         assert_eq!(leave, ConfChangeV2 { context, ..ConfChangeV2::default() }, "#{i}");
         // Pretend it applied: it cannot commit, as the joint quorum needs
@@ -279,7 +273,7 @@ fn joint_auto_leave_after_losing_leadership() {
     let entries = s.entries(last_index - 1, last_index + 1, NO_LIMIT).unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(&entries[0].data[..], b"somedata");
-    assert_eq!(entries[1].entry_type, EntryType::EntryConfChangeV2 as i32);
+    assert_eq!(entries[1].entry_type(), EntryType::EntryConfChangeV2);
     assert_eq!(entries[1].data, cc.to_entry_data().1);
     assert_eq!(applied, Some(want));
 
@@ -301,7 +295,7 @@ fn joint_auto_leave_after_losing_leadership() {
         rn.advance();
     }
     let leave = leave.expect("the leader proposed leaving the joint configuration");
-    assert_eq!(leave.entry_type, EntryType::EntryConfChangeV2 as i32);
+    assert_eq!(leave.entry_type(), EntryType::EntryConfChangeV2);
     let leave = ConfChangeV2::decode(leave.data).unwrap();
     assert_eq!(leave, ConfChangeV2::default());
     // Pretend it applied (the joint quorum cannot commit it here).
@@ -424,7 +418,7 @@ fn start_from_bootstrap_snapshot() {
 
     rd.soft_state = None;
     let want = Ready {
-        hard_state: HardState { term: 1, vote: 1, commit: 3 },
+        hard_state: Some(HardState { term: 1, vote: 1, commit: 3 }),
         committed_entries: want_entries,
         // Only applying, nothing to append.
         must_sync: false,
@@ -481,7 +475,7 @@ fn bootstrap_then_campaign_and_commit() {
         ..ConfChange::default()
     };
     let cc_entry = Entry {
-        entry_type: EntryType::EntryConfChange as i32,
+        entry_type: Some(EntryType::EntryConfChange as i32),
         term: 1,
         index: 1,
         data: Bytes::from(cc.encode_to_vec()),
@@ -492,7 +486,7 @@ fn bootstrap_then_campaign_and_commit() {
 
     let rd = rn.ready();
     let want = Ready {
-        hard_state: HardState { term: 1, commit: 1, vote: 0 },
+        hard_state: Some(HardState { term: 1, commit: 1, vote: 0 }),
         entries: vec![cc_entry.clone()],
         committed_entries: vec![cc_entry],
         must_sync: true,
@@ -511,7 +505,7 @@ fn bootstrap_then_campaign_and_commit() {
     rn.propose(Bytes::from_static(b"foo")).unwrap();
     let rd = rn.ready();
     let want = Ready {
-        hard_state: HardState { term: 2, commit: 2, vote: 1 },
+        hard_state: Some(HardState { term: 2, commit: 2, vote: 1 }),
         entries: vec![entry(2, 3, b"foo")],
         committed_entries: vec![entry(2, 2, b"")],
         must_sync: true,
@@ -522,7 +516,7 @@ fn bootstrap_then_campaign_and_commit() {
 
     let rd = rn.ready();
     let want = Ready {
-        hard_state: HardState { term: 2, commit: 3, vote: 1 },
+        hard_state: Some(HardState { term: 2, commit: 3, vote: 1 }),
         committed_entries: vec![entry(2, 3, b"foo")],
         must_sync: false,
         ..Ready::default()
@@ -691,12 +685,14 @@ fn pagination_after_restart_node() -> (RawNode<IgnoreSizeHintStorage>, HardState
 fn commit_index_does_not_regress_after_restart() {
     let (mut rn, persisted) = pagination_after_restart_node();
     let rd = rn.ready();
-    assert!(
-        rd.hard_state.is_empty() || rd.hard_state.commit >= persisted.commit,
-        "hard state regressed: commit {} -> {}",
-        persisted.commit,
-        rd.hard_state.commit
-    );
+    if let Some(hs) = rd.hard_state {
+        assert!(
+            hs.commit >= persisted.commit,
+            "hard state regressed: commit {} -> {}",
+            persisted.commit,
+            hs.commit
+        );
+    }
 }
 
 /// Applying entries paginated after a restart leaves no gap.
@@ -839,32 +835,29 @@ fn async_config(id: u64) -> Config {
 }
 
 /// What an append thread does with a `MsgStorageAppend`: persist the hard
-/// state, snapshot and entries, then hand back the responses to deliver.
-fn persist(s: &MemoryStorage, m: &Message) -> Vec<Message> {
-    assert_eq!(m.msg_type(), MessageType::MsgStorageAppend);
+/// state, snapshot and entries, then hand back the message to deliver the
+/// responses of.
+fn persist(s: &MemoryStorage, m: &Message) -> Message {
     assert_eq!(m.to, LOCAL_APPEND_THREAD);
-    if m.term != 0 || m.vote != 0 || m.commit != 0 {
-        s.set_hard_state(HardState { term: m.term, vote: m.vote, commit: m.commit });
+    let append = StorageAppend::new(m).expect("a MsgStorageAppend");
+    if let Some(hs) = append.hard_state() {
+        s.set_hard_state(hs);
     }
-    if let Some(snap) = &m.snapshot {
-        s.apply_snapshot(snap.as_ref().clone()).unwrap();
+    if let Some(snap) = append.snapshot() {
+        s.apply_snapshot(snap.clone()).unwrap();
     }
-    s.append(&m.entries).unwrap();
-    m.responses.clone()
+    s.append(append.entries()).unwrap();
+    m.clone()
 }
 
-/// Delivers responses from the storage threads: those to this node are
-/// stepped, the others are returned (to send to peers).
-fn deliver(rn: &mut RawNode<MemoryStorage>, responses: Vec<Message>) -> Vec<Message> {
-    let mut out = Vec::new();
-    for r in responses {
-        if r.to == rn.id() {
-            rn.step_local(r).unwrap();
-        } else {
-            out.push(r);
-        }
+/// Delivers a storage message's responses: those to this node are stepped,
+/// the others are returned (to send to peers).
+fn deliver(rn: &mut RawNode<MemoryStorage>, mut m: Message) -> Vec<Message> {
+    let responses = StorageResponses::take(&mut m);
+    for r in responses.local {
+        rn.step_local(r).unwrap();
     }
-    out
+    responses.peers
 }
 
 /// Handles every message of a `Ready` at once: storage work synchronously,
@@ -878,17 +871,61 @@ fn handle_async_ready(
     for m in rd.messages {
         match m.msg_type() {
             MessageType::MsgStorageAppend => {
-                let resps = persist(s, &m);
-                out.extend(deliver(rn, resps));
+                out.extend(deliver(rn, persist(s, &m)));
             }
             MessageType::MsgStorageApply => {
                 assert_eq!(m.to, LOCAL_APPLY_THREAD);
-                out.extend(deliver(rn, m.responses));
+                out.extend(deliver(rn, m));
             }
             _ => out.push(m),
         }
     }
     out
+}
+
+/// The typed views read a follower's storage messages: hard state, entries
+/// and responses split between this node and its peers.
+#[test]
+fn storage_message_views() {
+    let s = new_test_storage(&[1, 2]);
+    let mut rn = new_raw_node(&async_config(2), &s);
+    let app = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        commit: 1,
+        entries: vec![entry(1, 1, b"x")],
+        ..Message::new(MessageType::MsgApp)
+    };
+    assert!(StorageAppend::new(&app).is_none(), "not a storage message");
+    assert!(StorageApply::new(&app).is_none(), "not a storage message");
+    rn.step(app).unwrap();
+    let rd = rn.ready();
+    let append = rd.messages.iter().find_map(StorageAppend::new).expect("an append");
+    assert_eq!(append.hard_state(), Some(HardState { term: 1, vote: 0, commit: 1 }));
+    assert_eq!(append.entries(), &[entry(1, 1, b"x")]);
+    assert!(append.snapshot().is_none());
+    let local: Vec<_> = append.local_responses().map(Message::msg_type).collect();
+    let peers: Vec<_> = append.peer_responses().map(|m| (m.msg_type(), m.to)).collect();
+    assert_eq!(local, vec![MessageType::MsgStorageAppendResp]);
+    assert_eq!(peers, vec![(MessageType::MsgAppResp, 1)]);
+    assert_eq!(append.responses().len(), 2);
+    let mut owned = rd.messages[0].clone();
+    let split = StorageResponses::take(&mut owned);
+    assert!(owned.responses.is_empty());
+    assert_eq!(types(&split.local), local);
+    assert_eq!(split.peers.len(), 1);
+    persist(&s, &rd.messages[0]);
+    for r in split.local {
+        rn.step_local(r).unwrap();
+    }
+
+    // The committed entry is now durable: it goes to the apply thread.
+    let rd = rn.ready();
+    let apply = rd.messages.iter().find_map(StorageApply::new).expect("an apply");
+    assert_eq!(apply.entries(), &[entry(1, 1, b"x")]);
+    assert_eq!(types(apply.responses()), vec![MessageType::MsgStorageApplyResp]);
+    assert!(rd.messages.iter().all(|m| StorageAppend::new(m).is_none()), "nothing to write");
 }
 
 fn only_message(rd: &Ready, t: MessageType) -> Message {
@@ -909,7 +946,7 @@ fn async_storage_writes_ready_and_responses_order() {
     // The vote goes to the append thread; its own vote comes back from it.
     let rd = rn.ready();
     assert!(rd.entries.is_empty());
-    assert_eq!(rd.hard_state, HardState { term: 1, vote: 1, commit: 0 });
+    assert_eq!(rd.hard_state, Some(HardState { term: 1, vote: 1, commit: 0 }));
     let m = only_message(&rd, MessageType::MsgStorageAppend);
     assert_eq!((m.term, m.vote, m.commit), (1, 1, 0));
     assert_eq!(types(&m.responses), vec![MessageType::MsgVoteResp]);
@@ -1150,7 +1187,7 @@ fn sync_ready_then_advance_order() {
     let mut rn = new_raw_node(&new_test_config(1, 10, 1), &s);
     rn.campaign().unwrap();
     let rd = rn.ready();
-    assert_eq!(rd.hard_state, HardState { term: 1, vote: 1, commit: 0 });
+    assert_eq!(rd.hard_state, Some(HardState { term: 1, vote: 1, commit: 0 }));
     assert!(rd.must_sync);
     // The node's own vote counts only after advance.
     assert_eq!(rn.raft.state, StateType::Candidate);
@@ -1167,7 +1204,7 @@ fn sync_ready_then_advance_order() {
 
     let rd = rn.ready();
     assert_eq!(rd.committed_entries, vec![entry(1, 1, b"")]);
-    assert_eq!(rd.hard_state.commit, 1);
+    assert_eq!(rd.hard_state.map(|hs| hs.commit), Some(1));
     assert!(!rd.must_sync);
     handle_ready(&mut rn, &s, &rd);
     assert_eq!(rn.raft.raft_log.applied(), 1);
@@ -1242,14 +1279,63 @@ fn propose_batch_appends_entries_together() {
         Bytes::from_static(b"c"),
     ])
     .unwrap();
-    // An empty batch is a no-op.
-    rn.propose_batch(std::iter::empty()).unwrap();
+    // An empty batch has no entry to name: refused, nothing appended.
+    let res = rn.propose_batch(std::iter::empty());
+    assert!(matches!(res, Err(Error::ProposalDropped(DropReason::EmptyBatch))));
     let rd = rn.ready();
     assert_eq!(rd.entries, vec![entry(1, 2, b"a"), entry(1, 3, b"b"), entry(1, 4, b"c")]);
     handle_ready(&mut rn, &s, &rd);
     let rd = rn.ready();
     assert_eq!(rd.committed_entries.len(), 3);
     handle_ready(&mut rn, &s, &rd);
+}
+
+/// A leader's proposals name the entry they were appended as (a batch its
+/// last entry; a conf change even when replaced by an empty entry); a
+/// follower's say they were forwarded.
+#[test]
+fn propose_reports_the_entry_or_forwarding() {
+    let s = new_test_storage(&[1]);
+    let mut rn = single_node_leader(&new_test_config(1, 10, 1), &s);
+    let id = |term, index| Proposed::Appended(EntryId { term, index });
+    assert_eq!(rn.propose(Bytes::from_static(b"a")).unwrap(), id(1, 2));
+    let batch = [Bytes::from_static(b"b"), Bytes::from_static(b"c")];
+    assert_eq!(rn.propose_batch(batch).unwrap(), id(1, 4));
+    let add2 = ConfChangeV2::add_learner(2);
+    assert_eq!(rn.propose_conf_change(add2.clone()).unwrap(), id(1, 5));
+    // Another change while one is pending: replaced, but still at index 6.
+    assert_eq!(rn.propose_conf_change(add2).unwrap(), id(1, 6));
+    let rd = rn.ready();
+    let ids: Vec<_> = rd.entries.iter().map(|e| (e.index, e.entry_type())).collect();
+    assert_eq!(ids[3], (5, EntryType::EntryConfChangeV2));
+    assert_eq!(ids[4], (6, EntryType::EntryNormal));
+    handle_ready(&mut rn, &s, &rd);
+
+    let s = new_test_storage(&[1, 2]);
+    let mut follower = new_raw_node(&new_test_config(2, 10, 1), &s);
+    let heartbeat = Message { from: 1, to: 2, term: 1, ..Message::new(MessageType::MsgHeartbeat) };
+    follower.step(heartbeat).unwrap();
+    assert_eq!(follower.propose(Bytes::from_static(b"x")).unwrap(), Proposed::Forwarded);
+    let rd = follower.ready();
+    assert!(rd.messages.iter().any(|m| m.msg_type() == MessageType::MsgProp && m.to == 1));
+}
+
+/// A node that owns its storage persists through `storage_mut`.
+#[test]
+fn storage_mut_persists_into_the_owned_storage() {
+    let mut rn = RawNode::new(&new_test_config(1, 10, 1), new_test_storage(&[1])).unwrap();
+    rn.campaign().unwrap();
+    for _ in 0..3 {
+        let rd = rn.ready();
+        if let Some(hs) = rd.hard_state {
+            rn.storage_mut().set_hard_state(hs);
+        }
+        rn.storage_mut().append(&rd.entries).unwrap();
+        rn.advance();
+    }
+    assert_eq!(rn.raft.state, StateType::Leader);
+    assert_eq!(rn.storage().last_index().unwrap(), 1);
+    assert_eq!(rn.storage().initial_state().unwrap().0.vote, 1);
 }
 
 /// A batch is refused whole when it would overflow the uncommitted-size
@@ -1405,7 +1491,8 @@ fn apply_conf_change_at_skips_changes_a_snapshot_covers() {
         ..Message::new(MessageType::MsgSnap)
     })
     .unwrap();
-    assert_eq!(rn.ready().snapshot.metadata.index, 10, "the snapshot was restored");
+    let restored = rn.ready().snapshot.map(|s| s.metadata.index);
+    assert_eq!(restored, Some(10), "the snapshot was restored");
 
     let add4: AnyConfChange = ConfChange {
         change_type: ConfChangeType::ConfChangeAddNode as i32,
@@ -1469,8 +1556,8 @@ fn zero_size_limits_apply_one_entry_at_a_time() {
                 "{} entries at once",
                 rd.committed_entries.len()
             );
-            if !rd.hard_state.is_empty() {
-                storage.set_hard_state(rd.hard_state);
+            if let Some(hs) = rd.hard_state {
+                storage.set_hard_state(hs);
             }
             storage.append(&rd.entries).unwrap();
             applied.extend(rd.committed_entries.iter().filter(|e| !e.data.is_empty()).cloned());
@@ -1511,7 +1598,7 @@ fn malformed_conf_changes_are_never_committed() {
         assert!(matches!(err, Error::ProposalDropped(DropReason::InvalidConfChange)), "{err:?}");
         // The same change forwarded by a follower.
         let entry = Entry {
-            entry_type: EntryType::EntryConfChangeV2 as i32,
+            entry_type: Some(EntryType::EntryConfChangeV2 as i32),
             data: cc.encode_to_vec().into(),
             ..Entry::default()
         };
@@ -1521,4 +1608,144 @@ fn malformed_conf_changes_are_never_committed() {
         assert!(matches!(err, Error::ProposalDropped(DropReason::InvalidConfChange)), "{err:?}");
     }
     assert_eq!(rn.raft.raft_log.last_index(), last, "nothing was appended");
+}
+
+/// A follower of {1, 2} that has appended and committed, at index 1, a
+/// change adding learner 3, and a `MsgSnap` at index 5 whose configuration
+/// is {1, 2} (the leader has since removed 3 again).
+fn follower_with_committed_conf_change(cfg: &Config) -> (RawNode<MemoryStorage>, Message) {
+    let s = new_test_storage(&[1, 2]);
+    let mut rn = new_raw_node(cfg, &s);
+    let (t, data) = AnyConfChange::from(ConfChangeV2::add_learner(3)).to_entry_data();
+    let cc_entry = Entry { entry_type: Some(t as i32), term: 1, index: 1, data };
+    let app = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        commit: 1,
+        entries: vec![cc_entry],
+        ..Message::new(MessageType::MsgApp)
+    };
+    rn.step(app).unwrap();
+    let snap = |index| Snapshot {
+        metadata: SnapshotMetadata {
+            conf_state: ConfState { voters: vec![1, 2], ..ConfState::default() },
+            index,
+            term: 1,
+        },
+        ..Snapshot::default()
+    };
+    let msg_snap = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        snapshot: Some(Box::new(snap(5))),
+        ..Message::new(MessageType::MsgSnap)
+    };
+    (rn, msg_snap)
+}
+
+/// Synchronous mode: a `MsgSnap` stepped while a `Ready` is outstanding is
+/// held until `advance`, so that the Ready's committed conf change applies
+/// first and the snapshot's configuration then replaces it (not the other
+/// way round, etcd-io/etcd#11510).
+#[test]
+fn sync_msg_snap_during_a_ready_waits_for_advance() {
+    let (mut rn, msg_snap) = follower_with_committed_conf_change(&new_test_config(2, 10, 1));
+    let s = rn.storage().clone();
+    let rd = rn.ready();
+    assert_eq!(rd.committed_entries.len(), 1);
+    let mut older = msg_snap.clone();
+    older.snapshot.as_mut().unwrap().metadata.index = 4;
+    rn.step(msg_snap).unwrap();
+    rn.step(older).unwrap();
+    assert_eq!(rn.raft.raft_log.committed(), 1, "not restored under the application");
+    assert!(rn.raft.raft_log.unstable().snapshot().is_none());
+    // The application applies the Ready: the change lands on {1, 2}.
+    let states = handle_ready(&mut rn, &s, &rd);
+    assert_eq!(states[0].learners, vec![3]);
+    // advance stepped the held snapshot (the newer one): the next Ready
+    // restores it, and with it the configuration {1, 2}.
+    let rd = rn.ready();
+    assert_eq!(rd.snapshot.as_ref().map(|s| s.metadata.index), Some(5));
+    s.apply_snapshot(rd.snapshot.clone().unwrap()).unwrap();
+    handle_ready(&mut rn, &s, &rd);
+    assert_eq!(rn.raft.trk.conf_state(), ConfState { voters: vec![1, 2], ..ConfState::default() });
+    assert_eq!(rn.raft.raft_log.committed(), 5);
+    // With no Ready outstanding a snapshot is stepped at once.
+    let mut newer = rd.snapshot.clone().unwrap();
+    newer.metadata.index = 8;
+    let m = Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        snapshot: Some(Box::new(newer)),
+        ..Message::new(MessageType::MsgSnap)
+    };
+    rn.step(m).unwrap();
+    assert_eq!(rn.raft.raft_log.committed(), 8);
+}
+
+/// Asynchronous mode: the snapshot is restored at once (the storage threads
+/// order the writes), and the apply thread's late application of a change
+/// the snapshot covers goes through `apply_conf_change_at`, which ignores it.
+#[test]
+fn async_msg_snap_during_an_apply_is_restored_and_covers_the_change() {
+    let (mut rn, msg_snap) = follower_with_committed_conf_change(&async_config(2));
+    let s = rn.storage().clone();
+    // Persist the entry; the apply thread then receives the conf change.
+    let rd = rn.ready();
+    for m in rd.messages.iter().filter(|m| StorageAppend::new(m).is_some()) {
+        deliver(&mut rn, persist(&s, m));
+    }
+    let rd = rn.ready();
+    let apply = rd.messages.iter().find(|m| StorageApply::new(m).is_some()).unwrap().clone();
+    // The snapshot arrives while the apply thread holds the change.
+    rn.step(msg_snap).unwrap();
+    let rd = rn.ready();
+    let append = rd.messages.iter().find_map(StorageAppend::new).unwrap();
+    assert_eq!(append.snapshot().map(|s| s.metadata.index), Some(5));
+    // The apply thread applies index 1, a change the snapshot covers.
+    let cc = AnyConfChange::from_entry(&StorageApply::new(&apply).unwrap().entries()[0]);
+    let cs = rn.apply_conf_change_at(1, &cc.unwrap().unwrap()).unwrap();
+    assert_eq!(cs, ConfState { voters: vec![1, 2], ..ConfState::default() });
+    deliver(&mut rn, apply);
+    for m in rd.messages.iter().filter(|m| StorageAppend::new(m).is_some()) {
+        deliver(&mut rn, persist(&s, m));
+    }
+    assert_eq!(rn.raft.trk.conf_state(), cs);
+    assert_eq!(rn.raft.raft_log.committed(), 5);
+}
+
+/// Entry sizes follow etcd-raft v3.7 (protobuf-go): a proposal's entry
+/// leaves its type unset, so two one-byte proposals (7 bytes each) fit a
+/// 14-byte `max_committed_size_per_ready` together, as in Go; with the type
+/// written (9 bytes each) they would come one per Ready.
+#[test]
+fn proposals_leave_the_entry_type_unset_and_batch_as_go_does() {
+    let s = new_test_storage(&[1]);
+    let mut cfg = new_test_config(1, 10, 1);
+    cfg.max_committed_size_per_ready = 14;
+    let mut rn = single_node_leader(&cfg, &s);
+    rn.propose(Bytes::from_static(b"a")).unwrap();
+    rn.propose(Bytes::from_static(b"b")).unwrap();
+    let rd = rn.ready();
+    assert_eq!(rd.entries.len(), 2);
+    assert!(rd.entries.iter().all(|e| e.entry_type.is_none()));
+    assert_eq!(rd.entries[0].encoded_len(), 7);
+    handle_ready(&mut rn, &s, &rd);
+    let rd = rn.ready();
+    let data: Vec<_> = rd.committed_entries.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(data, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+    handle_ready(&mut rn, &s, &rd);
+
+    // A conf change sets its type; a refused one is replaced by an entry
+    // that sets EntryNormal explicitly (etcd's `Type: EntryNormal.Enum()`).
+    rn.propose_conf_change(ConfChangeV2::add_learner(2)).unwrap();
+    rn.propose_conf_change(ConfChangeV2::add_learner(3)).unwrap();
+    let rd = rn.ready();
+    let types: Vec<_> = rd.entries.iter().map(|e| e.entry_type).collect();
+    let (v2, normal) = (EntryType::EntryConfChangeV2 as i32, EntryType::EntryNormal as i32);
+    assert_eq!(types, vec![Some(v2), Some(normal)]);
+    handle_ready(&mut rn, &s, &rd);
 }

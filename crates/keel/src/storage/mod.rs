@@ -258,7 +258,8 @@ mod tests {
 
     #[test]
     fn entry_overhead_bound_holds_at_the_extremes() {
-        let huge = Entry { term: u64::MAX, index: u64::MAX, entry_type: -1, data: Bytes::new() };
+        let huge =
+            Entry { term: u64::MAX, index: u64::MAX, entry_type: Some(-1), data: Bytes::new() };
         assert!(huge.encoded_len() as u64 <= ENTRY_OVERHEAD_MAX);
         let with_data = Entry { data: Bytes::from(vec![0; 300]), ..huge.clone() };
         assert!(with_data.encoded_len() as u64 <= ENTRY_OVERHEAD_MAX + 300);

@@ -7,7 +7,7 @@ use crate::raftpb::{AnyConfChange, ConfChange, ConfChangeType, EntryType};
 
 fn conf_change_entry(cc: AnyConfChange) -> Entry {
     let (entry_type, data) = cc.to_entry_data();
-    Entry { entry_type: entry_type as i32, data, ..Entry::default() }
+    Entry { entry_type: Some(entry_type as i32), data, ..Entry::default() }
 }
 
 fn remove_node(id: u64) -> ConfChange {
@@ -20,7 +20,10 @@ fn remove_node(id: u64) -> ConfChange {
 
 fn empty_conf_change_prop() -> Message {
     Message {
-        entries: vec![Entry { entry_type: EntryType::EntryConfChange as i32, ..Entry::default() }],
+        entries: vec![Entry {
+            entry_type: Some(EntryType::EntryConfChange as i32),
+            ..Entry::default()
+        }],
         ..msg(1, 1, MessageType::MsgProp)
     }
 }
@@ -53,7 +56,7 @@ fn step_ignores_a_second_config_while_one_is_pending() {
     let pending = r.pending_conf_index;
     r.step(empty_conf_change_prop()).unwrap();
     let want = vec![Entry {
-        entry_type: EntryType::EntryNormal as i32,
+        entry_type: Some(EntryType::EntryNormal as i32),
         term: 1,
         index: 3,
         ..Entry::default()
@@ -191,15 +194,15 @@ fn commit_after_remove_node() {
     r.step(Message { index: cc_index, ..msg(2, 0, MessageType::MsgAppResp) }).unwrap();
     let ents = r.next_ents();
     assert_eq!(ents.len(), 2);
-    assert_eq!(ents[0].entry_type, EntryType::EntryNormal as i32);
+    assert_eq!(ents[0].entry_type(), EntryType::EntryNormal);
     assert!(ents[0].data.is_empty());
-    assert_eq!(ents[1].entry_type, EntryType::EntryConfChange as i32);
+    assert_eq!(ents[1].entry_type(), EntryType::EntryConfChange);
 
     // Applying it lowers the quorum to 1 alone: the proposal commits.
     r.apply_conf_change(&cc.as_v2()).unwrap();
     let ents = r.next_ents();
     assert_eq!(ents.len(), 1);
-    assert_eq!(ents[0].entry_type, EntryType::EntryNormal as i32);
+    assert_eq!(ents[0].entry_type(), EntryType::EntryNormal);
     assert_eq!(&ents[0].data[..], b"hello");
 }
 

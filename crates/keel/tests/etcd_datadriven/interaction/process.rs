@@ -5,11 +5,9 @@
 
 use bytes::{Bytes, BytesMut};
 use keel::describe::{describe_message, describe_ready};
-use keel::raftpb::{
-    ConfChange, ConfChangeV2, Entry, EntryType, HardState, MessageType, Snapshot, SnapshotMetadata,
-};
+use keel::raftpb::{AnyConfChange, Entry, HardState, MessageType, Snapshot, SnapshotMetadata};
 use keel::util::is_local_msg_target;
-use prost::Message as _;
+use keel::{StorageAppend, StorageApply};
 
 use super::{CmdResult, Env, Node, fatal, node_idxs, output_err};
 use crate::datadriven::TestData;
@@ -39,7 +37,7 @@ impl Env {
 
         let async_writes = n.config.async_storage_writes;
         if !async_writes {
-            process_append(n, rd.hard_state, &rd.entries, &rd.snapshot)?;
+            process_append(n, rd.hard_state, &rd.entries, rd.snapshot.as_ref())?;
             process_apply(n, &rd.committed_entries)?;
         }
         for m in rd.messages {
@@ -93,11 +91,13 @@ impl Env {
         output.write("\n");
         match thread {
             Thread::Append => {
-                let st = HardState { term: m.term, vote: m.vote, commit: m.commit };
-                let snap = m.snapshot.clone().unwrap_or_default();
-                process_append(n, st, &m.entries, &snap)?;
+                let append = StorageAppend::new(&m).ok_or_else(|| fatal("not an append"))?;
+                process_append(n, append.hard_state(), append.entries(), append.snapshot())?;
             }
-            Thread::Apply => process_apply(n, &m.entries)?,
+            Thread::Apply => {
+                let apply = StorageApply::new(&m).ok_or_else(|| fatal("not an apply"))?;
+                process_apply(n, apply.entries())?;
+            }
         }
         output.write("Responses:\n");
         for r in &resps {
@@ -136,12 +136,17 @@ impl Thread {
 }
 
 /// Persists a hard state and either a snapshot or entries.
-fn process_append(n: &Node, st: HardState, ents: &[Entry], snap: &Snapshot) -> CmdResult {
+fn process_append(
+    n: &Node,
+    st: Option<HardState>,
+    ents: &[Entry],
+    snap: Option<&Snapshot>,
+) -> CmdResult {
     let s = &n.storage;
-    if !st.is_empty() {
+    if let Some(st) = st {
         s.set_hard_state(st);
     }
-    if !snap.is_empty() {
+    if let Some(snap) = snap {
         if !ents.is_empty() {
             return Err(output_err("can't apply snapshot and entries at the same time"));
         }
@@ -156,21 +161,13 @@ fn process_append(n: &Node, st: HardState, ents: &[Entry], snap: &Snapshot) -> C
 /// every entry's payload (a change's context) is appended to the state.
 fn process_apply(n: &mut Node, ents: &[Entry]) -> CmdResult {
     for ent in ents {
-        let (update, cs) = match EntryType::try_from(ent.entry_type) {
-            Ok(EntryType::EntryConfChange) => {
-                let cc = ConfChange::decode(ent.data.clone()).map_err(output_err)?;
-                let update = cc.context.clone();
+        let (update, cs) = match AnyConfChange::from_entry(ent).map_err(output_err)? {
+            Some(cc) => {
                 // etcd panics when a committed change cannot apply.
-                let cs = n.raw.apply_conf_change(&cc.into()).map_err(fatal)?;
-                (update, Some(cs))
+                let cs = n.raw.apply_conf_change(&cc).map_err(fatal)?;
+                (cc.context().clone(), Some(cs))
             }
-            Ok(EntryType::EntryConfChangeV2) => {
-                let cc = ConfChangeV2::decode(ent.data.clone()).map_err(output_err)?;
-                let update = cc.context.clone();
-                let cs = n.raw.apply_conf_change(&cc.into()).map_err(fatal)?;
-                (update, Some(cs))
-            }
-            _ => (ent.data.clone(), None),
+            None => (ent.data.clone(), None),
         };
         let last = n.last_snapshot();
         let mut data = BytesMut::with_capacity(last.data.len() + update.len());

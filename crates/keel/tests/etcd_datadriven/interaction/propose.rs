@@ -20,7 +20,7 @@ impl Env {
             )));
         }
         let data = Bytes::from(d.cmd_args[1].key.clone());
-        self.node_mut(idx)?.raw.propose(data).map_err(output_err)
+        self.node_mut(idx)?.raw.propose(data).map(drop).map_err(output_err)
     }
 
     pub(crate) fn handle_propose_conf_change(&mut self, d: &TestData) -> CmdResult {
@@ -62,6 +62,6 @@ impl Env {
             ConfChangeV2 { transition: transition as i32, changes: ccs, ..Default::default() }
                 .into()
         };
-        self.node_mut(idx)?.raw.propose_conf_change(cc).map_err(output_err)
+        self.node_mut(idx)?.raw.propose_conf_change(cc).map(drop).map_err(output_err)
     }
 }
