@@ -1,17 +1,15 @@
 //! One member: the raft [`Node`], its [`DiskStorage`], its [`Transport`], and
 //! the threads that drive them.
 //!
-//! Three threads and one task, so that disk, network and apply overlap:
-//! - the **ready loop** takes each `Ready`; on the leader it hands the
-//!   messages to the transport *before* the fsync (etcd-raft allows the leader
-//!   to replicate while its own write is in flight), on a follower after;
-//!   then it persists (one fdatasync for the whole Ready, so every write that
-//!   arrived meanwhile shares it), passes committed entries to the apply
-//!   thread and advances without waiting for them, except when a
-//!   configuration change is among them;
-//! - the **apply thread** applies entries to the map, wakes the waiting
-//!   requests, applies configuration changes, and snapshots and compacts every
-//!   `snapshot_count` entries;
+//! Raft runs with asynchronous storage writes, so that disk, network and
+//! apply overlap:
+//! - the **ready loop** sends each `Ready`'s messages (the leader's appends
+//!   leave while its own write is in flight) and resolves read states;
+//! - the **append thread** makes every queued `MsgStorageAppend` durable with
+//!   one fdatasync (group commit), then steps or sends their responses;
+//! - the **apply thread** applies committed entries to the map, wakes the
+//!   waiting requests, applies configuration changes, and snapshots and
+//!   compacts every `snapshot_count` entries;
 //! - the **ticker** ticks raft;
 //! - the **event task** steps peers' messages and transport reports into raft;
 //! - the **proposer task** batches concurrent writes into one proposal, and
@@ -508,6 +506,11 @@ async fn event_loop(sh: Arc<Shared>, mut events: Events) {
                     _ => keel::SnapshotStatus::Failure,
                 };
                 sh.node.report_snapshot(to, status)
+            }
+            Event::Removed { by } => {
+                tracing::warn!(id = sh.id, by, "a peer says this member was removed; stopping");
+                sh.request_stop(StopReason::Removed);
+                Ok(())
             }
         };
         match r {

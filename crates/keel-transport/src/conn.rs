@@ -52,6 +52,9 @@ pub(crate) async fn dial(
     match timeout(deadline, work).await {
         Ok(Err(WireError::Refused(v))) => {
             tracing::error!(peer = to, %addr, reason = %v, "peer refused our handshake");
+            if v == Verdict::RemovedSender {
+                shared.report(crate::transport::Event::Removed { by: to });
+            }
             Err(WireError::Refused(v))
         }
         Ok(r) => r,
@@ -105,6 +108,8 @@ fn judge(shared: &Shared, hello: &Hello) -> Verdict {
         Verdict::WrongCluster
     } else if hello.to != shared.local_id {
         Verdict::WrongReceiver
+    } else if shared.was_removed(hello.from) {
+        Verdict::RemovedSender
     } else if !shared.is_peer(hello.from) {
         Verdict::UnknownSender
     } else {

@@ -57,6 +57,11 @@ async fn read_stream(shared: &Shared, mut conn: Conn, hello: Hello) -> Result<()
     let counters = shared.stats.peer(hello.from);
     let mut buf = Vec::new();
     while let Some(msg) = read_frame(&mut conn, shared.limits.frame_bytes_max, &mut buf).await? {
+        if shared.was_removed(hello.from) {
+            // Closed, so that the member dials again and hears the verdict.
+            tracing::info!(peer = hello.from, "closing the stream of a removed member");
+            return Ok(());
+        }
         if msg.from != hello.from || msg.to != shared.local_id {
             let (from, to) = (msg.from, msg.to);
             return Err(WireError::Misaddressed {

@@ -21,6 +21,13 @@ pub enum Event {
     Message(Message),
     /// A peer could not be reached (give to `report_unreachable`).
     Unreachable(u64),
+    /// A peer refused this member because the cluster removed it: the
+    /// member should stop (the removal is committed, but a removed follower
+    /// may never hear of it through raft, since the leader stops sending).
+    Removed {
+        /// The peer that refused.
+        by: u64,
+    },
     /// A snapshot transfer ended (give to `report_snapshot`).
     SnapshotStatus {
         /// The peer the snapshot was for.
@@ -71,6 +78,7 @@ pub(crate) struct Shared {
     pub(crate) stats: Registry,
     pub(crate) closed: watch::Sender<bool>,
     peers: Mutex<BTreeMap<u64, PeerQueue>>,
+    removed: Mutex<std::collections::BTreeSet<u64>>,
     events: mpsc::Sender<Event>,
 }
 
@@ -81,6 +89,10 @@ impl Shared {
 
     pub(crate) fn is_peer(&self, id: u64) -> bool {
         self.peers().contains_key(&id)
+    }
+
+    pub(crate) fn was_removed(&self, id: u64) -> bool {
+        self.removed.lock().unwrap_or_else(|e| e.into_inner()).contains(&id)
     }
 
     /// Reports without waiting; a full event queue drops the report, which
@@ -150,6 +162,7 @@ impl Transport {
             stats: Registry::default(),
             closed: watch::channel(false).0,
             peers: Mutex::new(BTreeMap::new()),
+            removed: Mutex::new(std::collections::BTreeSet::new()),
             events: events_tx,
         });
         let accept_task = handle.spawn(crate::listener::accept_loop(Arc::clone(&shared), listener));
@@ -172,6 +185,7 @@ impl Transport {
         if id == self.shared.local_id || id == 0 {
             return;
         }
+        self.shared.removed.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         let mut peers = self.shared.peers();
         if peers.get(&id).is_some_and(|p| p.addr == addr) {
             return;
@@ -179,9 +193,12 @@ impl Transport {
         peers.insert(id, PeerQueue::start(&self.shared, id, addr));
     }
 
-    /// Removes a peer: its queue is dropped and its connections are refused from now on.
+    /// Removes a peer: its queue is dropped and its connections are refused
+    /// from now on, with a verdict that tells it it was removed (it reports
+    /// [`Event::Removed`]).
     pub fn remove_peer(&self, id: u64) {
         self.shared.peers().remove(&id);
+        self.shared.removed.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
     }
 
     /// Queues messages for their recipients and returns at once. A message for

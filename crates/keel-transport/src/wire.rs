@@ -79,8 +79,12 @@ pub enum Verdict {
     WrongCluster = 2,
     /// The client expected another member at this address.
     WrongReceiver = 3,
-    /// The sender is not (or no longer) a member.
+    /// The sender is not a member (perhaps not yet: a joining member is
+    /// refused until the receiver applies its addition).
     UnknownSender = 4,
+    /// The sender was removed from the cluster (for good: ids are never
+    /// reused).
+    RemovedSender = 5,
 }
 
 impl Verdict {
@@ -91,6 +95,7 @@ impl Verdict {
             2 => Verdict::WrongCluster,
             3 => Verdict::WrongReceiver,
             4 => Verdict::UnknownSender,
+            5 => Verdict::RemovedSender,
             other => return Err(WireError::BadVerdict(other)),
         })
     }
@@ -104,6 +109,7 @@ impl fmt::Display for Verdict {
             Verdict::WrongCluster => "cluster id mismatch",
             Verdict::WrongReceiver => "receiver id mismatch",
             Verdict::UnknownSender => "sender is not a member",
+            Verdict::RemovedSender => "sender was removed from the cluster",
         })
     }
 }

@@ -4,17 +4,27 @@
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 #![allow(clippy::disallowed_methods, reason = "waits are bounded in real time")]
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
 
 /// A port the OS just handed out (bound, then released for the member).
+/// Never the same one twice in this test process: the OS may hand a just
+/// released port out again, and tests run in parallel.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Polls `f` until it returns `Some`, for at most `limit`.
