@@ -407,7 +407,7 @@ const APPEND_BATCH: usize = 64;
 /// append acknowledgements, which must not leave before the write is durable).
 fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
     let work = sh.node.append_work();
-    while let Ok(first) = work.recv() {
+    while let Some(first) = next_work(&work) {
         let mut batch = vec![first];
         while batch.len() < APPEND_BATCH {
             match work.try_recv() {
@@ -464,12 +464,25 @@ fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
     }
 }
 
+/// The next storage message; `None` once the node stops. (A blocking
+/// `recv` gives up after the node's request timeout; an idle member simply
+/// waits again.)
+fn next_work(work: &keel::node::WorkQueue<'_>) -> Option<Message> {
+    loop {
+        match work.recv() {
+            Ok(m) => return Some(m),
+            Err(keel::Error::Timeout) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Moves the node's `MsgStorageApply`s onto the apply thread's queue, which
 /// also carries the snapshots the append thread restores. Applies of entries
 /// at or below a snapshot are skipped, so the two may interleave in any order.
 fn forward_applies(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
     let work = sh.node.apply_work();
-    while let Ok(m) = work.recv() {
+    while let Some(m) = next_work(&work) {
         if apply.send(ApplyWork::Apply(m)).is_err() {
             return;
         }

@@ -183,7 +183,9 @@ fn bad_input_gets_a_json_4xx_and_no_leader_gets_a_bounded_503() {
     assert_eq!(error_kind(del, 404), "not_found");
     let promote = c.http.post(m.url("/members/abc/promote")).send().unwrap();
     assert_eq!(error_kind(promote, 400), "bad_request");
-    // Still serving after all that.
+    // Still serving after all that, and after idling longer than the
+    // request timeout (the storage threads' waits time out and must go on).
+    std::thread::sleep(Duration::from_millis(2500));
     c.put_ok(0, "fine", "yes");
 
     // Two of three members down: no leader, and a bounded 503.
