@@ -247,19 +247,27 @@ impl Wal {
         &mut self,
         records: &[WalRecord<'_>],
     ) -> Result<(Vec<Location>, PendingSync)> {
-        let mut buf = Vec::new();
+        let size: usize = records
+            .iter()
+            .map(|r| {
+                16 + match r {
+                    WalRecord::Entry(e) => e.encoded_len(),
+                    WalRecord::HardState(h) => h.encoded_len(),
+                    WalRecord::Snapshot(s) => s.encoded_len(),
+                }
+            })
+            .sum();
+        let mut buf = Vec::with_capacity(size);
         let mut lens = Vec::with_capacity(records.len());
         for r in records {
             let before = buf.len();
             match r {
-                WalRecord::Entry(e) => {
-                    record::encode(&mut buf, RecordType::Entry, &e.encode_to_vec())
-                }
+                WalRecord::Entry(e) => record::encode_message(&mut buf, RecordType::Entry, *e),
                 WalRecord::HardState(h) => {
-                    record::encode(&mut buf, RecordType::HardState, &h.encode_to_vec())
+                    record::encode_message(&mut buf, RecordType::HardState, *h)
                 }
                 WalRecord::Snapshot(s) => {
-                    record::encode(&mut buf, RecordType::Snapshot, &s.encode_to_vec())
+                    record::encode_message(&mut buf, RecordType::Snapshot, *s)
                 }
             }
             lens.push((buf.len() - before) as u32);
