@@ -105,7 +105,7 @@ async fn get_key(
     let key = key_of(path)?;
     let p = params(q)?;
     read_barrier(&app.sh, &p).await?;
-    let value = app.sh.state.read().unwrap_or_else(|e| e.into_inner()).get(&key);
+    let value = app.sh.state().get(&key);
     match value {
         Some(v) => {
             Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))], v)
@@ -156,8 +156,7 @@ async fn list(
     }
     read_barrier(&app.sh, &p).await?;
     let prefix = p.prefix.unwrap_or_default();
-    let (pairs, more) =
-        app.sh.state.read().unwrap_or_else(|e| e.into_inner()).range(&prefix, limit);
+    let (pairs, more) = app.sh.state().range(&prefix, limit);
     let kvs: Vec<_> = pairs
         .into_iter()
         .map(|(k, v)| match std::str::from_utf8(&v) {
@@ -182,7 +181,7 @@ async fn unknown_route() -> KvError {
 }
 
 fn members_json(sh: &Shared) -> serde_json::Value {
-    let st = sh.state.read().unwrap_or_else(|e| e.into_inner());
+    let st = sh.state();
     let members: Vec<_> = st.members().values().cloned().collect();
     json!({ "members": members, "leader": sh.leader() })
 }
@@ -209,7 +208,7 @@ fn member_id(path: Result<Path<String>, PathRejection>) -> Result<u64> {
 }
 
 fn is_member(sh: &Shared, id: u64) -> Option<bool> {
-    let st = sh.state.read().unwrap_or_else(|e| e.into_inner());
+    let st = sh.state();
     st.members().get(&id).map(|m| m.learner)
 }
 
@@ -307,7 +306,7 @@ async fn status(State(app): State<App>) -> Result<Response> {
         "applied": app.sh.applied(),
         "raft_applied": b.applied,
         "lead_transferee": b.lead_transferee,
-        "keys": app.sh.state.read().unwrap_or_else(|e| e.into_inner()).len(),
+        "keys": app.sh.state().len(),
         "progress": progress,
     }))
     .into_response())

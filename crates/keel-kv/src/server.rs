@@ -20,7 +20,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -93,17 +93,15 @@ pub struct Shared {
     pub node: Node,
     /// The disk.
     pub storage: Arc<DiskStorage>,
-    /// The peer network.
-    pub transport: Transport,
-    /// The applied state.
-    pub state: RwLock<KvState>,
+    /// The peer network (shared with the metrics, which read its counters).
+    pub transport: Arc<Transport>,
+    state: RwLock<KvState>,
     /// The metrics.
     pub metrics: Metrics,
     /// The options it runs with.
     pub opts: MemberOptions,
     applied: watch::Sender<u64>,
     leader: AtomicU64,
-    term: AtomicU64,
     commit: AtomicU64,
     next_id: AtomicU64,
     waiters: Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
@@ -252,6 +250,7 @@ impl Member {
         }
         tcfg.tls = opts.peer_tls.clone();
         let (transport, events) = Transport::start(tcfg)?;
+        let transport = Arc::new(transport);
 
         let mut config = Config::new(id);
         config.election_tick = opts.election_ticks;
@@ -286,18 +285,11 @@ impl Member {
         };
 
         let metrics = {
-            let stats_of = Arc::new(Mutex::new(None::<std::sync::Weak<Shared>>));
-            let weak = Arc::clone(&stats_of);
-            let m = Metrics::new(move || {
-                lock(&weak)
-                    .as_ref()
-                    .and_then(std::sync::Weak::upgrade)
-                    .map(|s| s.transport.stats())
-                    .unwrap_or_default()
-            });
-            (m, stats_of)
+            let transport = Arc::clone(&transport);
+            Metrics::new(move || transport.stats())
         };
-        let conf_state = storage.initial_state().map_err(|e| StartError::Options(e.to_string()))?.1;
+        // The storage's conf state is the snapshot's.
+        let conf_state = snap.metadata.conf_state.clone();
         let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(4 * PROPOSAL_BATCH);
         let shared = Arc::new(Shared {
             id,
@@ -305,11 +297,10 @@ impl Member {
             storage,
             transport,
             state: RwLock::new(state),
-            metrics: metrics.0,
+            metrics,
             opts: opts.clone(),
             applied: watch::channel(snap.metadata.index).0,
             leader: AtomicU64::new(0),
-            term: AtomicU64::new(0),
             commit: AtomicU64::new(0),
             next_id: AtomicU64::new(random_u64()),
             waiters: Mutex::new(HashMap::new()),
@@ -319,7 +310,6 @@ impl Member {
             proposals: proposals_tx,
             stop: watch::channel(None).0,
         });
-        *lock(&metrics.1) = Some(Arc::downgrade(&shared));
 
         let (apply_tx, apply_rx) = mpsc::sync_channel(64);
         let applier = Applier {
@@ -431,7 +421,6 @@ fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
             if let Some(hs) = req.hard_state {
                 sh.commit.store(hs.commit, Ordering::SeqCst);
                 sh.metrics.commit_index.set(hs.commit as i64);
-                sh.term.store(hs.term, Ordering::SeqCst);
                 sh.metrics.term.set(hs.term as i64);
             }
         }
@@ -595,6 +584,15 @@ impl Shared {
                 return StopReason::Requested;
             }
         }
+    }
+
+    /// The applied state, for reading.
+    pub fn state(&self) -> RwLockReadGuard<'_, KvState> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn state_mut(&self) -> RwLockWriteGuard<'_, KvState> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The leader this member knows (0: none).
@@ -811,7 +809,6 @@ impl Applier {
                             self.apply(e);
                         }
                     }
-                    self.sh.applied.send_replace(self.applied);
                     for r in m.responses {
                         if let Err(keel::Error::Stopped) = self.sh.node.step_local(r) {
                             return;
@@ -833,7 +830,7 @@ impl Applier {
         match KvState::decode(&s.data) {
             Ok(state) => {
                 let members: Vec<_> = state.members().values().cloned().collect();
-                *self.sh.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+                *self.sh.state_mut() = state;
                 self.applied = s.metadata.index;
                 self.snap_index = s.metadata.index;
                 self.conf_state = s.metadata.conf_state;
@@ -863,7 +860,7 @@ impl Applier {
             };
             let id = cmd.id;
             let existed = {
-                let mut st = self.sh.state.write().unwrap_or_else(PoisonError::into_inner);
+                let mut st = self.sh.state_mut();
                 let existed = st.apply(cmd);
                 self.sh.metrics.keys.set(st.len() as i64);
                 existed
@@ -895,7 +892,7 @@ impl Applier {
         let mut removed_self = false;
         for ch in &v2.changes {
             let id = ch.node_id;
-            let mut st = self.sh.state.write().unwrap_or_else(PoisonError::into_inner);
+            let mut st = self.sh.state_mut();
             match ConfChangeType::try_from(ch.change_type) {
                 Ok(ConfChangeType::ConfChangeAddNode) => st.set_member(id, url.clone(), false),
                 Ok(ConfChangeType::ConfChangeAddLearnerNode) => {
@@ -946,7 +943,7 @@ impl Applier {
         if self.applied < self.snap_index + opts.snapshot_count {
             return;
         }
-        let data = self.sh.state.read().unwrap_or_else(PoisonError::into_inner).encode();
+        let data = self.sh.state().encode();
         match self.sh.storage.create_snapshot(self.applied, self.conf_state.clone(), data) {
             Ok(_) => {
                 self.snap_index = self.applied;
