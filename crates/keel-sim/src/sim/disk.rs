@@ -85,52 +85,7 @@ impl FileSystem for LyingFs {
 }
 
 /// What a `RawNode` of the simulator reads: either storage, behind one type.
-#[derive(Clone, Debug)]
-pub enum SimStorage {
-    /// The model.
-    Memory(MemoryStorage),
-    /// The real WAL.
-    Wal(Arc<DiskStorage>),
-}
-
-impl Storage for SimStorage {
-    fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
-        match self {
-            SimStorage::Memory(s) => s.initial_state(),
-            SimStorage::Wal(s) => s.initial_state(),
-        }
-    }
-    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
-        match self {
-            SimStorage::Memory(s) => s.entries(lo, hi, max_size),
-            SimStorage::Wal(s) => s.entries(lo, hi, max_size),
-        }
-    }
-    fn term(&self, index: u64) -> Result<u64, StorageError> {
-        match self {
-            SimStorage::Memory(s) => s.term(index),
-            SimStorage::Wal(s) => s.term(index),
-        }
-    }
-    fn first_index(&self) -> Result<u64, StorageError> {
-        match self {
-            SimStorage::Memory(s) => s.first_index(),
-            SimStorage::Wal(s) => s.first_index(),
-        }
-    }
-    fn last_index(&self) -> Result<u64, StorageError> {
-        match self {
-            SimStorage::Memory(s) => s.last_index(),
-            SimStorage::Wal(s) => s.last_index(),
-        }
-    }
-    fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        match self {
-            SimStorage::Memory(s) => s.snapshot(),
-            SimStorage::Wal(s) => s.snapshot(),
-        }
-    }
-}
+pub type SimStorage = Arc<dyn Storage>;
 
 /// The WAL's home on a simulated disk.
 const WAL_DIR: &str = "/node";
@@ -205,8 +160,9 @@ impl Disk {
     /// The storage a `RawNode` of this incarnation reads (a shared handle).
     pub fn storage(&self) -> SimStorage {
         match &self.backend {
-            Backend::Memory(s) => SimStorage::Memory(s.clone()),
-            Backend::Wal(w) => SimStorage::Wal(Arc::clone(&w.storage)),
+            // A clone of a `MemoryStorage` shares its contents.
+            Backend::Memory(s) => Arc::new(s.clone()),
+            Backend::Wal(w) => Arc::clone(&w.storage) as SimStorage,
         }
     }
 
