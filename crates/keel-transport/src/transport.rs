@@ -91,8 +91,12 @@ impl Shared {
         self.peers().contains_key(&id)
     }
 
+    fn removed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<u64>> {
+        self.removed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn was_removed(&self, id: u64) -> bool {
-        self.removed.lock().unwrap_or_else(|e| e.into_inner()).contains(&id)
+        self.removed().contains(&id)
     }
 
     /// Reports without waiting; a full event queue drops the report, which
@@ -185,7 +189,7 @@ impl Transport {
         if id == self.shared.local_id || id == 0 {
             return;
         }
-        self.shared.removed.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.shared.removed().remove(&id);
         let mut peers = self.shared.peers();
         if peers.get(&id).is_some_and(|p| p.addr == addr) {
             return;
@@ -198,7 +202,7 @@ impl Transport {
     /// [`Event::Removed`]).
     pub fn remove_peer(&self, id: u64) {
         self.shared.peers().remove(&id);
-        self.shared.removed.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        self.shared.removed().insert(id);
     }
 
     /// Queues messages for their recipients and returns at once. A message for
