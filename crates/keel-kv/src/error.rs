@@ -16,6 +16,10 @@ pub enum KvError {
     /// or may not take effect later.
     #[error("timed out after {0} ms; a write may or may not have been applied")]
     Timeout(u64),
+    /// Only the leader can serve this request (it alone knows how far each
+    /// member has caught up); the payload is the leader, 0 if unknown.
+    #[error("this member is not the leader; send the request to the leader (member {0})")]
+    NotLeader(u64),
     /// The member is shutting down.
     #[error("this member is stopping")]
     Stopping,
@@ -49,6 +53,7 @@ impl KvError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             KvError::Removed => StatusCode::GONE,
+            KvError::NotLeader(_) => StatusCode::MISDIRECTED_REQUEST,
             KvError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             KvError::BadRequest(_) => StatusCode::BAD_REQUEST,
             KvError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -63,6 +68,7 @@ impl KvError {
             KvError::NoLeader => "no_leader",
             KvError::Timeout(_) => "timeout",
             KvError::Stopping => "stopping",
+            KvError::NotLeader(_) => "not_leader",
             KvError::Removed => "removed",
             KvError::Overloaded => "overloaded",
             KvError::BadRequest(_) => "bad_request",

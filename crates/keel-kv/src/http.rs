@@ -245,10 +245,14 @@ async fn promote_member(
         Some(false) => return Err(KvError::Conflict(format!("member {id} is already a voter"))),
         Some(true) => {}
     }
-    // On the leader, refuse to promote a learner that is far behind (as
-    // etcd does): it would count towards the quorum without the log.
-    if let Ok(st) = app.sh.node.status_async().await
-        && let (Some(me), Some(it)) = (st.progress.get(&app.sh.id), st.progress.get(&id))
+    // Refuse to promote a learner that is far behind (as etcd does): it
+    // would count towards the quorum without the log. Only the leader
+    // tracks how far members are, so only the leader may decide.
+    let st = app.sh.node.status_async().await.map_err(|e| KvError::from_raft(&e))?;
+    if st.basic.soft_state.raft_state != keel::StateType::Leader {
+        return Err(KvError::NotLeader(st.basic.soft_state.lead));
+    }
+    if let (Some(me), Some(it)) = (st.progress.get(&app.sh.id), st.progress.get(&id))
         && (it.matched() as f64) < (me.matched() as f64) * 0.9
     {
         return Err(KvError::Conflict(format!(

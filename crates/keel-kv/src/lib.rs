@@ -5,6 +5,7 @@
 //! linearizable through ReadIndex, and a member survives `kill -9`.
 //!
 //! # Layout
+//! - [`cli`] — the `keel-kv` command line.
 //! - [`serve`] — the `serve` flags and a member's life.
 //! - [`cluster`] — `keel-kv cluster`: a local cluster of processes.
 //! - [`server`] — the member: raft node, disk, transport and their threads.
@@ -18,6 +19,7 @@
 // A server lives in real time: ticks, request deadlines, latency histograms.
 #![allow(clippy::disallowed_methods, reason = "a server reads the clock; the core does not")]
 
+pub mod cli;
 pub mod cluster;
 pub mod command;
 pub mod error;

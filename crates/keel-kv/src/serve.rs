@@ -1,13 +1,14 @@
 //! `keel-kv serve`: one member, its flags, and its life from start to a
 //! clean stop (a signal, or removal from the cluster).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::server::{self, Member, MemberOptions, StopReason};
+use crate::server::{self, Member, MemberOptions, PlantedBug, StopReason};
 use crate::{http, tls};
 
 /// The flags of `keel-kv serve` (named as etcd names them).
@@ -67,6 +68,29 @@ pub struct ServeArgs {
     /// The CA that every peer's certificate must chain to (PEM).
     #[arg(long, requires = "peer_cert_file")]
     pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Dial member ID at HOST:PORT instead of its advertised peer URL
+    /// (repeatable; for NAT, tunnels or fault-injecting proxies).
+    #[arg(long = "peer-address", value_name = "ID=HOST:PORT")]
+    pub peer_addresses: Vec<String>,
+    /// Test-only: run with a deliberate consistency bug (debug builds only).
+    #[arg(long, hide = true, value_enum)]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Parses the `--peer-address ID=HOST:PORT` flags.
+fn parse_peer_addresses(flags: &[String]) -> Result<HashMap<u64, SocketAddr>, String> {
+    let mut out = HashMap::new();
+    for flag in flags.iter().flat_map(|f| f.split(',')).map(str::trim).filter(|f| !f.is_empty()) {
+        let parsed = flag.split_once('=').and_then(|(id, addr)| {
+            Some((id.parse::<u64>().ok().filter(|id| *id != 0)?, addr.parse::<SocketAddr>().ok()?))
+        });
+        let (id, addr) =
+            parsed.ok_or_else(|| format!("--peer-address {flag:?} is not ID=HOST:PORT"))?;
+        if out.insert(id, addr).is_some() {
+            return Err(format!("--peer-address names member {id} twice"));
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `1=http://host:port,2=...`.
@@ -114,6 +138,9 @@ pub fn member_options(a: &ServeArgs) -> Result<MemberOptions, String> {
         ),
         _ => None,
     };
+    if a.planted_bug.is_some() && !cfg!(debug_assertions) {
+        return Err("--planted-bug is test-only and exists only in debug builds".into());
+    }
     Ok(MemberOptions {
         id: a.id,
         initial_cluster,
@@ -127,6 +154,8 @@ pub fn member_options(a: &ServeArgs) -> Result<MemberOptions, String> {
         snapshot_catchup_entries: a.snapshot_catchup_entries,
         request_timeout: Duration::from_millis(a.request_timeout.max(1)),
         peer_tls,
+        peer_addresses: parse_peer_addresses(&a.peer_addresses)?,
+        planted_bug: a.planted_bug,
     })
 }
 
@@ -216,6 +245,17 @@ mod tests {
             "1=http://127.0.0.1",
         ] {
             assert!(parse_initial_cluster(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn peer_addresses_parse_and_refuse_nonsense() {
+        let flags = ["2=127.0.0.1:7,3=127.0.0.1:8".to_string(), "4=[::1]:9".to_string()];
+        let m = parse_peer_addresses(&flags).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[&3].port(), 8);
+        for bad in ["2", "0=127.0.0.1:7", "2=localhost", "2=127.0.0.1:7,2=127.0.0.1:8"] {
+            assert!(parse_peer_addresses(&[bad.to_string()]).is_err(), "{bad:?}");
         }
     }
 }

@@ -65,6 +65,32 @@ pub struct MemberOptions {
     pub request_timeout: Duration,
     /// Mutual TLS between peers.
     pub peer_tls: Option<TlsConfig>,
+    /// Members dialed at a fixed address instead of their advertised peer
+    /// URL (NAT, tunnels, keel-chaos's fault-injecting proxies).
+    pub peer_addresses: HashMap<u64, SocketAddr>,
+    /// A deliberate bug, for proving that keel-chaos catches one; only debug
+    /// builds accept it.
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Bugs that break linearizability on purpose (test-only: `serve` refuses
+/// them in release builds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlantedBug {
+    /// Answer a write once raft has accepted it, before it commits.
+    AckBeforeCommit,
+    /// Serve linearizable reads from the local state, without ReadIndex.
+    LocalReads,
+}
+
+impl MemberOptions {
+    /// Where to dial member `id`, whose advertised peer URL is `url`.
+    pub fn dial_address(&self, id: u64, url: &str) -> Result<SocketAddr, String> {
+        match self.peer_addresses.get(&id) {
+            Some(addr) => Ok(*addr),
+            None => resolve_peer_url(url),
+        }
+    }
 }
 
 /// The outcome of an applied write.
@@ -244,7 +270,7 @@ impl Member {
         let mut tcfg = keel_transport::Config::new(id, cid, opts.listen_peer);
         for (pid, url) in &peers {
             if *pid != id {
-                let addr = resolve_peer_url(url).map_err(StartError::Options)?;
+                let addr = opts.dial_address(*pid, url).map_err(StartError::Options)?;
                 tcfg.peers.push((*pid, addr));
             }
         }
@@ -316,6 +342,7 @@ impl Member {
             sh: Arc::clone(&shared),
             applied: snap.metadata.index,
             snap_index: snap.metadata.index,
+            snapshot_now: false,
             conf_state,
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -648,6 +675,9 @@ impl Shared {
     /// a ReadIndex round confirms the leader's commit index, then this member
     /// applies up to it.
     pub async fn linearizable_barrier(&self) -> Result<(), KvError> {
+        if self.opts.planted_bug == Some(PlantedBug::LocalReads) {
+            return Ok(());
+        }
         let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
         loop {
             let (tx, rx) = oneshot::channel();
@@ -684,6 +714,10 @@ impl Shared {
     pub async fn write(&self, op: Op, key: String, value: Bytes) -> Result<Applied, KvError> {
         let id = self.next_id();
         let cmd = Command { id, op: op as i32, key, value };
+        if self.opts.planted_bug == Some(PlantedBug::AckBeforeCommit) {
+            self.queue_proposal(cmd.encode()).await?;
+            return Ok(Applied { index: 0, existed: false });
+        }
         self.propose_and_wait(id, Proposal::Data(cmd.encode())).await
     }
 
@@ -786,6 +820,10 @@ struct Applier {
     applied: u64,
     snap_index: u64,
     conf_state: ConfState,
+    /// A member was added since the last snapshot: snapshot at once, so
+    /// that a new member that needs one gets one listing it (raft sends
+    /// the stored snapshot, and a member not in its conf state refuses it).
+    snapshot_now: bool,
 }
 
 impl Applier {
@@ -894,8 +932,12 @@ impl Applier {
             let id = ch.node_id;
             let mut st = self.sh.state_mut();
             match ConfChangeType::try_from(ch.change_type) {
-                Ok(ConfChangeType::ConfChangeAddNode) => st.set_member(id, url.clone(), false),
+                Ok(ConfChangeType::ConfChangeAddNode) => {
+                    self.snapshot_now = true;
+                    st.set_member(id, url.clone(), false)
+                }
                 Ok(ConfChangeType::ConfChangeAddLearnerNode) => {
+                    self.snapshot_now = true;
                     st.set_member(id, url.clone(), true)
                 }
                 Ok(ConfChangeType::ConfChangeRemoveNode) => {
@@ -932,7 +974,7 @@ impl Applier {
         if id == self.sh.id || url.is_empty() {
             return;
         }
-        match resolve_peer_url(url) {
+        match self.sh.opts.dial_address(id, url) {
             Ok(addr) => self.sh.transport.add_peer(id, addr),
             Err(e) => tracing::warn!(peer = id, "cannot reach the new member: {e}"),
         }
@@ -940,9 +982,11 @@ impl Applier {
 
     fn maybe_snapshot(&mut self) {
         let opts = &self.sh.opts;
-        if self.applied < self.snap_index + opts.snapshot_count {
+        let due = self.applied >= self.snap_index + opts.snapshot_count;
+        if !(due || self.snapshot_now && self.applied > self.snap_index) {
             return;
         }
+        self.snapshot_now = false;
         let data = self.sh.state().encode();
         match self.sh.storage.create_snapshot(self.applied, self.conf_state.clone(), data) {
             Ok(_) => {

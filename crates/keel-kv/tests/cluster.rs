@@ -122,9 +122,18 @@ fn members_are_added_as_learners_promoted_and_removed() {
     let members = c.json(1, "/members");
     let learner = members["members"].as_array().unwrap().iter().find(|m| m["id"] == 4).cloned();
     assert_eq!(learner.unwrap()["learner"], json!(true));
-    let r = c.http.post(c.members[1].url("/members/4/promote")).send().unwrap();
+    // Only the leader knows whether the learner has caught up: a follower
+    // refuses the promotion and names the leader.
+    let leader = c.index_of(c.wait_leader(&[]));
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let r = c.http.post(c.members[follower].url("/members/4/promote")).send().unwrap();
+    assert_eq!(r.status(), 421);
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["error"], "not_leader");
+    assert!(body["message"].as_str().unwrap().contains(&c.members[leader].id.to_string()));
+    let r = c.http.post(c.members[leader].url("/members/4/promote")).send().unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
-    let r = c.http.post(c.members[1].url("/members/4/promote")).send().unwrap();
+    let r = c.http.post(c.members[leader].url("/members/4/promote")).send().unwrap();
     assert_eq!(r.status(), 409, "promoting a voter again");
     // Remove member 1: it shuts down cleanly, the others go on.
     let r = c.http.delete(c.members[1].url("/members/1")).send().unwrap();
