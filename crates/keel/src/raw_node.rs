@@ -10,24 +10,59 @@
 //! stepped back in instead of calling `advance()`.
 //!
 //! # The application's duties
-//! - Persist before sending: a `Ready`'s entries, hard state and snapshot
-//!   must be durable before its messages leave (with asynchronous writes,
-//!   before the `MsgStorageAppend`'s responses are delivered).
-//! - Apply in order, and call [`RawNode::apply_conf_change`] for each
-//!   committed configuration change as it is applied.
-//! - A snapshot supersedes committed entries handed out earlier: once a
-//!   `Ready` (or `MsgStorageAppend`) carries a snapshot at index `i`, skip any
-//!   entry at or below `i` that was handed out before but is not yet applied,
-//!   and do not call `apply_conf_change` for it. The snapshot's configuration
-//!   already includes its effect; applying it again would corrupt this
-//!   node's configuration (etcd-io/etcd#11510; Keel's simulator checks this).
-//!   In synchronous mode the core keeps this from arising: a `MsgSnap`
-//!   stepped between `ready()` and `advance()` is held until `advance()`.
-//!   With asynchronous writes it can arise; use
-//!   [`RawNode::apply_conf_change_at`], which ignores such a change.
-//! - With asynchronous writes, read the storage messages through
-//!   [`StorageAppend`] and [`StorageApply`], and deliver their responses
-//!   (split by [`StorageResponses`]) only once the work is done.
+//! `examples/three_nodes.rs` is a complete loop that does all of this (three
+//! nodes, a conf change, snapshots, compaction and a restart).
+//!
+//! 1. **Handle each `Ready` in order, completely.** Take the next `Ready`
+//!    only after `advance()` for the last one (synchronous mode).
+//! 2. **Persist, snapshot first.** If the `Ready` carries a snapshot, apply
+//!    it to storage (it replaces the log up to its index) before appending
+//!    the `Ready`'s entries, which follow it; then persist the hard state.
+//!    Entries replace any stored entries at the same or later indexes. Sync
+//!    to disk when `must_sync` is set.
+//! 3. **Send only what is durable.** A `Ready`'s messages leave after its
+//!    entries, hard state and snapshot are persisted (with asynchronous
+//!    writes, deliver a `MsgStorageAppend`'s responses only once its writes
+//!    are durable). Messages may be sent in any order, dropped or delayed;
+//!    report a peer that cannot be reached with
+//!    [`RawNode::report_unreachable`].
+//! 4. **Report every snapshot sent.** After a `MsgSnap` was delivered, or
+//!    failed, call [`RawNode::report_snapshot`] for its recipient: while a
+//!    snapshot is pending the leader sends that peer no appends, so a lost
+//!    snapshot that is never reported can stall the peer.
+//! 5. **Apply committed entries in order**, and call
+//!    [`RawNode::apply_conf_change`] for each committed configuration change
+//!    as it is applied (decode it with
+//!    [`AnyConfChange::from_entry`](crate::raftpb::AnyConfChange::from_entry)).
+//!    Keep the `ConfState` it returns for the next snapshot. An empty normal
+//!    entry is a new leader's, not a proposal.
+//! 6. **Skip what a snapshot superseded.** Once a `Ready` (or
+//!    `MsgStorageAppend`) carries a snapshot at index `i`, restore the state
+//!    machine from it and skip any entry at or below `i` that was handed out
+//!    before but is not yet applied; do not call `apply_conf_change` for it.
+//!    The snapshot's configuration already includes its effect; applying it
+//!    again would corrupt this node's configuration (etcd-io/etcd#11510;
+//!    Keel's simulator checks this). In synchronous mode the core keeps this
+//!    from arising: a `MsgSnap` stepped between `ready()` and `advance()` is
+//!    held until `advance()`. With asynchronous writes it can arise; use
+//!    [`RawNode::apply_conf_change_at`], which ignores such a change.
+//! 7. **Call `advance()`** once the `Ready` is persisted, sent and applied
+//!    (synchronous mode). With asynchronous writes, read the storage
+//!    messages through [`StorageAppend`] and [`StorageApply`] instead, and
+//!    step their responses (split by [`StorageResponses`]) back in with
+//!    [`RawNode::step_local`] once the work is done.
+//! 8. **Snapshot and compact** from time to time: record the state machine
+//!    as of an applied index with the `ConfState` at that point, then discard
+//!    log entries before it (keeping some for followers that lag a little),
+//!    never past what is applied.
+//! 9. **Restart from storage.** A restarted node is built with
+//!    [`RawNode::new`] on the storage it persisted to, never bootstrapped
+//!    again. Restore the state machine from the storage's snapshot; raft then
+//!    hands out the committed entries after it again (or set
+//!    [`Config::applied`] to what the state machine already holds).
+//! 10. **Ids are unique for all time.** Never reuse the id of a removed
+//!     node; a node that joins starts with empty storage and learns the
+//!     configuration from the leader.
 
 use bytes::Bytes;
 

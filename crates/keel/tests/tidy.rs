@@ -1,7 +1,8 @@
 //! Tidy checks over the workspace's Rust sources: every file starts with a
 //! module doc, no trailing whitespace or tabs, lines of at most 100 columns
-//! (string literals excepted: etcd's log formats are data and long), and no
-//! clock or unseeded randomness in the deterministic crates.
+//! (string literals excepted: etcd's log formats are data and long), no
+//! clock or unseeded randomness in the deterministic crates, and every public
+//! error enum of `keel` marked `#[non_exhaustive]`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,37 @@ fn check_file(path: &Path, deterministic: bool, problems: &mut Vec<String>) {
     }
 }
 
+/// Every `pub enum` of `keel` that derives `thiserror::Error` must be
+/// `#[non_exhaustive]`, so that a new reason is not a breaking change for the
+/// crates that match on it.
+fn check_error_enums(path: &Path, problems: &mut Vec<String>) {
+    let Ok(text) = fs::read_to_string(path) else { return };
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.trim_start().starts_with("pub enum ") {
+            continue;
+        }
+        // The attributes and doc comments directly above the enum.
+        let attrs = lines[..i]
+            .iter()
+            .rev()
+            .map(|l| l.trim_start())
+            .take_while(|l| l.starts_with("#[") || l.starts_with("///"));
+        let (mut error, mut non_exhaustive) = (false, false);
+        for attr in attrs {
+            error |= attr.starts_with("#[derive(") && attr.contains("thiserror::Error");
+            non_exhaustive |= attr == "#[non_exhaustive]";
+        }
+        if error && !non_exhaustive {
+            problems.push(format!(
+                "{}:{}: public error enum without #[non_exhaustive]",
+                path.display(),
+                i + 1
+            ));
+        }
+    }
+}
+
 #[test]
 fn tidy() {
     let mut files = Vec::new();
@@ -84,6 +116,9 @@ fn tidy() {
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .unwrap_or_default();
         check_file(path, DETERMINISTIC_CRATES.contains(&krate.as_str()), &mut problems);
+        if krate == "keel" && path.components().any(|c| c.as_os_str() == "src") {
+            check_error_enums(path, &mut problems);
+        }
     }
     assert!(problems.is_empty(), "tidy found problems:\n{}", problems.join("\n"));
 }

@@ -39,6 +39,7 @@ impl fmt::Display for EntryId {
 /// log of the given leader term. These come from untrusted input (a message),
 /// so they are errors, not panics. Texts follow etcd's `logSlice.valid()`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LogSliceError {
     /// Two neighbours are not contiguous, or the term goes down.
     #[error("leader term {term}: entries {prev} and {next} not consistent")]

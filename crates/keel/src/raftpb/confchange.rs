@@ -173,6 +173,7 @@ impl ConfChangeV2 {
 
 /// Why a `v1 l2 r3 u4` string could not be parsed. The messages are etcd's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfChangeParseError {
     /// A token shorter than two characters.
     #[error("unknown token {0}")]
