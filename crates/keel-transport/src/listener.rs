@@ -12,7 +12,10 @@ use crate::conn::{Conn, accept};
 use crate::error::WireError;
 use crate::stats::bump;
 use crate::transport::Shared;
-use crate::wire::{ConnKind, Hello, read_frame};
+use crate::wire::{ConnKind, FrameReader, Hello};
+
+/// Read buffer of an incoming stream: many small frames per `read` call.
+const READ_BUFFER_BYTES: usize = 64 << 10;
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -53,10 +56,10 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
     }
 }
 
-async fn read_stream(shared: &Shared, mut conn: Conn, hello: Hello) -> Result<(), WireError> {
+async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), WireError> {
     let counters = shared.stats.peer(hello.from);
-    let mut buf = Vec::new();
-    while let Some(msg) = read_frame(&mut conn, shared.limits.frame_bytes_max, &mut buf).await? {
+    let mut frames = FrameReader::new(conn, shared.limits.frame_bytes_max, READ_BUFFER_BYTES);
+    while let Some((msg, frame_bytes)) = frames.next().await? {
         if shared.was_removed(hello.from) {
             // Closed, so that the member dials again and hears the verdict.
             tracing::info!(peer = hello.from, "closing the stream of a removed member");
@@ -72,7 +75,7 @@ async fn read_stream(shared: &Shared, mut conn: Conn, hello: Hello) -> Result<()
             });
         }
         bump(&counters.msgs_received, 1);
-        bump(&counters.bytes_received, buf.len() as u64 + 4);
+        bump(&counters.bytes_received, frame_bytes as u64);
         if !shared.deliver(msg).await {
             return Ok(());
         }

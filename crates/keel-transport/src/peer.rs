@@ -49,7 +49,14 @@ impl PeerQueue {
         let (tx, rx) = mpsc::unbounded_channel();
         let gauge = Arc::new(Gauge::default());
         let counters = shared.stats.peer(id);
-        let writer = Writer { shared: Arc::clone(shared), id, addr, rx, gauge: Arc::clone(&gauge) };
+        let writer = Writer {
+            shared: Arc::clone(shared),
+            id,
+            addr,
+            rx,
+            taken: Vec::with_capacity(RECV_MANY),
+            gauge: Arc::clone(&gauge),
+        };
         let span = tracing::info_span!("peer_stream", peer = id, %addr);
         let task = shared.runtime.spawn(writer.run().instrument(span)).abort_handle();
         PeerQueue { addr, tx, gauge, counters, task }
@@ -72,11 +79,16 @@ impl PeerQueue {
     }
 }
 
+/// Messages taken from a peer's queue per channel operation.
+const RECV_MANY: usize = 256;
+
 struct Writer {
     shared: Arc<Shared>,
     id: u64,
     addr: SocketAddr,
     rx: mpsc::UnboundedReceiver<(Message, usize)>,
+    /// Taken from `rx`, not yet written (kept across reconnects).
+    taken: Vec<(Message, usize)>,
     gauge: Arc<Gauge>,
 }
 
@@ -113,17 +125,30 @@ impl Writer {
         let batch_max = self.shared.limits.batch_bytes_max;
         let mut buf = Vec::with_capacity(batch_max.min(1 << 20));
         loop {
-            let Some(first) = self.rx.recv().await else { return Ok(()) };
+            // One wake-up takes every queued message (up to RECV_MANY), instead
+            // of one channel operation each; what does not fit the batch waits
+            // in `taken` for the next one.
+            if self.taken.is_empty() && self.rx.recv_many(&mut self.taken, RECV_MANY).await == 0 {
+                return Ok(());
+            }
             buf.clear();
             let (mut n, mut bytes) = (0usize, 0usize);
-            let mut next = Some(first);
-            while let Some((msg, size)) = next.take() {
-                put_frame(&mut buf, &msg);
-                n += 1;
-                bytes += size;
-                if buf.len() < batch_max {
-                    next = self.rx.try_recv().ok();
+            loop {
+                let mut used = 0;
+                for (msg, size) in &self.taken {
+                    if buf.len() >= batch_max {
+                        break;
+                    }
+                    put_frame(&mut buf, msg);
+                    used += 1;
+                    bytes += size;
                 }
+                n += used;
+                self.taken.drain(..used);
+                if !self.taken.is_empty() || buf.len() >= batch_max || self.rx.is_empty() {
+                    break;
+                }
+                self.rx.recv_many(&mut self.taken, RECV_MANY).await;
             }
             self.gauge.msgs.fetch_sub(n, Ordering::AcqRel);
             self.gauge.bytes.fetch_sub(bytes, Ordering::AcqRel);

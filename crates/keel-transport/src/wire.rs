@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use bytes::BytesMut;
 use keel::raftpb::Message;
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -148,6 +149,65 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(Message::decode(&buf[..])?))
 }
 
+/// Reads the frames of a long-lived stream through one buffer: a `read` call
+/// fetches as many frames as the socket holds, so small frames cost no
+/// syscall each. A frame's length is checked against `max` before the buffer
+/// grows for it; the buffer holds at most one frame beyond `chunk` bytes.
+pub(crate) struct FrameReader<R> {
+    reader: R,
+    buf: BytesMut,
+    max: u32,
+    chunk: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub(crate) fn new(reader: R, max: u32, chunk: usize) -> FrameReader<R> {
+        FrameReader { reader, buf: BytesMut::with_capacity(chunk), max, chunk }
+    }
+
+    /// The next message and its frame's size; `Ok(None)` on a clean close
+    /// between frames.
+    pub(crate) async fn next(&mut self) -> Result<Option<(Message, usize)>, WireError> {
+        loop {
+            if let Some(len) = self.buffered_frame()? {
+                let mut frame = self.buf.split_to(4 + len);
+                let msg = if len >= self.chunk {
+                    // A large frame lends its payloads to the message instead of
+                    // copying them: it pins at most its own allocation, about its
+                    // own size.
+                    Message::decode(frame.split_off(4).freeze())?
+                } else {
+                    // Small ones are copied out, so the buffer is reused.
+                    Message::decode(&frame[4..])?
+                };
+                return Ok(Some((msg, 4 + len)));
+            }
+            if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+                self.buf.reserve(self.chunk);
+            }
+            if self.reader.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() { Ok(None) } else { Err(WireError::Truncated) };
+            }
+        }
+    }
+
+    /// The length of the frame at the head of the buffer once it is whole;
+    /// reserves room for a partial one.
+    fn buffered_frame(&mut self) -> Result<Option<usize>, WireError> {
+        let Some(prefix) = self.buf.get(..4) else { return Ok(None) };
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        if len > self.max {
+            return Err(WireError::FrameTooLarge { len: u64::from(len), max: u64::from(self.max) });
+        }
+        let whole = 4 + len as usize;
+        if self.buf.len() >= whole {
+            return Ok(Some(len as usize));
+        }
+        self.buf.reserve(whole - self.buf.len());
+        Ok(None)
+    }
+}
+
 /// `read_exact` that reports a close as [`WireError::Truncated`].
 pub(crate) async fn read_exact<R: AsyncRead + Unpin>(
     reader: &mut R,
@@ -208,5 +268,69 @@ mod tests {
             Err(WireError::Decode(_))
         ));
         assert!(matches!(read_frame(&mut &[][..], 1024, &mut buf).await, Ok(None)));
+    }
+
+    /// Hands out its bytes `step` at a time, so frames straddle reads.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            out: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.step.min(self.bytes.len()).min(out.remaining());
+            out.put_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn frame_reader_splits_frames_across_any_read_boundary() {
+        let big = bytes::Bytes::from(vec![5u8; 3000]);
+        let msgs: Vec<Message> = (1..=40)
+            .map(|i| Message {
+                to: 1,
+                from: 2,
+                index: i,
+                context: if i % 10 == 0 { big.clone() } else { bytes::Bytes::from(vec![1; 9]) },
+                ..Default::default()
+            })
+            .collect();
+        let mut stream = Vec::new();
+        for m in &msgs {
+            put_frame(&mut stream, m);
+        }
+        // Chunk 1 KiB: the 3000-byte frames take the lending path.
+        for step in [1, 7, 100, 4096, usize::MAX] {
+            let mut r = FrameReader::new(Trickle { bytes: &stream, step }, 1 << 20, 1024);
+            let mut got = Vec::new();
+            while let Some((m, size)) = r.next().await.expect("well-formed stream") {
+                assert_eq!(size, m.encoded_len() + 4);
+                got.push(m);
+            }
+            assert_eq!(got, msgs, "read {step} bytes at a time");
+        }
+    }
+
+    #[tokio::test]
+    async fn frame_reader_refuses_bad_input_with_typed_errors() {
+        let huge = [0xffu8, 0xff, 0xff, 0xff];
+        let mut r = FrameReader::new(&huge[..], 1 << 20, 1024);
+        assert!(matches!(r.next().await, Err(WireError::FrameTooLarge { .. })));
+        assert!(r.buf.capacity() < 4096, "no allocation from the bad length");
+
+        let mut frame = Vec::new();
+        put_frame(&mut frame, &Message { to: 1, from: 2, ..Default::default() });
+        let cut = &frame[..frame.len() - 1];
+        assert!(matches!(FrameReader::new(cut, 1024, 64).next().await, Err(WireError::Truncated)));
+        let garbage = [0u8, 0, 0, 3, 0xff, 0xff, 0xff];
+        let mut r = FrameReader::new(&garbage[..], 1024, 64);
+        assert!(matches!(r.next().await, Err(WireError::Decode(_))));
+        assert!(matches!(FrameReader::new(&[][..], 1024, 64).next().await, Ok(None)));
     }
 }
