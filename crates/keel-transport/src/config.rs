@@ -43,6 +43,15 @@ pub struct Limits {
     pub incoming_capacity: usize,
     /// Time a connection has to complete its handshake (both sides).
     pub handshake_timeout: Duration,
+    /// A batch that takes longer to write fails its connection, which is then
+    /// redialled (etcd's connection write timeout); also the kernel's limit on
+    /// unacknowledged bytes (`TCP_USER_TIMEOUT`, Linux), so that a peer host
+    /// that vanished is noticed while data is in flight.
+    pub write_timeout: Duration,
+    /// An idle connection is probed with TCP keepalives after this long, then
+    /// every third of it, and dropped after three unanswered probes: a peer
+    /// that vanished without a reset is noticed even when nothing is sent.
+    pub keepalive_idle: Duration,
     /// First reconnect delay.
     pub backoff_initial: Duration,
     /// Largest reconnect delay.
@@ -62,6 +71,8 @@ impl Default for Limits {
             snapshot_spill_bytes: 4 << 20,
             incoming_capacity: 4096,
             handshake_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            keepalive_idle: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
         }
@@ -94,6 +105,9 @@ impl Config {
         }
         if l.snapshot_chunk_bytes == 0 || l.incoming_capacity == 0 || l.batch_bytes_max == 0 {
             return Err("chunk, batch and incoming limits must be non-zero");
+        }
+        if l.write_timeout.is_zero() || l.keepalive_idle < Duration::from_secs(1) {
+            return Err("write_timeout must be non-zero and keepalive_idle at least 1 s");
         }
         if l.backoff_initial.is_zero() || l.backoff_max < l.backoff_initial {
             return Err("backoff_initial must be non-zero and at most backoff_max");

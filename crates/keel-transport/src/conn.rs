@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -16,6 +17,20 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(crate) type Conn = Box<dyn Io>;
 
+/// Socket options of every peer connection: no Nagle delay (raft's messages
+/// are latency-bound), keepalive probing of idle connections, and a bound on
+/// unacknowledged data.
+fn tune(tcp: &TcpStream, limits: &crate::Limits) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let idle = limits.keepalive_idle;
+    let keepalive = TcpKeepalive::new().with_time(idle).with_interval(idle / 3).with_retries(3);
+    let socket = SockRef::from(tcp);
+    socket.set_tcp_keepalive(&keepalive)?;
+    #[cfg(target_os = "linux")]
+    socket.set_tcp_user_timeout(Some(limits.write_timeout))?;
+    Ok(())
+}
+
 /// Connects to `addr`, expecting member `to`, and completes the handshake.
 pub(crate) async fn dial(
     shared: &Shared,
@@ -26,7 +41,7 @@ pub(crate) async fn dial(
     let deadline = shared.limits.handshake_timeout;
     let work = async {
         let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
+        tune(&tcp, &shared.limits)?;
         let mut conn: Conn = match &shared.tls {
             Some(tls) => {
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.client));
@@ -69,7 +84,7 @@ pub(crate) async fn accept(
     remote: SocketAddr,
 ) -> Result<(Conn, Hello), WireError> {
     let work = async {
-        tcp.set_nodelay(true)?;
+        tune(&tcp, &shared.limits)?;
         let mut conn: Conn = match &shared.tls {
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server));

@@ -156,7 +156,15 @@ impl Writer {
                 conn.write_all(&buf).await?;
                 conn.flush().await
             };
-            if let Err(e) = written.await {
+            let written = tokio::time::timeout(self.shared.limits.write_timeout, written)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the peer took no data within write_timeout",
+                    ))
+                });
+            if let Err(e) = written {
                 // The batch is lost with the connection, as etcd's stream writer loses it.
                 bump(&counters.msgs_dropped, n as u64);
                 return Err(e.into());

@@ -9,13 +9,12 @@
 //! only once every byte has been verified; then it answers one byte, so the
 //! sender reports success only for a snapshot the peer holds.
 
-use std::io::{Read, Seek, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use keel::raftpb::{Message, MessageType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::conn::{Conn, dial};
 use crate::error::WireError;
@@ -67,10 +66,12 @@ async fn send_inner(
     Ok(())
 }
 
-/// Where an incoming snapshot is assembled: memory up to a threshold, then a file.
+/// Where an incoming snapshot is assembled: memory up to a threshold, then a
+/// file (tokio's, whose writes run on the blocking pool, so that a slow disk
+/// never stalls a runtime worker and the heartbeats it carries).
 enum Assembly {
     Memory(Vec<u8>),
-    File(std::fs::File),
+    File(tokio::fs::File),
 }
 
 /// Receives one snapshot after an accepted handshake and delivers it.
@@ -116,22 +117,27 @@ pub(crate) async fn receive(
         if let Assembly::Memory(mem) = &mut assembly
             && mem.len() + buf.len() > limits.snapshot_spill_bytes
         {
-            let mut file = tempfile::tempfile()?;
-            file.write_all(mem)?;
+            let file = tokio::task::spawn_blocking(tempfile::tempfile)
+                .await
+                .map_err(std::io::Error::other)??;
+            let mut file = tokio::fs::File::from_std(file);
+            file.write_all(mem).await?;
             assembly = Assembly::File(file);
             spilled = true;
         }
         match &mut assembly {
             Assembly::Memory(mem) => mem.extend_from_slice(&buf),
-            Assembly::File(file) => file.write_all(&buf)?,
+            Assembly::File(file) => file.write_all(&buf).await?,
         }
     }
     let data = match assembly {
         Assembly::Memory(mem) => Bytes::from(mem),
         Assembly::File(mut file) => {
-            file.rewind()?;
+            file.flush().await?;
+            file.rewind().await?;
+            // `total` was checked against `snapshot_bytes_max` before any chunk.
             let mut all = Vec::with_capacity(total as usize);
-            file.read_to_end(&mut all)?;
+            file.read_to_end(&mut all).await?;
             Bytes::from(all)
         }
     };

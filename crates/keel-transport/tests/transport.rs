@@ -513,3 +513,44 @@ fn usable_from_a_plain_thread() {
     let got = std::thread::spawn(move || b_events.blocking_recv()).join().expect("thread");
     assert_eq!(got, Some(Event::Message(heartbeat(1, 2, 42))));
 }
+
+/// A peer that completes the handshake and then never reads (a hung process,
+/// a host gone silent): once the socket buffers fill, the batch write times
+/// out, the connection is dropped with its batch counted, the peer is
+/// reported unreachable and the stream is dialled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let listener = tokio::net::TcpListener::bind(any_port()).await.expect("bind");
+    let fake = listener.local_addr().expect("addr");
+    let (redialled_tx, redialled_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        let mut redialled = Some(redialled_tx);
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let mut raw = [0u8; 30];
+            if s.read_exact(&mut raw).await.is_err() || s.write_all(&[0]).await.is_err() {
+                continue;
+            }
+            if !held.is_empty()
+                && let Some(tx) = redialled.take()
+            {
+                let _ = tx.send(());
+            }
+            held.push(s); // Kept open, never read.
+        }
+    });
+    let mut config = Config::new(1, CLUSTER, any_port());
+    config.limits = Limits { write_timeout: Duration::from_millis(300), ..fast_limits() };
+    let (a, mut events) = Transport::start(config).expect("start");
+    a.add_peer(2, fake);
+    // 32 MiB: more than loopback's socket buffers on both sides hold.
+    let payload = Bytes::from(vec![9u8; 64 << 10]);
+    let big = |i: u64| Message { context: payload.clone(), index: i, ..heartbeat(1, 2, 0) };
+    a.send((0..512).map(big).collect());
+    wait_for(&mut events, |e| matches!(e, Event::Unreachable(2))).await;
+    timeout(WAIT, redialled_rx).await.expect("no redial in time").expect("fake peer");
+    let stats = a.stats();
+    let peer = stats.peers.iter().find(|p| p.id == 2).expect("peer 2 stats");
+    assert!(peer.msgs_dropped > 0, "the timed-out batch is counted: {peer:?}");
+}
