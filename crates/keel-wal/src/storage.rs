@@ -296,7 +296,7 @@ impl DiskStorage {
         let mut size = 0u64;
         for i in lo..hi {
             let e = g.entry(i).map_err(other)?;
-            size += keel::util::payload_size(&e).max(1);
+            size += (e.data.len() as u64).max(1);
             if !out.is_empty() && size > max_size {
                 break;
             }

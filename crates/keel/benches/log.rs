@@ -14,10 +14,10 @@
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use keel::DiscardLogger;
-use keel::log::{EntryId, RaftLog};
 use keel::raftpb::Entry;
 use keel::storage::{MemoryStorage, Storage, ents_size};
+use keel::testing::RaftLog;
+use keel::{DiscardLogger, EntryId};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
 use std::hint::black_box;

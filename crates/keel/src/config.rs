@@ -39,7 +39,8 @@ pub struct Config {
     /// messages to local threads instead of the `Ready`/`advance` calls.
     pub async_storage_writes: bool,
     /// Maximum encoded size of the entries in one append message
-    /// (`u64::MAX` for no limit, 0 for one entry per message).
+    /// ([`NO_LIMIT`](crate::NO_LIMIT), that is `u64::MAX`, for no limit; 0
+    /// for one entry per message).
     pub max_size_per_msg: u64,
     /// Maximum encoded size of committed entries being applied at once
     /// (across `Ready`s with asynchronous writes). 0 means `max_size_per_msg`;

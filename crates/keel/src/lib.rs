@@ -6,22 +6,45 @@
 //! committed entries to apply. It does no I/O of its own.
 //!
 //! # Layout
-//! - [`raftpb`]: the wire types, byte-compatible with etcd's `raftpb`.
-//! - [`quorum`]: majority and joint quorum arithmetic.
-//! - [`tracker`]: per-peer replication progress, inflight windows, vote tallies.
-//! - [`confchange`]: applying membership changes to a tracker configuration.
+//! Public modules:
+//! - [`raftpb`]: the wire types, byte-compatible with etcd's `raftpb`, and
+//!   the conf-change helpers (`AnyConfChange`, its builders and decoder).
+//! - [`quorum`]: majority and joint quorum arithmetic (the voters in a
+//!   [`TrackerConfig`] are a [`JointConfig`](quorum::JointConfig)).
 //! - [`storage`]: the [`Storage`] trait and [`MemoryStorage`].
-//! - [`log`]: the unstable log and the [`RaftLog`](log::RaftLog) over storage.
-//! - `raft` (private): the state machine — elections, replication,
-//!   configuration changes, reads.
-//! - [`raw_node`]: [`RawNode`] and [`Ready`], the application's interface.
+//! - [`raw_node`]: [`RawNode`] and [`Ready`], the application's interface,
+//!   and the views of the asynchronous storage messages.
+//! - [`node`]: [`Node`], a `RawNode` on a thread of its own.
 //! - [`status`]: [`Status`] and [`BasicStatus`].
 //! - [`describe`]: etcd's text forms of messages, entries and `Ready`.
 //! - [`logger`]: the [`Logger`] trait and its implementations.
 //!
+//! Private modules, whose types that applications meet are re-exported at
+//! the root:
+//! - `state`: [`StateType`], [`SoftState`], [`ReadState`].
+//! - `tracker`: per-peer replication progress ([`Progress`],
+//!   [`ProgressState`], [`Inflights`]), the configuration
+//!   ([`TrackerConfig`]), vote tallies.
+//! - `confchange`: applying membership changes to a tracker configuration
+//!   ([`ConfChangeError`]).
+//! - `log`: the unstable log and the log over storage ([`EntryId`],
+//!   [`LogSliceError`]).
+//! - `raft`: the state machine — elections, replication, configuration
+//!   changes, reads.
+//! - `config`, `error`, `util`, `go_fmt`: [`Config`], [`Error`], shared
+//!   constants ([`NONE`], [`NO_LIMIT`], ...), Go's formatting rules.
+//!
+//! Dependencies point one way: `raft` builds on `state`, `log`, `tracker`,
+//! `confchange` and `raftpb`, and never uses `raw_node`, `node`, `status` or
+//! `describe`, which build on it (a tidy test checks). With the `testing`
+//! feature, a `testing` module exposes internals (the tracker, the conf
+//! changer, the log) to test harnesses, without a stability promise.
+//!
 //! Architecture invariant: nothing in this crate reads a clock, draws
-//! unseeded randomness, spawns a thread or touches a file or socket. Time is
-//! `tick()`, randomness comes from the seed in the [`Config`].
+//! unseeded randomness or touches a file or socket, and only [`node`] spawns
+//! a thread (the one that runs a [`Node`]'s loop; a tidy test checks). Time
+//! is `tick()`, randomness comes from the seed in the [`Config`]; under a
+//! `Node` the state machine is the same deterministic [`RawNode`].
 //!
 //! # The Ready loop
 //!
@@ -63,34 +86,60 @@
 
 #[macro_use]
 pub mod logger;
-pub mod confchange;
 #[macro_use]
 mod config;
 pub mod describe;
 mod error;
-pub mod log;
+mod go_fmt;
 pub mod node;
 pub mod quorum;
 mod raft;
 pub mod raftpb;
 pub mod raw_node;
+mod state;
 pub mod status;
 pub mod storage;
-pub mod tracker;
-pub mod util;
 
+// The state machine's parts, private. Their items are `pub` where the crate
+// root or the `testing` module re-exports them. Without the `testing` feature
+// the items only `testing` re-exports (and what only they use) are
+// unreachable and unused, which is the point; with it (as every workspace
+// build, CI's lints included, has) both lints apply in full.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+mod confchange;
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+mod log;
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+mod tracker;
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+mod util;
+
+pub use confchange::ConfChangeError;
 #[cfg(feature = "testing")]
 pub use config::PlantedBug;
 pub use config::{Config, ReadOnlyOption};
 pub use error::{ConfigError, DropReason, Error, InvalidMessage, Result};
-pub use log::EntryId;
+pub use log::{EntryId, LogSliceError};
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
 pub use node::{Node, NodeOptions};
-pub use raft::StateType;
 pub use raw_node::{
-    Peer, Proposed, RawNode, ReadState, Ready, SnapshotStatus, SoftState, StorageAppend,
-    StorageApply, StorageResponses, must_sync,
+    Peer, Proposed, RawNode, Ready, SnapshotStatus, StorageAppend, StorageApply, StorageResponses,
+    must_sync,
 };
+pub use state::{ReadState, SoftState, StateType};
 pub use status::{BasicStatus, ProgressType, Status};
 pub use storage::{MemoryStorage, Storage, StorageError};
-pub use util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
+pub use tracker::{Inflights, Progress, ProgressState, TrackerConfig};
+pub use util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NO_LIMIT, NONE};
+
+/// The state machine's internals that test harnesses drive directly (the
+/// etcd datadriven runner, benchmarks of the log), with the `testing` feature
+/// only. They carry no stability promise and are not an application API:
+/// applications use [`RawNode`] or [`Node`].
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::confchange::Changer;
+    pub use crate::log::{LogSlice, RaftLog, Unstable};
+    pub use crate::tracker::{ProgressMap, ProgressTracker};
+    pub use crate::util::is_local_msg_target;
+}

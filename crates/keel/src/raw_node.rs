@@ -70,35 +70,16 @@ use crate::confchange::ConfChangeError;
 use crate::config::Config;
 use crate::error::{DropReason, Error, Result};
 use crate::log::EntryId;
-use crate::raft::{Raft, StateType};
+use crate::raft::Raft;
 use crate::raftpb::{
     AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
     MessageType, Snapshot,
 };
+use crate::state::{ReadState, SoftState, StateType};
 use crate::status::{BasicStatus, ProgressType, Status};
 use crate::storage::{Storage, ents_size};
 use crate::tracker::Progress;
 use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, payloads_size};
-
-/// Volatile state that is useful for logging and leader tracking; it need not
-/// be persisted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SoftState {
-    /// The current leader (0 if unknown).
-    pub lead: u64,
-    /// This node's role.
-    pub raft_state: StateType,
-}
-
-/// The answer to a read-only request: reads are linearizable once the
-/// application has applied up to `index`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReadState {
-    /// The commit index at the time of the request.
-    pub index: u64,
-    /// The request's context, as given to `read_index`.
-    pub request_ctx: Bytes,
-}
 
 /// Everything the application must do: persist, send, apply. Fields that are
 /// empty (or `None`) need no action.

@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::StateType;
 use crate::raft::Raft;
 use crate::raftpb::HardState;
-use crate::raw_node::SoftState;
+use crate::state::{SoftState, StateType};
 use crate::storage::Storage;
 use crate::tracker::{Progress, TrackerConfig};
 

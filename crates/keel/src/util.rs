@@ -25,7 +25,7 @@ pub fn is_local_msg_target(id: u64) -> bool {
 }
 
 /// Whether messages of this type never cross the network.
-pub fn is_local_msg(t: MessageType) -> bool {
+pub(crate) fn is_local_msg(t: MessageType) -> bool {
     matches!(
         t,
         MessageType::MsgHup
@@ -41,7 +41,7 @@ pub fn is_local_msg(t: MessageType) -> bool {
 }
 
 /// Whether messages of this type answer an earlier request.
-pub fn is_response_msg(t: MessageType) -> bool {
+pub(crate) fn is_response_msg(t: MessageType) -> bool {
     matches!(
         t,
         MessageType::MsgAppResp
@@ -59,7 +59,7 @@ pub fn is_response_msg(t: MessageType) -> bool {
 ///
 /// # Panics
 /// On anything but `MsgVote` or `MsgPreVote` (a programmer error).
-pub fn vote_resp_msg_type(t: MessageType) -> MessageType {
+pub(crate) fn vote_resp_msg_type(t: MessageType) -> MessageType {
     match t {
         MessageType::MsgVote => MessageType::MsgVoteResp,
         MessageType::MsgPreVote => MessageType::MsgPreVoteResp,
@@ -69,11 +69,11 @@ pub fn vote_resp_msg_type(t: MessageType) -> MessageType {
 
 /// Size of an entry's payload, which the uncommitted-log quota counts. An
 /// empty entry counts zero, so a new leader's empty entry is never refused.
-pub fn payload_size(e: &Entry) -> u64 {
+pub(crate) fn payload_size(e: &Entry) -> u64 {
     e.data.len() as u64
 }
 
 /// Total payload size of entries.
-pub fn payloads_size(ents: &[Entry]) -> u64 {
+pub(crate) fn payloads_size(ents: &[Entry]) -> u64 {
     ents.iter().map(payload_size).sum()
 }

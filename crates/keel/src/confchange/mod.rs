@@ -13,7 +13,7 @@
 
 mod restore;
 
-pub use restore::restore;
+pub(crate) use restore::restore;
 
 use crate::quorum::MajorityConfig;
 use crate::raftpb::{ConfChangeSingle, ConfChangeType};
@@ -23,19 +23,20 @@ use crate::tracker::{Inflights, Progress, ProgressMap, ProgressTracker, TrackerC
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfChangeError {
-    /// [`Changer::enter_joint`] on a joint configuration.
+    /// Entering a joint configuration while one is active.
     #[error("config is already joint")]
     AlreadyJoint,
-    /// [`Changer::enter_joint`] on a configuration without voters.
+    /// Entering a joint configuration from one without voters.
     #[error("can't make a zero-voter config joint")]
     ZeroVoterJoint,
-    /// [`Changer::leave_joint`] on a configuration that is not joint.
+    /// Leaving a joint configuration when none is active.
     #[error("can't leave a non-joint config")]
     NotJoint,
-    /// [`Changer::simple`] on a joint configuration.
+    /// A simple change (no joint consensus) while a joint configuration is
+    /// active.
     #[error("can't apply simple config change in joint config")]
     SimpleInJoint,
-    /// [`Changer::simple`] changing more than one voter.
+    /// A simple change (no joint consensus) of more than one voter.
     #[error("more than one voter changed without entering joint config")]
     TooManyVoterChanges,
     /// The change would leave no voter.

@@ -17,7 +17,7 @@ use crate::tracker::{ProgressMap, ProgressTracker, TrackerConfig};
 /// `v4`, `v6`, then joint `r1 r2 r4 r6 v1 v2 v3 l5 l4`.
 ///
 /// Invalid input (a node both voter and learner, say) is an error.
-pub fn restore(
+pub(crate) fn restore(
     changer: &Changer<'_>,
     cs: &ConfState,
 ) -> Result<(TrackerConfig, ProgressMap), ConfChangeError> {

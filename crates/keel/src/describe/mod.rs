@@ -11,18 +11,18 @@
 //! see [`conf_changes_to_string`]); a payload that does not decode shows the
 //! error text etcd's gogoproto decoder would give.
 
-mod go_fmt;
 mod gogo;
-mod print_table;
 
 use std::fmt::Write as _;
 
-pub use go_fmt::{GoQuoted, GoSlice, go_is_print, go_quote};
+pub use crate::go_fmt::{GoQuoted, go_quote};
 
+use crate::go_fmt::GoSlice;
 use crate::raftpb::{
     ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot, conf_changes_to_string,
 };
-use crate::raw_node::{ReadState, Ready, SoftState};
+use crate::raw_node::Ready;
+use crate::state::{ReadState, SoftState};
 
 use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
 

@@ -6,11 +6,11 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::raft::StateType;
 use crate::raftpb::{
     AnyConfChange, ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2,
     SnapshotMetadata, conf_changes_from_string,
 };
+use crate::state::StateType;
 
 fn ent(term: u64, index: u64, data: &'static str) -> Entry {
     Entry::new(term, index, Bytes::from_static(data.as_bytes()))

@@ -29,4 +29,4 @@ pub use types::{EntryId, LogSlice, LogSliceError};
 pub use unstable::Unstable;
 
 /// A size limit that never binds (etcd's `noLimit`).
-pub const NO_LIMIT: u64 = u64::MAX;
+pub(crate) const NO_LIMIT: u64 = u64::MAX;

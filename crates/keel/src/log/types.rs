@@ -35,7 +35,7 @@ impl fmt::Display for EntryId {
     }
 }
 
-/// Why a [`LogSlice`] was refused: the entries cannot be a piece of a Raft
+/// Why a `LogSlice` was refused: the entries cannot be a piece of a Raft
 /// log of the given leader term. These come from untrusted input (a message),
 /// so they are errors, not panics. Texts follow etcd's `logSlice.valid()`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -3,13 +3,14 @@
 
 use std::fmt::Write as _;
 
-use super::{Raft, StateType};
+use super::Raft;
 use crate::confchange::{Changer, ConfChangeError};
 use crate::error::{DropReason, Error, Result};
 use crate::raftpb::{
     AnyConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
     Message, MessageType,
 };
+use crate::state::StateType;
 use crate::storage::Storage;
 use crate::tracker::{ProgressMap, TrackerConfig};
 use crate::util::NONE;
@@ -63,7 +64,7 @@ pub(crate) fn conf_change_text(cc: &AnyConfChange) -> String {
         let _ = write!(out, " changes:{{type:{} node_id:{}}}", type_name(c.change_type), c.node_id);
     }
     if !cc.context.is_empty() {
-        let _ = write!(out, " context:{}", crate::describe::go_quote(&cc.context));
+        let _ = write!(out, " context:{}", crate::go_fmt::go_quote(&cc.context));
     }
     out
 }

@@ -3,11 +3,12 @@
 
 use bytes::Bytes;
 
-use super::{Raft, StateType};
+use super::Raft;
 use crate::error::Result;
 use crate::log::EntryId;
 use crate::quorum::VoteResult;
 use crate::raftpb::{EntryType, Message, MessageType};
+use crate::state::StateType;
 use crate::storage::Storage;
 use crate::util::{NONE, vote_resp_msg_type};
 

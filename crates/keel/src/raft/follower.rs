@@ -3,7 +3,7 @@
 use super::{CampaignType, Raft};
 use crate::error::{DropReason, Error, Result};
 use crate::raftpb::{Message, MessageType};
-use crate::raw_node::ReadState;
+use crate::state::ReadState;
 use crate::storage::Storage;
 use crate::util::NONE;
 

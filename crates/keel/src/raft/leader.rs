@@ -1,10 +1,11 @@
 //! The leader's half of `step`: proposals, acknowledgements, heartbeats,
 //! snapshot reports, unreachable peers and leadership transfer.
 
-use super::{Raft, StateType};
+use super::Raft;
 use crate::error::{DropReason, Error, InvalidMessage, Result};
 use crate::quorum::AckedIndexer;
 use crate::raftpb::{Message, MessageType};
+use crate::state::StateType;
 use crate::storage::Storage;
 use crate::tracker::{ProgressMap, ProgressState};
 use crate::util::NONE;

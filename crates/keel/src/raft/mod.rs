@@ -26,7 +26,6 @@ mod replication;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -37,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::log::{EntryId, RaftLog};
 use crate::logger::Logger;
 use crate::raftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
-use crate::raw_node::{ReadState, SoftState};
+use crate::state::{ReadState, SoftState, StateType};
 use crate::storage::Storage;
 use crate::tracker::{Inflights, Progress, ProgressTracker};
 use crate::util::{NONE, payloads_size};
@@ -45,38 +44,6 @@ use crate::util::{NONE, payloads_size};
 pub(crate) use configuration::{conf_change_defect, conf_change_to_msg};
 pub(crate) use election::CampaignType;
 pub(crate) use reads::ReadOnly;
-
-/// The role a node plays.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum StateType {
-    /// Follows a leader (or waits for one).
-    #[default]
-    Follower,
-    /// Campaigning for votes.
-    Candidate,
-    /// Leads the group.
-    Leader,
-    /// Asking for pre-votes before campaigning (PreVote).
-    PreCandidate,
-}
-
-impl StateType {
-    /// etcd's name for the role (`StateFollower`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateType::Follower => "StateFollower",
-            StateType::Candidate => "StateCandidate",
-            StateType::Leader => "StateLeader",
-            StateType::PreCandidate => "StatePreCandidate",
-        }
-    }
-}
-
-impl fmt::Display for StateType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A small, fast, seedable generator (SplitMix64) for randomized election
 /// timeouts. The core must not draw unseeded randomness.

@@ -9,7 +9,7 @@ use super::Raft;
 use crate::config::ReadOnlyOption;
 use crate::quorum::VoteResult;
 use crate::raftpb::{Message, MessageType};
-use crate::raw_node::ReadState;
+use crate::state::ReadState;
 use crate::storage::Storage;
 use crate::util::NONE;
 

@@ -3,11 +3,12 @@
 
 use bytes::Bytes;
 
-use super::{Raft, StateType};
+use super::Raft;
 use crate::confchange::{self, Changer};
 use crate::error::{InvalidMessage, Result};
 use crate::log::{EntryId, LogSlice};
 use crate::raftpb::{Message, MessageType, Snapshot};
+use crate::state::StateType;
 use crate::storage::{Storage, StorageError};
 use crate::tracker::{ProgressState, ProgressTracker};
 use crate::util::{NONE, payloads_size};

@@ -182,7 +182,7 @@ pub enum ConfChangeParseError {
     #[error("unknown input: {0}")]
     UnknownInput(String),
     /// A node id that is not a decimal `u64`.
-    #[error("strconv.ParseUint: parsing {}: {}", crate::describe::go_quote(.0.as_bytes()), .1)]
+    #[error("strconv.ParseUint: parsing {}: {}", crate::go_fmt::go_quote(.0.as_bytes()), .1)]
     BadNodeId(String, &'static str),
 }
 

@@ -13,8 +13,8 @@ struct Inflight {
 
 /// The append messages in flight to one follower, each represented by the
 /// index of its last entry. The leader checks [`full`](Inflights::full)
-/// before sending, [`add`](Inflights::add)s every append it sends, and
-/// [`free_le`](Inflights::free_le)s the prefix a follower acknowledges.
+/// before sending, adds every append it sends, and frees the prefix a
+/// follower acknowledges.
 ///
 /// A ring buffer that grows on demand (doubling, up to the count limit), so
 /// that a process hosting thousands of groups does not preallocate every
@@ -39,7 +39,7 @@ impl Inflights {
     /// A window of at most `max_count` messages and (unless `max_bytes` is
     /// 0) at most `max_bytes` payload bytes. The byte limit is soft: one
     /// message may take the total from below the limit to above it.
-    pub fn new(max_count: usize, max_bytes: u64) -> Inflights {
+    pub(crate) fn new(max_count: usize, max_bytes: u64) -> Inflights {
         Inflights { start: 0, count: 0, bytes: 0, max_count, max_bytes, buffer: Vec::new() }
     }
 
@@ -49,7 +49,7 @@ impl Inflights {
     /// # Panics
     /// If the window is [`full`](Inflights::full): the caller must check
     /// first (a programmer error).
-    pub fn add(&mut self, index: u64, bytes: u64) {
+    pub(crate) fn add(&mut self, index: u64, bytes: u64) {
         assert!(!self.full(), "cannot add into a Full inflights");
         let mut next = self.start + self.count;
         if next >= self.max_count {
@@ -74,7 +74,7 @@ impl Inflights {
 
     /// Frees every message whose last index is at most `to`: the follower
     /// has acknowledged them.
-    pub fn free_le(&mut self, to: u64) {
+    pub(crate) fn free_le(&mut self, to: u64) {
         if self.count == 0 || to < self.buffer[self.start].index {
             // Out of the left side of the window.
             return;
@@ -131,7 +131,7 @@ impl Inflights {
     }
 
     /// Forgets every message in flight (the buffer is kept for reuse).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.start = 0;
         self.count = 0;
         self.bytes = 0;

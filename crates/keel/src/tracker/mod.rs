@@ -18,7 +18,7 @@ use crate::quorum::{JointConfig, VoteLookup, VoteResult};
 use crate::raftpb::ConfState;
 
 /// The membership configuration: the (possibly joint) voters and the
-/// learners. Built only by [`crate::confchange`], which checks its
+/// learners. Built only by the `confchange` module, which checks its
 /// invariants:
 /// - learners and voters (of either half) are disjoint;
 /// - `learners_next` holds voters of the outgoing half that become learners
@@ -141,8 +141,8 @@ impl ProgressTracker {
     }
 
     /// Installs a configuration and progress map produced by a
-    /// [`crate::confchange::Changer`] (or [`crate::confchange::restore`]),
-    /// which checked that they fit together.
+    /// [`Changer`](crate::confchange::Changer) (or by the conf-change
+    /// module's `restore`), which checked that they fit together.
     pub fn install(&mut self, config: TrackerConfig, progress: ProgressMap) {
         self.config = config;
         self.progress = progress;

@@ -75,7 +75,7 @@ impl Progress {
     ///
     /// # Panics
     /// If `next` is 0: the first log index is 1 (a programmer error).
-    pub fn new(next: u64, inflights: Inflights) -> Progress {
+    pub(crate) fn new(next: u64, inflights: Inflights) -> Progress {
         assert!(next >= 1, "progress next index must be at least 1, got {next}");
         Progress {
             matched: 0,
@@ -138,7 +138,7 @@ impl Progress {
 
     /// Moves to `state`, unpausing the flow, forgetting any pending snapshot
     /// and emptying the inflight window.
-    pub fn reset_state(&mut self, state: ProgressState) {
+    pub(crate) fn reset_state(&mut self, state: ProgressState) {
         self.msg_app_flow_paused = false;
         self.pending_snapshot = 0;
         self.state = state;
@@ -147,7 +147,7 @@ impl Progress {
 
     /// Falls back to probing from `matched + 1`, or, after a snapshot was
     /// sent, from just past the snapshot (it was delivered).
-    pub fn become_probe(&mut self) {
+    pub(crate) fn become_probe(&mut self) {
         if self.state == ProgressState::Snapshot {
             let pending_snapshot = self.pending_snapshot;
             self.reset_state(ProgressState::Probe);
@@ -160,13 +160,13 @@ impl Progress {
     }
 
     /// Starts streaming appends from `matched + 1`.
-    pub fn become_replicate(&mut self) {
+    pub(crate) fn become_replicate(&mut self) {
         self.reset_state(ProgressState::Replicate);
         self.next = self.matched + 1;
     }
 
     /// Stops appends while the snapshot at `snapshot_index` is delivered.
-    pub fn become_snapshot(&mut self, snapshot_index: u64) {
+    pub(crate) fn become_snapshot(&mut self, snapshot_index: u64) {
         self.reset_state(ProgressState::Snapshot);
         self.pending_snapshot = snapshot_index;
         self.next = snapshot_index + 1;
@@ -181,7 +181,7 @@ impl Progress {
     /// # Panics
     /// In [`ProgressState::Snapshot`], where nothing may be appended (a
     /// programmer error).
-    pub fn update_on_entries_send(&mut self, n_entries: usize, bytes: u64) {
+    pub(crate) fn update_on_entries_send(&mut self, n_entries: usize, bytes: u64) {
         match self.state {
             ProgressState::Replicate => {
                 if n_entries > 0 {
@@ -206,19 +206,19 @@ impl Progress {
     /// Whether sending commit index `index` could advance the follower's
     /// commit index: it is above what was sent, and what was sent does not
     /// already cover everything up to `next - 1`.
-    pub fn can_bump_commit(&self, index: u64) -> bool {
+    pub(crate) fn can_bump_commit(&self, index: u64) -> bool {
         index > self.sent_commit && self.sent_commit < self.next - 1
     }
 
     /// Records that commit index `commit` was sent to the follower.
-    pub fn update_on_commit_send(&mut self, commit: u64) {
+    pub(crate) fn update_on_commit_send(&mut self, commit: u64) {
         self.sent_commit = commit;
     }
 
     /// Handles an accepted append up to index `n`: returns false if the
     /// answer is stale (`n <= matched`), else advances `matched` (and `next`
     /// if needed) and unpauses the flow.
-    pub fn maybe_update(&mut self, n: u64) -> bool {
+    pub(crate) fn maybe_update(&mut self, n: u64) -> bool {
         if n <= self.matched {
             return false;
         }
@@ -234,7 +234,7 @@ impl Progress {
     /// hint that its log may match up to `match_hint`. Returns false if the
     /// rejection is stale (answers can be reordered or duplicated); else
     /// lowers `next` sensibly and clears the flow for sending.
-    pub fn maybe_decr_to(&mut self, rejected: u64, match_hint: u64) -> bool {
+    pub(crate) fn maybe_decr_to(&mut self, rejected: u64, match_hint: u64) -> bool {
         if self.state == ProgressState::Replicate {
             // Everything up to `matched` was acknowledged: a rejection at or
             // below it is stale.

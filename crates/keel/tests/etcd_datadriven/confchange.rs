@@ -7,9 +7,8 @@
 //! changes as `v1 l2 r3 u4`. The output is the new configuration and
 //! progress map, or the error.
 
-use keel::confchange::Changer;
 use keel::raftpb::conf_changes_from_string;
-use keel::tracker::ProgressTracker;
+use keel::testing::{Changer, ProgressTracker};
 
 use crate::datadriven::{Handler, TestData};
 

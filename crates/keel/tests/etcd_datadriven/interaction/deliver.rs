@@ -3,7 +3,7 @@
 
 use keel::describe::{describe_message, message_type_name};
 use keel::raftpb::Message;
-use keel::util::is_local_msg_target;
+use keel::testing::is_local_msg_target;
 
 use super::process::Thread;
 use super::{CmdError, CmdResult, Env, fatal, go_parse_u64, node_idxs, scan_u64};
@@ -104,7 +104,7 @@ impl Env {
                     .ok_or_else(|| fatal(format!("message to unknown node {to}")))?;
                 // The storage threads' responses and a node's own
                 // self-addressed responses go in through `step_local`.
-                let local = keel::util::is_local_msg_target(msg.from) || msg.from == msg.to;
+                let local = is_local_msg_target(msg.from) || msg.from == msg.to;
                 let res = if local { node.raw.step_local(msg) } else { node.raw.step(msg) };
                 if let Err(e) = res {
                     self.output.writeln(&e.to_string());

@@ -6,7 +6,7 @@
 use bytes::{Bytes, BytesMut};
 use keel::describe::{describe_message, describe_ready};
 use keel::raftpb::{AnyConfChange, Entry, HardState, MessageType, Snapshot, SnapshotMetadata};
-use keel::util::is_local_msg_target;
+use keel::testing::is_local_msg_target;
 use keel::{StorageAppend, StorageApply};
 
 use super::{CmdResult, Env, Node, fatal, node_idxs, output_err};

@@ -2,11 +2,15 @@
 //! byte slice (Go's `strconv.Quote`) and `%v` of slices (`[1 2 3]`).
 //!
 //! They are `Display` adapters so that log lines can use them without building
-//! an intermediate `String`.
+//! an intermediate `String`. The module sits at the bottom of the crate (the
+//! wire types' error texts and the state machine's log lines quote with it);
+//! [`crate::describe`] re-exports the quoting for applications.
+
+mod print_table;
 
 use std::fmt::{self, Write as _};
 
-use super::print_table::PRINTABLE;
+use print_table::PRINTABLE;
 
 /// Go's `%q` of a `[]byte`: a double-quoted Go string literal, exactly as
 /// `strconv.Quote(string(data))` writes it. Valid UTF-8 that Go deems
@@ -21,7 +25,7 @@ pub struct GoQuoted<'a>(pub &'a [u8]);
 /// brackets (`[1 2 3]`; an empty or nil slice is `[]`). For `u8` elements this
 /// is also how Go prints a `[]byte` with `%v` (`[114 101 113]`).
 #[derive(Clone, Copy, Debug)]
-pub struct GoSlice<'a, T>(pub &'a [T]);
+pub(crate) struct GoSlice<'a, T>(pub(crate) &'a [T]);
 
 /// [`GoQuoted`] as a `String`; the default entry formatter of etcd's
 /// `DescribeEntry` and the one its interaction tests use.
@@ -31,7 +35,7 @@ pub fn go_quote(data: &[u8]) -> String {
 
 /// Whether Go's `strconv.IsPrint` holds for `c`: letters, marks, numbers,
 /// punctuation, symbols and the ASCII space (Unicode 15.0.0, as Go 1.26).
-pub fn go_is_print(c: char) -> bool {
+pub(crate) fn go_is_print(c: char) -> bool {
     let c = u32::from(c);
     if c < 0x80 {
         return (0x20..0x7f).contains(&c);
