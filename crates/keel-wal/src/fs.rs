@@ -22,8 +22,17 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes `data` at `offset`, creating the file if needed.
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()>;
-    /// Sets the length of a file (zero-filling when it grows): preallocation.
+    /// Sets the length of a file (zero-filling when it grows).
     fn set_len(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Grows a file to at least `len` bytes of zeros with its blocks
+    /// reserved, so that later writes and syncs allocate nothing (a sparse
+    /// `set_len` leaves block allocation to every `fdatasync`).
+    fn preallocate(&self, path: &Path, len: u64) -> io::Result<()> {
+        if self.len(path).is_ok_and(|have| have >= len) {
+            return Ok(());
+        }
+        self.set_len(path, len)
+    }
     /// Makes the file's data durable (`fdatasync`).
     fn sync(&self, path: &Path) -> io::Result<()>;
     /// Renames a file (atomic; durable after syncing the directory).
@@ -102,6 +111,27 @@ impl FileSystem for StdFs {
     }
     fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
         self.with_file(path, |f| f.set_len(len))
+    }
+    #[cfg(target_os = "linux")]
+    fn preallocate(&self, path: &Path, len: u64) -> io::Result<()> {
+        use nix::fcntl::{FallocateFlags, fallocate};
+        use std::os::fd::AsRawFd;
+        let len = i64::try_from(len).map_err(|_| io::Error::other("length beyond i64"))?;
+        self.with_file(path, |f| {
+            // Mode 0 allocates and extends the size; bytes already there stay.
+            match fallocate(f.as_raw_fd(), FallocateFlags::empty(), 0, len) {
+                Ok(()) => Ok(()),
+                // A file system without fallocate gets a sparse file.
+                Err(nix::errno::Errno::EOPNOTSUPP) => {
+                    if f.metadata()?.len() < len as u64 {
+                        f.set_len(len as u64)
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(e) => Err(io::Error::from(e)),
+            }
+        })
     }
     fn sync(&self, path: &Path) -> io::Result<()> {
         self.with_file(path, |f| f.sync_data())
@@ -325,6 +355,51 @@ impl FileSystem for MemFs {
             .map(|(p, i)| (p.clone(), *i))
             .collect();
         st.durable_dir.extend(entries);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn std_preallocate_reserves_blocks_and_keeps_bytes() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("seg");
+        let fs = StdFs::new();
+        fs.write_at(&path, 0, b"head")?;
+        fs.preallocate(&path, 1 << 20)?;
+        assert_eq!(fs.len(&path)?, 1 << 20);
+        let mut head = [0u8; 4];
+        fs.read_at(&path, 0, &mut head)?;
+        assert_eq!(&head, b"head");
+        let mut tail = [0xffu8; 16];
+        fs.read_at(&path, (1 << 20) - 16, &mut tail)?;
+        assert_eq!(tail, [0u8; 16]);
+        // Blocks are reserved, not a sparse hole (where the file system
+        // supports fallocate; tmpfs and ext4 do).
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let blocks = std::fs::metadata(&path)?.blocks();
+            assert!(blocks * 512 >= 1 << 20, "only {blocks} blocks allocated");
+        }
+        // Never shrinks.
+        fs.preallocate(&path, 16)?;
+        assert_eq!(fs.len(&path)?, 1 << 20);
+        Ok(())
+    }
+
+    #[test]
+    fn memfs_preallocate_grows_with_zeros() -> io::Result<()> {
+        let fs = MemFs::new();
+        let path = Path::new("/d/seg");
+        fs.write_at(path, 0, b"ab")?;
+        fs.preallocate(path, 8)?;
+        let mut all = [1u8; 8];
+        fs.read_at(path, 0, &mut all)?;
+        assert_eq!(&all, b"ab\0\0\0\0\0\0");
         Ok(())
     }
 }
