@@ -32,13 +32,10 @@ CARGO_TARGET_DIR.
 EOF
 }
 
-CREATED_DIR=
-die() {
-    echo "kv-vs-etcd: $*" >&2
-    # Keep the logs a failure points to.
-    [ -z "$CREATED_DIR" ] || KEEP=1
-    exit 1
-}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Processes we start are stopped by pid on every exit (bench/lib.sh).
+SCRIPT_NAME=kv-vs-etcd
+. "$ROOT/bench/lib.sh"
 
 RUN_ETCD=1
 RUN_KEEL=1
@@ -68,40 +65,11 @@ done
 CLIENTS=${CLIENTS//,/ }
 [ "$RUN_ETCD$RUN_KEEL" != 00 ] || die "--etcd-only and --keel-only exclude each other"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KV_LOAD=$TARGET_DIR/release/kv-load
 KEEL_KV=$TARGET_DIR/release/keel-kv
 ETCD=${ETCD:-etcd}
 PORT_BASE=${PORT_BASE:-23700}
-
-# --- processes we started, stopped by pid on every exit --------------------
-PIDS=()
-stop_pids() {
-    local pid i
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-cleanup() {
-    stop_pids
-    if [ -n "$CREATED_DIR" ] && [ "$KEEP" = 0 ]; then
-        rm -rf "$CREATED_DIR"
-    elif [ -n "${BENCH_DIR:-}" ]; then
-        echo "data and logs kept in $BENCH_DIR"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # --- build and tools -------------------------------------------------------
 if [ "$RUN_KEEL" = 1 ] && [ ! -f "$ROOT/crates/keel-kv/Cargo.toml" ] && [ "$BUILD" = 1 ]; then
@@ -140,47 +108,11 @@ else
 fi
 echo "data directory: $BENCH_DIR ($(df -P "$BENCH_DIR" | awk 'NR == 2 { print $1 }'))"
 
-port_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-check_ports() {
-    local p
-    for p in "$@"; do
-        port_free "$p" || die "port $p on 127.0.0.1 is in use; set PORT_BASE to another range"
-    done
-}
-
-# etcd's /health says {"health":"true"}; keel-kv's answers 200.
+# etcd's /health says {"health":"true"} (keel-kv's is in bench/lib.sh).
 healthy_etcd() {
     curl -fsS --max-time 1 "$1" 2>/dev/null | grep -q '"health":"true"'
 }
-healthy_keel() {
-    [ "$(curl -sS -o /dev/null --max-time 1 -w '%{http_code}' "$1" 2>/dev/null)" = 200 ]
-}
 
-# wait_healthy NAME URL...: bounded wait until healthy_NAME holds for every
-# URL; fails at once if a member exits.
-wait_healthy() {
-    local name=$1
-    shift
-    local url i
-    for url in "$@"; do
-        for ((i = 0; ; i++)); do
-            "healthy_$name" "$url" && break
-            local pid
-            for pid in "${PIDS[@]}"; do
-                kill -0 "$pid" 2>/dev/null || die "a $name member exited; logs in $BENCH_DIR/$name/*.log"
-            done
-            [ "$i" -lt 300 ] || die "$name not healthy at $url after 30 s; logs in $BENCH_DIR/$name/*.log"
-            sleep 0.1
-        done
-    done
-}
-
-# json_num LINE FIELD: a number out of kv-load's --json line.
-json_num() {
-    sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" <<<"$1"
-}
 json_errors() {
     sed -n 's/.*"errors":\({[^}]*}\).*/\1/p' <<<"$1"
 }
@@ -214,11 +146,6 @@ start_etcd() {
         --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
         --initial-cluster "$4" --initial-cluster-state new \
         --initial-cluster-token kv-vs-etcd
-}
-start_keel() {
-    exec "$KEEL_KV" serve --id "$1" --initial-cluster "$4" \
-        --listen-client "127.0.0.1:$2" --listen-peer "127.0.0.1:$3" \
-        --data-dir "$BENCH_DIR/keel/$1"
 }
 
 # bench_cluster NAME MEMBER_PREFIX CLIENT_OFFSET: starts 3 members (client
