@@ -42,6 +42,10 @@ struct Row {
 }
 
 impl Row {
+    fn new(name: String) -> Row {
+        Row { name, ops: 0, bytes: 0, secs: 0.0, hist: hist() }
+    }
+
     fn print(&self) {
         let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
         println!(
@@ -68,13 +72,7 @@ fn raw_fdatasync(dir: &std::path::Path, size: usize, secs: u64) -> std::io::Resu
     f.set_len(span)?;
     f.sync_all()?;
     let buf = vec![0x5au8; size];
-    let mut row = Row {
-        name: format!("raw write+fdatasync {size} B"),
-        ops: 0,
-        bytes: 0,
-        secs: 0.0,
-        hist: hist(),
-    };
+    let mut row = Row::new(format!("raw write+fdatasync {size} B"));
     let start = Instant::now();
     let mut off = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
@@ -104,13 +102,7 @@ fn fresh_sequential(dir: &std::path::Path, size: usize, secs: u64) -> std::io::R
     let fs = StdFs::new();
     let span = (256u64 << 20).max(2 * size as u64);
     let buf = vec![0x5au8; size];
-    let mut row = Row {
-        name: format!("fresh write+fdatasync {size} B"),
-        ops: 0,
-        bytes: 0,
-        secs: 0.0,
-        hist: hist(),
-    };
+    let mut row = Row::new(format!("fresh write+fdatasync {size} B"));
     let mut file = 0u64;
     let path = |n: u64| dir.join(format!("fresh-{n}.bin"));
     fs.preallocate(&path(file), span)?;
@@ -142,7 +134,7 @@ fn persist(dir: &std::path::Path, batch: usize, size: usize, secs: u64) -> Resul
         .map_err(|e| e.to_string())?;
     let payload = Bytes::from(vec![0xa5u8; size]);
     let name = format!("persist {batch} x {size} B");
-    let mut row = Row { name, ops: 0, bytes: 0, secs: 0.0, hist: hist() };
+    let mut row = Row::new(name);
     let start = Instant::now();
     let mut index = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
