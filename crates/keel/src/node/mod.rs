@@ -79,7 +79,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use self::event_loop::Loop;
-use self::reply::{Pending, Reply, Replier};
+use self::reply::{Pending, Replier, Reply};
 pub use self::work::{AppendWork, ApplyWork, WorkQueue};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -427,10 +427,7 @@ impl Node {
     }
 
     /// Async [`Node::apply_conf_change`].
-    pub async fn apply_conf_change_async(
-        &self,
-        cc: impl Into<AnyConfChange>,
-    ) -> Result<ConfState> {
+    pub async fn apply_conf_change_async(&self, cc: impl Into<AnyConfChange>) -> Result<ConfState> {
         let cc = cc.into();
         self.call_async(|r| Request::ApplyConfChange(cc, None, r)).await?
     }
