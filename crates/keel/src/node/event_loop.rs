@@ -1,22 +1,28 @@
-//! The loop that owns the [`RawNode`], on the node's thread: take every
-//! queued request, then offer a `Ready`; when the queue is empty, spin a
-//! little before blocking, so that a caller's next request (typically the
-//! next proposal) finds the loop awake and wakes no thread.
+//! The loop that owns the [`RawNode`]: its state sits behind a mutex, and
+//! whoever holds the mutex runs the requests, in queue order.
+//!
+//! The node's thread holds it to run what callers queued. A blocking call
+//! made while the node is idle (the mutex free) does not queue: the calling
+//! thread takes the mutex, runs what is queued, then its own request, and
+//! offers the next `Ready`, so that a proposer in a tight loop (etcd's
+//! `BenchmarkOneNode`) wakes no thread and waits on none. Requests are taken
+//! from the queue only under the mutex, so calls run in the order they were
+//! made, as etcd's unbuffered channels keep them. An `_async` call always
+//! queues: raft's work (which may read storage) never runs on a runtime's
+//! worker.
 
-use std::hint::spin_loop;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use super::Request;
-use super::reply::{SPIN_ROUNDS, YIELD_ROUNDS};
 use super::work::{AppendWork, ApplyWork};
 use crate::error::Error;
 use crate::raftpb::MessageType;
 use crate::raw_node::{RawNode, Ready};
 use crate::storage::Storage;
 
-/// The loop's state, owned by its thread.
-pub(super) struct Loop<S: Storage> {
+/// The loop's state.
+pub(super) struct Core<S: Storage> {
     pub(super) raw: RawNode<S>,
     pub(super) inbox: flume::Receiver<Request>,
     pub(super) ready_tx: flume::Sender<Ready>,
@@ -25,58 +31,95 @@ pub(super) struct Loop<S: Storage> {
     pub(super) async_storage_writes: bool,
     /// A `Ready` was handed out and `advance` has not come (synchronous).
     pub(super) awaiting_advance: bool,
-    /// Set once the loop takes no more requests (see [`Loop::run`]).
-    pub(super) exited: Arc<AtomicBool>,
+    /// A `Stop` was run: nothing more is.
+    pub(super) stopped: bool,
 }
 
-/// Requests taken from the queue before the loop offers a `Ready`, so that
-/// a burst of proposals lands in one `Ready`.
+/// What a [`Node`](super::Node) handle, which is not generic over the
+/// storage, needs of the loop.
+pub(super) trait Drive: Send + Sync {
+    /// Runs `req` on the calling thread, after everything queued, if no one
+    /// holds the loop; otherwise gives it back, to be queued.
+    fn try_inline(&self, req: Request) -> Option<Request>;
+}
+
+impl<S: Storage + Send> Drive for Mutex<Core<S>> {
+    fn try_inline(&self, req: Request) -> Option<Request> {
+        let mut core = match self.try_lock() {
+            Ok(core) => core,
+            Err(TryLockError::WouldBlock) => return Some(req),
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        core.run_queued();
+        if core.stopped {
+            return Some(req);
+        }
+        if !core.handle(req) {
+            core.stopped = true;
+        }
+        core.offer_ready();
+        None
+    }
+}
+
+fn lock<S: Storage>(core: &Mutex<Core<S>>) -> MutexGuard<'_, Core<S>> {
+    core.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Requests run before the loop offers a `Ready`, so that a burst of
+/// proposals lands in one `Ready`.
 const BATCH: usize = 256;
 
-impl<S: Storage> Loop<S> {
-    /// Runs until [`Request::Stop`] or until every handle is gone; then
-    /// drops what is still queued, which answers those callers with
-    /// [`Error::Stopped`]. `exited` is set before that last drain, and a
-    /// caller that queues a request after it sees `exited` and drains the
-    /// queue itself (`Node::send`), so no request is left unanswered.
-    pub(super) fn run(mut self) {
-        self.serve();
-        self.exited.store(true, Ordering::SeqCst);
-        self.inbox.drain().for_each(drop);
+/// The node's thread: runs what is queued whenever the doorbell rings,
+/// until a `Stop` or until every handle is gone (the doorbell disconnects);
+/// then drops what is still queued, which answers those callers with
+/// [`Error::Stopped`]. `exited` is set before that last drain, and a caller
+/// that queues a request after it sees `exited` and drains the queue itself
+/// (`Node::send`), so no request is left unanswered.
+pub(super) fn run<S: Storage>(
+    core: &Mutex<Core<S>>,
+    doorbell: &flume::Receiver<()>,
+    exited: &AtomicBool,
+) {
+    loop {
+        {
+            let mut core = lock(core);
+            core.run_queued();
+            if core.stopped {
+                break;
+            }
+            core.offer_ready();
+        }
+        if doorbell.recv().is_err() {
+            lock(core).run_queued();
+            break;
+        }
     }
+    exited.store(true, Ordering::SeqCst);
+    let mut core = lock(core);
+    core.stopped = true;
+    core.inbox.drain().for_each(drop);
+    // Disconnect the outputs: whoever waits on them is told the node stopped.
+    core.ready_tx = flume::bounded(1).0;
+    core.append_tx = flume::bounded(1).0;
+    core.apply_tx = flume::bounded(1).0;
+}
 
-    fn serve(&mut self) {
-        self.offer_ready();
-        while let Some(req) = self.next_request() {
+impl<S: Storage> Core<S> {
+    /// Runs every queued request (offering a `Ready` every [`BATCH`]),
+    /// until the queue is empty or a `Stop`.
+    fn run_queued(&mut self) {
+        let mut n = 0;
+        while !self.stopped {
+            let Ok(req) = self.inbox.try_recv() else { return };
             if !self.handle(req) {
-                return;
+                self.stopped = true;
             }
-            for _ in 1..BATCH {
-                match self.inbox.try_recv() {
-                    Ok(req) => {
-                        if !self.handle(req) {
-                            return;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.offer_ready();
-        }
-    }
-
-    /// The next request: spin, then yield, then block. `None` once every
-    /// handle is gone.
-    fn next_request(&self) -> Option<Request> {
-        for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
-            match self.inbox.try_recv() {
-                Ok(req) => return Some(req),
-                Err(flume::TryRecvError::Disconnected) => return None,
-                Err(flume::TryRecvError::Empty) if round < SPIN_ROUNDS => spin_loop(),
-                Err(flume::TryRecvError::Empty) => std::thread::yield_now(),
+            n += 1;
+            if n % BATCH == 0 {
+                self.offer_ready();
             }
         }
-        self.inbox.recv().ok()
     }
 
     /// Handles one request; false to stop.
@@ -133,8 +176,8 @@ impl<S: Storage> Loop<S> {
         if self.async_storage_writes {
             let mut rest = Vec::with_capacity(rd.messages.len());
             for m in rd.messages.drain(..) {
-                // Only this loop sends on the queues, and it checked for room
-                // (a Ready holds at most one message for each).
+                // Only the loop's holder sends on the queues, and it checked
+                // for room (a Ready holds at most one message for each).
                 match m.msg_type() {
                     MessageType::MsgStorageAppend => {
                         let _ = self.append_tx.try_send(AppendWork::new(m));
@@ -149,7 +192,7 @@ impl<S: Storage> Loop<S> {
         } else {
             self.awaiting_advance = true;
         }
-        // The channel is empty and only this loop fills it.
+        // The channel is empty and only the loop's holder fills it.
         let _ = self.ready_tx.try_send(rd);
     }
 }

@@ -1,12 +1,19 @@
-//! `Node`: the Raft loop on a thread of its own, driven through bounded
-//! channels, as etcd's `node.go` drives its goroutine.
+//! `Node`: the Raft loop on a thread of its own, driven through a bounded
+//! queue, as etcd's `node.go` drives its goroutine.
 //!
 //! This is the one module of the core that owns a thread. The loop holds the
-//! [`RawNode`]; every call on a [`Node`] handle is a request sent to it, so a
+//! [`RawNode`]; every call on a [`Node`] handle is a request to it, so a
 //! handle is cheap to clone and share between threads and tokio tasks. Every
-//! call has a blocking form and an `_async` form: the channel (`flume`)
-//! serves both, so the same node can be driven from plain threads, from a
-//! runtime, or from both at once, and the core still does not depend on tokio.
+//! call has a blocking form and an `_async` form: the queue (`flume`) serves
+//! both, so the same node can be driven from plain threads, from a runtime,
+//! or from both at once, and the core still does not depend on tokio.
+//!
+//! Requests run one at a time, in the order they were made. A blocking call
+//! made while the loop is idle runs on the calling thread instead of waking
+//! the node's thread (and is answered without a thread hand-off); an async
+//! call is always queued, so raft's work never runs on a runtime's worker.
+//! Blocking calls give up after [`NodeOptions::request_timeout`]; waiting
+//! for work ([`WorkQueue::recv`]) does not.
 //!
 //! # The application's loop
 //!
@@ -18,10 +25,11 @@
 //! messages and proposals in between, as etcd's does.
 //!
 //! With [`Config::async_storage_writes`] there is no `advance`: the loop
-//! routes each `MsgStorageAppend` to [`Node::append_work`] and each
-//! `MsgStorageApply` to [`Node::apply_work`], so that a storage thread and an
-//! apply thread can run concurrently; they hand their responses back with
-//! [`Node::step_local`] (those addressed to this node) or send them to peers.
+//! routes each `MsgStorageAppend` to [`Node::append_work`] (as an
+//! [`AppendWork`]) and each `MsgStorageApply` to [`Node::apply_work`] (as an
+//! [`ApplyWork`]), so that a storage thread and an apply thread can run
+//! concurrently; they hand their responses back with [`Node::step_local`]
+//! (those addressed to this node) or send them to peers.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -78,7 +86,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use self::event_loop::Loop;
+use self::event_loop::{Core, Drive};
 use self::reply::{Pending, Replier, Reply};
 pub use self::work::{AppendWork, ApplyWork, WorkQueue};
 use crate::config::Config;
@@ -149,7 +157,11 @@ pub struct Node {
 }
 
 struct Inner {
+    /// The loop's state, for blocking calls to run on their own thread.
+    core: Arc<dyn Drive>,
     requests: flume::Sender<Request>,
+    /// Rung after queueing a request, to wake the node's thread.
+    doorbell: flume::Sender<()>,
     /// The loop's queue, read here only to drop what a caller queued after
     /// the loop exited (see `Node::send`).
     leftovers: flume::Receiver<Request>,
@@ -167,10 +179,11 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Closing the queue (rather than sending `Stop`, which could find it
-        // full) ends the loop once it has drained what is queued.
-        let (closed, _) = flume::bounded(1);
-        drop(std::mem::replace(&mut self.requests, closed));
+        // Disconnecting the doorbell the thread waits on (rather than
+        // sending `Stop`, which could find the queue full) ends the loop
+        // once it has run what is queued.
+        drop(std::mem::replace(&mut self.requests, flume::bounded(1).0));
+        drop(std::mem::replace(&mut self.doorbell, flume::bounded(1).0));
         if let Some(handle) = self.thread.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             let _ = handle.join();
         }
@@ -237,8 +250,9 @@ impl Node {
         let storage_cap = options.storage_queue_capacity.max(1);
         let (append_tx, append_work) = flume::bounded(storage_cap);
         let (apply_tx, apply_work) = flume::bounded(storage_cap);
+        let (doorbell, rings) = flume::bounded(1);
         let exited = Arc::new(AtomicBool::new(false));
-        let lp = Loop {
+        let core = Arc::new(Mutex::new(Core {
             raw,
             inbox: inbox.clone(),
             ready_tx,
@@ -246,15 +260,20 @@ impl Node {
             apply_tx,
             async_storage_writes,
             awaiting_advance: false,
-            exited: Arc::clone(&exited),
+            stopped: false,
+        }));
+        let handle = {
+            let (core, exited) = (Arc::clone(&core), Arc::clone(&exited));
+            std::thread::Builder::new()
+                .name(options.thread_name.clone())
+                .spawn(move || event_loop::run(&core, &rings, &exited))
+                .map_err(Error::Spawn)?
         };
-        let handle = std::thread::Builder::new()
-            .name(options.thread_name.clone())
-            .spawn(move || lp.run())
-            .map_err(Error::Spawn)?;
         Ok(Node {
             inner: Arc::new(Inner {
+                core,
                 requests,
+                doorbell,
                 leftovers: inbox,
                 readies,
                 append_work,
@@ -274,8 +293,17 @@ impl Node {
         if self.inner.stopping.load(Ordering::Acquire) { Err(Error::Stopped) } else { Ok(()) }
     }
 
+    /// A blocking request: run on this thread if the loop is idle,
+    /// otherwise queued for the node's thread.
     fn send(&self, req: Request) -> Result<()> {
         self.live()?;
+        match self.inner.core.try_inline(req) {
+            None => Ok(()),
+            Some(req) => self.enqueue(req),
+        }
+    }
+
+    fn enqueue(&self, req: Request) -> Result<()> {
         match self.inner.timeout {
             None => self.inner.requests.send(req).map_err(|_| Error::Stopped)?,
             Some(t) => self.inner.requests.send_timeout(req, t).map_err(|e| match e {
@@ -283,18 +311,22 @@ impl Node {
                 flume::SendTimeoutError::Disconnected(_) => Error::Stopped,
             })?,
         }
-        self.after_send()
+        self.after_enqueue()
     }
 
+    /// An async request is always queued: raft's work never runs on a
+    /// runtime's worker.
     async fn send_async(&self, req: Request) -> Result<()> {
         self.live()?;
         self.inner.requests.send_async(req).await.map_err(|_| Error::Stopped)?;
-        self.after_send()
+        self.after_enqueue()
     }
 
-    /// A request queued after the loop's last look at its queue would wait
-    /// for ever: drop it (and any other), which answers its caller.
-    fn after_send(&self) -> Result<()> {
+    /// Wakes the node's thread. A request queued after the thread's last
+    /// look at its queue would wait for ever: drop it (and any other), which
+    /// answers its caller.
+    fn after_enqueue(&self) -> Result<()> {
+        let _ = self.inner.doorbell.try_send(());
         if self.inner.exited.load(Ordering::SeqCst) {
             self.inner.leftovers.drain().for_each(drop);
             return Err(Error::Stopped);
@@ -596,6 +628,7 @@ impl Node {
             // The loop never blocks on its outputs, so the queue drains and
             // the request arrives.
             let _ = self.inner.requests.send(Request::Stop);
+            let _ = self.inner.doorbell.try_send(());
             let _ = handle.join();
         }
     }
