@@ -11,7 +11,9 @@
 //!
 //! Run with `cargo bench -p keel --bench node`. It first prints one
 //! Go-style line per workload (N proposals, ns/op, B/op, allocs/op, the load
-//! average), then criterion's timings.
+//! average), then criterion's timings. `KEEL_BENCH_N` sets N and
+//! `KEEL_BENCH_ONLY` (part of a workload's name) picks workloads, for
+//! counting instructions under callgrind.
 
 #![allow(clippy::print_stdout, reason = "the benchmark prints its figures")]
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
@@ -127,11 +129,22 @@ fn report(name: &str, n: u64, elapsed: Duration, stats: stats_alloc::Stats) {
     );
 }
 
+/// Whether the workload `name` is to run: `KEEL_BENCH_ONLY` (a substring of
+/// its name), when set, picks some (for example to count instructions of
+/// one under callgrind, with `KEEL_BENCH_N` proposals).
+fn selected(name: &str) -> bool {
+    std::env::var("KEEL_BENCH_ONLY").map_or(true, |only| name.contains(&only))
+}
+
 fn go_style(n: u64) {
+    let n = std::env::var("KEEL_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
     for (name, latency) in [
         ("BenchmarkOneNode (Node)", DISK_LATENCY),
         ("OneNode, no disk latency (Node)", Duration::ZERO),
     ] {
+        if !selected(name) {
+            continue;
+        }
         let (node, storage, commit) = leader();
         // Warm up (queues, the log's vectors), then measure.
         let (_, commit) = propose_and_commit(&node, &storage, commit, n / 10, latency);
@@ -141,17 +154,16 @@ fn go_style(n: u64) {
         node.stop();
     }
     for per_ready in [1, 256] {
+        let name = format!("RawNode, one Ready per {per_ready} proposals");
+        if !selected(&name) {
+            continue;
+        }
         let (mut raw, storage) = raw_leader();
         let region = Region::new(GLOBAL);
         let started = Instant::now();
         raw_proposals(&mut raw, &storage, n, per_ready);
         let elapsed = started.elapsed();
-        report(
-            &format!("RawNode, one Ready per {per_ready} proposals"),
-            n,
-            elapsed,
-            region.change(),
-        );
+        report(&name, n, elapsed, region.change());
     }
 }
 
