@@ -518,3 +518,50 @@ fn adding_a_member_twice_is_harmless() {
     assert_eq!(confs, vec![vec![1], vec![1], vec![1, 2]]);
     s.node.stop();
 }
+
+/// Blocking calls (run on the caller's thread when the loop is idle) and
+/// async calls (always queued for the node's thread) on one node at once:
+/// every proposal is answered and committed, each caller's in its order.
+#[test]
+fn blocking_and_async_callers_share_the_node() {
+    let mut s = Single::start();
+    s.elect();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let async_proposer = {
+        let node = s.node.clone();
+        thread::spawn(move || {
+            runtime.block_on(async {
+                for i in 0..50u8 {
+                    node.propose_async(Bytes::from(vec![1, i])).await.unwrap();
+                    node.tick_async().await.unwrap();
+                }
+            });
+        })
+    };
+    let blocking_proposer = {
+        let node = s.node.clone();
+        thread::spawn(move || {
+            for i in 0..50u8 {
+                node.propose(Bytes::from(vec![2, i])).unwrap();
+                node.tick().unwrap();
+            }
+        })
+    };
+    // Each Ready carries a new entry or a new commit: at most two per
+    // proposal.
+    for _ in 0..200 {
+        if s.applied_data().len() == 100 {
+            break;
+        }
+        s.step_ready();
+    }
+    assert_eq!(s.applied_data().len(), 100);
+    async_proposer.join().unwrap();
+    blocking_proposer.join().unwrap();
+    for caller in [1u8, 2] {
+        let mine: Vec<u8> =
+            s.applied_data().iter().filter(|d| d[0] == caller).map(|d| d[1]).collect();
+        assert_eq!(mine, (0..50).collect::<Vec<_>>(), "caller {caller}");
+    }
+    s.node.stop();
+}
