@@ -509,13 +509,15 @@ async fn event_loop(sh: Arc<Shared>, mut events: Events) {
     while let Some(ev) = events.recv().await {
         let r = match ev {
             Event::Message(m) => sh.node.step_async(m).await,
-            Event::Unreachable(peer) => sh.node.report_unreachable(peer),
+            // The async forms: a blocking call may run raft's work on this
+            // runtime worker.
+            Event::Unreachable(peer) => sh.node.report_unreachable_async(peer).await,
             Event::SnapshotStatus { to, status } => {
                 let status = match status {
                     keel_transport::SnapshotStatus::Finished => keel::SnapshotStatus::Finish,
                     _ => keel::SnapshotStatus::Failure,
                 };
-                sh.node.report_snapshot(to, status)
+                sh.node.report_snapshot_async(to, status).await
             }
             Event::Removed { by } => {
                 tracing::warn!(id = sh.id, by, "a peer says this member was removed; stopping");

@@ -11,7 +11,8 @@
 //! Requests run one at a time, in the order they were made. A blocking call
 //! made while the loop is idle runs on the calling thread instead of waking
 //! the node's thread (and is answered without a thread hand-off); an async
-//! call is always queued, so raft's work never runs on a runtime's worker.
+//! call is always queued, so raft's work never runs on a runtime's worker
+//! (from async code, use the `_async` forms).
 //! Blocking calls give up after [`NodeOptions::request_timeout`]; waiting
 //! for work ([`WorkQueue::recv`]) does not.
 //!
