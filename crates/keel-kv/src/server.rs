@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keel::raftpb::{
-    AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot,
+    AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot,
 };
-use keel::{Config, Node, NodeOptions, Peer, StateType, Storage, StorageAppend};
+use keel::{Config, Node, NodeOptions, Peer, StateType, Storage};
 use keel_transport::{Event, Events, TlsConfig, Transport};
 use keel_wal::{DiskOptions, DiskStorage, PersistRequest};
 use tokio::sync::{Notify, oneshot, watch};
@@ -105,7 +105,7 @@ pub struct Applied {
 /// What the ready loop hands to the apply thread, in log order.
 enum ApplyWork {
     /// A `MsgStorageApply`: committed entries, then its responses.
-    Apply(Message),
+    Apply(keel::node::ApplyWork),
     /// A snapshot the append thread made durable, to restore before it
     /// acknowledges it.
     Snapshot(Snapshot, mpsc::SyncSender<()>),
@@ -424,20 +424,18 @@ const APPEND_BATCH: usize = 64;
 /// append acknowledgements, which must not leave before the write is durable).
 fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
     let work = sh.node.append_work();
-    while let Some(first) = next_work(&work) {
+    // `recv` waits until there is work or the node stops, however long.
+    while let Ok(first) = work.recv() {
         let mut batch = vec![first];
         while batch.len() < APPEND_BATCH {
             match work.try_recv() {
-                Ok(Some(m)) => batch.push(m),
+                Ok(Some(w)) => batch.push(w),
                 _ => break,
             }
         }
         let started = Instant::now();
-        let reqs: Vec<PersistRequest<'_>> = batch
-            .iter()
-            .filter_map(StorageAppend::new)
-            .map(PersistRequest::from_storage_append)
-            .collect();
+        let reqs: Vec<PersistRequest<'_>> =
+            batch.iter().map(|w| PersistRequest::from_storage_append(w.view())).collect();
         if let Err(e) = sh.storage.persist_all(&reqs) {
             tracing::error!(id = sh.id, "cannot persist to the WAL, stopping: {e}");
             sh.request_stop(StopReason::Fatal);
@@ -452,43 +450,26 @@ fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
             }
         }
         drop(reqs);
-        for mut m in batch {
-            if let Some(snap) = m.snapshot.take().filter(|s| s.metadata.index > 0) {
+        for mut w in batch {
+            if let Some(snap) = w.take_snapshot().filter(|s| s.metadata.index > 0) {
                 // The state machine holds the snapshot before raft hears it
                 // is durable (and so before any later entry is applied).
                 let (done_tx, done_rx) = mpsc::sync_channel(1);
-                if apply.send(ApplyWork::Snapshot(*snap, done_tx)).is_err()
+                if apply.send(ApplyWork::Snapshot(snap, done_tx)).is_err()
                     || done_rx.recv().is_err()
                 {
                     return;
                 }
             }
-            let mut remote = Vec::new();
-            for r in m.responses.drain(..) {
-                if r.to == sh.id {
-                    if let Err(keel::Error::Stopped) = sh.node.step_local(r) {
-                        return;
-                    }
-                } else {
-                    remote.push(r);
+            let responses = w.take_responses();
+            for r in responses.local {
+                if let Err(keel::Error::Stopped) = sh.node.step_local(r) {
+                    return;
                 }
             }
-            if !remote.is_empty() {
-                sh.transport.send(remote);
+            if !responses.peers.is_empty() {
+                sh.transport.send(responses.peers);
             }
-        }
-    }
-}
-
-/// The next storage message; `None` once the node stops. (A blocking
-/// `recv` gives up after the node's request timeout; an idle member simply
-/// waits again.)
-fn next_work(work: &keel::node::WorkQueue<'_>) -> Option<Message> {
-    loop {
-        match work.recv() {
-            Ok(m) => return Some(m),
-            Err(keel::Error::Timeout) => continue,
-            Err(_) => return None,
         }
     }
 }
@@ -498,8 +479,8 @@ fn next_work(work: &keel::node::WorkQueue<'_>) -> Option<Message> {
 /// at or below a snapshot are skipped, so the two may interleave in any order.
 fn forward_applies(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
     let work = sh.node.apply_work();
-    while let Some(m) = next_work(&work) {
-        if apply.send(ApplyWork::Apply(m)).is_err() {
+    while let Ok(w) = work.recv() {
+        if apply.send(ApplyWork::Apply(w)).is_err() {
             return;
         }
     }
@@ -528,13 +509,15 @@ async fn event_loop(sh: Arc<Shared>, mut events: Events) {
     while let Some(ev) = events.recv().await {
         let r = match ev {
             Event::Message(m) => sh.node.step_async(m).await,
-            Event::Unreachable(peer) => sh.node.report_unreachable(peer),
+            // The async forms: a blocking call may run raft's work on this
+            // runtime worker.
+            Event::Unreachable(peer) => sh.node.report_unreachable_async(peer).await,
             Event::SnapshotStatus { to, status } => {
                 let status = match status {
                     keel_transport::SnapshotStatus::Finished => keel::SnapshotStatus::Finish,
                     _ => keel::SnapshotStatus::Failure,
                 };
-                sh.node.report_snapshot(to, status)
+                sh.node.report_snapshot_async(to, status).await
             }
             Event::Removed { by } => {
                 tracing::warn!(id = sh.id, by, "a peer says this member was removed; stopping");
@@ -835,8 +818,8 @@ impl Applier {
                     self.restore(s);
                     let _ = done.send(());
                 }
-                ApplyWork::Apply(mut m) => {
-                    let entries = std::mem::take(&mut m.entries);
+                ApplyWork::Apply(w) => {
+                    let (entries, responses) = w.into_parts();
                     if !entries.is_empty() {
                         self.sh.metrics.committed_entries.inc_by(entries.len() as u64);
                     }
@@ -847,7 +830,7 @@ impl Applier {
                             self.apply(e);
                         }
                     }
-                    for r in m.responses {
+                    for r in responses {
                         if let Err(keel::Error::Stopped) = self.sh.node.step_local(r) {
                             return;
                         }

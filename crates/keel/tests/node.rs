@@ -1,7 +1,8 @@
 //! `Node` through its public API: the behaviours of etcd-raft's
-//! `node_test.go`, written anew. Ticks are driven by hand and every wait is
-//! bounded by the node's request timeout, so a bug fails a test instead of
-//! hanging it.
+//! `node_test.go`, written anew. Ticks are driven by hand and every wait on
+//! the loop is bounded by the node's request timeout, so a bug fails a test
+//! instead of hanging it. (Waiting for storage work is not bounded by it:
+//! the storage threads here end when the test stops the node.)
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
@@ -11,8 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel::raftpb::{
-    AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
-    MessageType,
+    AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, MessageType,
 };
 use keel::{
     Config, DropReason, EntryId, Error, MemoryStorage, Node, NodeOptions, Peer, Proposed, Ready,
@@ -319,24 +319,23 @@ fn async_storage_writes_through_the_node() {
     let storage = MemoryStorage::new();
     let node = Node::start_with(&config, storage.clone(), &peers(&[1]), options()).unwrap();
 
+    // Waiting for work is not bounded by the request timeout: these threads
+    // wait until the node stops, however long they are idle.
     let appender = {
         let (node, storage) = (node.clone(), storage.clone());
         thread::spawn(move || {
-            while let Ok(m) = node.append_work().recv() {
-                if let Some(snap) = m.snapshot.as_deref().filter(|s| !s.is_empty()) {
+            while let Ok(mut w) = node.append_work().recv() {
+                if let Some(snap) = w.snapshot() {
                     storage.apply_snapshot(snap.clone()).unwrap();
                 }
-                if m.term != 0 || m.vote != 0 || m.commit != 0 {
-                    storage.set_hard_state(HardState {
-                        term: m.term,
-                        vote: m.vote,
-                        commit: m.commit,
-                    });
+                if let Some(hs) = w.hard_state() {
+                    storage.set_hard_state(hs);
                 }
-                storage.append(&m.entries).unwrap();
-                for r in m.responses {
-                    // One voter: every response is for this node.
-                    assert_eq!(r.to, 1);
+                storage.append(w.entries()).unwrap();
+                let responses = w.take_responses();
+                // One voter: every response is for this node.
+                assert!(responses.peers.is_empty());
+                for r in responses.local {
                     if node.step_local(r).is_err() {
                         return;
                     }
@@ -348,13 +347,14 @@ fn async_storage_writes_through_the_node() {
     let applier = {
         let node = node.clone();
         thread::spawn(move || {
-            while let Ok(m) = node.apply_work().recv() {
-                for e in &m.entries {
+            while let Ok(w) = node.apply_work().recv() {
+                let (entries, responses) = w.into_parts();
+                for e in entries {
                     if e.entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                        applied_tx.send(e.data.clone()).unwrap();
+                        applied_tx.send(e.data).unwrap();
                     }
                 }
-                for r in m.responses {
+                for r in responses {
                     if node.step_local(r).is_err() {
                         return;
                     }
@@ -457,4 +457,111 @@ fn a_restored_snapshot_guards_conf_changes_it_covers() {
     let cs = node.apply_conf_change_at(11, add4).unwrap();
     assert_eq!(cs.voters, vec![1, 2, 3, 4]);
     node.stop();
+}
+
+/// An idle storage or apply thread is not a failed request: waiting for
+/// work outlasts the request timeout and ends only when the node stops.
+#[test]
+fn waiting_for_work_is_not_bounded_by_the_request_timeout() {
+    let mut config = Config::new(1);
+    config.async_storage_writes = true;
+    let options = NodeOptions { request_timeout: Some(Duration::from_millis(5)), ..options() };
+    let node = Node::start_with(&config, MemoryStorage::new(), &peers(&[1]), options).unwrap();
+    // Nothing persists the bootstrap entries, so nothing is ever applied.
+    let (tx, rx) = mpsc::channel();
+    let applier = {
+        let node = node.clone();
+        thread::spawn(move || tx.send(node.apply_work().recv().map(|_| ())).unwrap())
+    };
+    // Many request timeouts pass; had `recv` given up, it would have said
+    // `Timeout` by now.
+    thread::sleep(Duration::from_millis(100));
+    node.stop();
+    let got = rx.recv_timeout(WAIT).expect("recv returned once the node stopped");
+    assert!(matches!(got, Err(Error::Stopped)), "{got:?}");
+    applier.join().unwrap();
+    assert!(matches!(node.append_work().try_recv(), Err(Error::Stopped)));
+}
+
+/// etcd's TestNodeTick: ticks reach raft; a lone voter elects itself once
+/// its (randomized, below twice `election_tick`) election timeout passes.
+#[test]
+fn ticks_elect_a_lone_voter() {
+    let mut s = Single::start();
+    s.step_ready(); // the bootstrap configuration, applied
+    let election_tick = Config::new(1).election_tick;
+    for _ in 0..2 * election_tick {
+        s.node.tick().unwrap();
+    }
+    s.until(|s| s.node.status().unwrap().basic.soft_state.raft_state == StateType::Leader);
+    s.node.stop();
+}
+
+/// etcd's TestNodeProposeAddDuplicateNode: adding a member twice changes
+/// nothing the second time, and a later change still goes through.
+#[test]
+fn adding_a_member_twice_is_harmless() {
+    let mut s = Single::start();
+    s.elect();
+    let add = |id| ConfChange {
+        change_type: ConfChangeType::ConfChangeAddNode as i32,
+        node_id: id,
+        ..ConfChange::default()
+    };
+    let mut confs = Vec::new();
+    for id in [1, 1, 2] {
+        s.conf = None;
+        s.node.propose_conf_change(add(id)).unwrap();
+        s.until(|s| s.conf.is_some());
+        confs.push(s.conf.take().unwrap().voters);
+    }
+    assert_eq!(confs, vec![vec![1], vec![1], vec![1, 2]]);
+    s.node.stop();
+}
+
+/// Blocking calls (run on the caller's thread when the loop is idle) and
+/// async calls (always queued for the node's thread) on one node at once:
+/// every proposal is answered and committed, each caller's in its order.
+#[test]
+fn blocking_and_async_callers_share_the_node() {
+    let mut s = Single::start();
+    s.elect();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let async_proposer = {
+        let node = s.node.clone();
+        thread::spawn(move || {
+            runtime.block_on(async {
+                for i in 0..50u8 {
+                    node.propose_async(Bytes::from(vec![1, i])).await.unwrap();
+                    node.tick_async().await.unwrap();
+                }
+            });
+        })
+    };
+    let blocking_proposer = {
+        let node = s.node.clone();
+        thread::spawn(move || {
+            for i in 0..50u8 {
+                node.propose(Bytes::from(vec![2, i])).unwrap();
+                node.tick().unwrap();
+            }
+        })
+    };
+    // Each Ready carries a new entry or a new commit: at most two per
+    // proposal.
+    for _ in 0..200 {
+        if s.applied_data().len() == 100 {
+            break;
+        }
+        s.step_ready();
+    }
+    assert_eq!(s.applied_data().len(), 100);
+    async_proposer.join().unwrap();
+    blocking_proposer.join().unwrap();
+    for caller in [1u8, 2] {
+        let mine: Vec<u8> =
+            s.applied_data().iter().filter(|d| d[0] == caller).map(|d| d[1]).collect();
+        assert_eq!(mine, (0..50).collect::<Vec<_>>(), "caller {caller}");
+    }
+    s.node.stop();
 }

@@ -1,12 +1,20 @@
-//! `Node`: the Raft loop on a thread of its own, driven through bounded
-//! channels, as etcd's `node.go` drives its goroutine.
+//! `Node`: the Raft loop on a thread of its own, driven through a bounded
+//! queue, as etcd's `node.go` drives its goroutine.
 //!
 //! This is the one module of the core that owns a thread. The loop holds the
-//! [`RawNode`]; every call on a [`Node`] handle is a request sent to it, so a
+//! [`RawNode`]; every call on a [`Node`] handle is a request to it, so a
 //! handle is cheap to clone and share between threads and tokio tasks. Every
-//! call has a blocking form and an `_async` form: the channel (`flume`)
-//! serves both, so the same node can be driven from plain threads, from a
-//! runtime, or from both at once, and the core still does not depend on tokio.
+//! call has a blocking form and an `_async` form: the queue (`flume`) serves
+//! both, so the same node can be driven from plain threads, from a runtime,
+//! or from both at once, and the core still does not depend on tokio.
+//!
+//! Requests run one at a time, in the order they were made. A blocking call
+//! made while the loop is idle runs on the calling thread instead of waking
+//! the node's thread (and is answered without a thread hand-off); an async
+//! call is always queued, so raft's work never runs on a runtime's worker
+//! (from async code, use the `_async` forms).
+//! Blocking calls give up after [`NodeOptions::request_timeout`]; waiting
+//! for work ([`WorkQueue::recv`]) does not.
 //!
 //! # The application's loop
 //!
@@ -18,10 +26,11 @@
 //! messages and proposals in between, as etcd's does.
 //!
 //! With [`Config::async_storage_writes`] there is no `advance`: the loop
-//! routes each `MsgStorageAppend` to [`Node::append_work`] and each
-//! `MsgStorageApply` to [`Node::apply_work`], so that a storage thread and an
-//! apply thread can run concurrently; they hand their responses back with
-//! [`Node::step_local`] (those addressed to this node) or send them to peers.
+//! routes each `MsgStorageAppend` to [`Node::append_work`] (as an
+//! [`AppendWork`]) and each `MsgStorageApply` to [`Node::apply_work`] (as an
+//! [`ApplyWork`]), so that a storage thread and an apply thread can run
+//! concurrently; they hand their responses back with [`Node::step_local`]
+//! (those addressed to this node) or send them to peers.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -67,6 +76,10 @@
 //! node.stop();
 //! ```
 
+mod event_loop;
+mod reply;
+mod work;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -74,13 +87,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use self::event_loop::{Core, Drive};
+use self::reply::{Pending, Replier, Reply};
+pub use self::work::{AppendWork, ApplyWork, WorkQueue};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::raftpb::{AnyConfChange, ConfState, Message};
 use crate::raw_node::{Peer, Proposed, RawNode, Ready, SnapshotStatus};
 use crate::status::Status;
 use crate::storage::Storage;
-use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, is_local_msg};
+use crate::util::is_local_msg;
 
 /// How a [`Node`]'s channels and waits are sized.
 #[derive(Clone, Debug)]
@@ -90,10 +106,12 @@ pub struct NodeOptions {
     /// Storage messages queued for the storage and apply threads before the
     /// loop holds back the next `Ready` (asynchronous storage writes).
     pub storage_queue_capacity: usize,
-    /// How long a blocking call waits for the loop before it returns
-    /// [`Error::Timeout`]; `None` waits until the loop answers or stops.
-    /// Async calls are bounded by the caller (for example
-    /// `tokio::time::timeout`).
+    /// How long a blocking call waits for the loop (for room in its queue,
+    /// then for its answer) before it returns [`Error::Timeout`]; `None`
+    /// waits until the loop answers or stops. It does not bound waiting for
+    /// work ([`Node::ready`] and [`WorkQueue::recv`] wait until there is
+    /// some or the node stops). Async calls are bounded by the caller (for
+    /// example `tokio::time::timeout`).
     pub request_timeout: Option<Duration>,
     /// The name of the loop's thread.
     pub thread_name: String,
@@ -110,23 +128,20 @@ impl Default for NodeOptions {
     }
 }
 
-/// A reply slot for one request.
-type Reply<T> = flume::Sender<T>;
-
 /// One input to the loop.
 enum Request {
     Tick,
-    Campaign(Reply<Result<()>>),
-    Propose(Bytes, Reply<Result<Proposed>>),
-    ProposeBatch(Vec<Bytes>, Reply<Result<Proposed>>),
-    ProposeConfChange(AnyConfChange, Reply<Result<Proposed>>),
+    Campaign(Replier<Result<()>>),
+    Propose(Bytes, Replier<Result<Proposed>>),
+    ProposeBatch(Vec<Bytes>, Replier<Result<Proposed>>),
+    ProposeConfChange(AnyConfChange, Replier<Result<Proposed>>),
     Step(Message),
     StepLocal(Message),
-    ApplyConfChange(AnyConfChange, Option<u64>, Reply<Result<ConfState>>),
+    ApplyConfChange(AnyConfChange, Option<u64>, Replier<Result<ConfState>>),
     TransferLeader(u64),
-    ForgetLeader(Reply<Result<()>>),
-    ReadIndex(Bytes, Reply<Result<()>>),
-    Status(Reply<Status>),
+    ForgetLeader(Replier<Result<()>>),
+    ReadIndex(Bytes, Replier<Result<()>>),
+    Status(Replier<Status>),
     ReportUnreachable(u64),
     ReportSnapshot(u64, SnapshotStatus),
     Advance,
@@ -143,23 +158,33 @@ pub struct Node {
 }
 
 struct Inner {
+    /// The loop's state, for blocking calls to run on their own thread.
+    core: Arc<dyn Drive>,
     requests: flume::Sender<Request>,
+    /// Rung after queueing a request, to wake the node's thread.
+    doorbell: flume::Sender<()>,
+    /// The loop's queue, read here only to drop what a caller queued after
+    /// the loop exited (see `Node::send`).
+    leftovers: flume::Receiver<Request>,
     readies: flume::Receiver<Ready>,
-    append_work: flume::Receiver<Message>,
-    apply_work: flume::Receiver<Message>,
+    append_work: flume::Receiver<AppendWork>,
+    apply_work: flume::Receiver<ApplyWork>,
     async_storage_writes: bool,
     timeout: Option<Duration>,
     stopping: AtomicBool,
+    /// The loop takes no more requests.
+    exited: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Closing the queue (rather than sending `Stop`, which could find it
-        // full) ends the loop once it has drained what is queued.
-        let (closed, _) = flume::bounded(1);
-        drop(std::mem::replace(&mut self.requests, closed));
+        // Disconnecting the doorbell the thread waits on (rather than
+        // sending `Stop`, which could find the queue full) ends the loop
+        // once it has run what is queued.
+        drop(std::mem::replace(&mut self.requests, flume::bounded(1).0));
+        drop(std::mem::replace(&mut self.doorbell, flume::bounded(1).0));
         if let Some(handle) = self.thread.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             let _ = handle.join();
         }
@@ -226,28 +251,38 @@ impl Node {
         let storage_cap = options.storage_queue_capacity.max(1);
         let (append_tx, append_work) = flume::bounded(storage_cap);
         let (apply_tx, apply_work) = flume::bounded(storage_cap);
-        let lp = Loop {
+        let (doorbell, rings) = flume::bounded(1);
+        let exited = Arc::new(AtomicBool::new(false));
+        let core = Arc::new(Mutex::new(Core {
             raw,
-            inbox,
+            inbox: inbox.clone(),
             ready_tx,
             append_tx,
             apply_tx,
             async_storage_writes,
             awaiting_advance: false,
+            stopped: false,
+        }));
+        let handle = {
+            let (core, exited) = (Arc::clone(&core), Arc::clone(&exited));
+            std::thread::Builder::new()
+                .name(options.thread_name.clone())
+                .spawn(move || event_loop::run(&core, &rings, &exited))
+                .map_err(Error::Spawn)?
         };
-        let handle = std::thread::Builder::new()
-            .name(options.thread_name.clone())
-            .spawn(move || lp.run())
-            .map_err(Error::Spawn)?;
         Ok(Node {
             inner: Arc::new(Inner {
+                core,
                 requests,
+                doorbell,
+                leftovers: inbox,
                 readies,
                 append_work,
                 apply_work,
                 async_storage_writes,
                 timeout: options.request_timeout,
                 stopping: AtomicBool::new(false),
+                exited,
                 thread: Mutex::new(Some(handle)),
             }),
         })
@@ -259,20 +294,45 @@ impl Node {
         if self.inner.stopping.load(Ordering::Acquire) { Err(Error::Stopped) } else { Ok(()) }
     }
 
+    /// A blocking request: run on this thread if the loop is idle,
+    /// otherwise queued for the node's thread.
     fn send(&self, req: Request) -> Result<()> {
         self.live()?;
-        match self.inner.timeout {
-            None => self.inner.requests.send(req).map_err(|_| Error::Stopped),
-            Some(t) => self.inner.requests.send_timeout(req, t).map_err(|e| match e {
-                flume::SendTimeoutError::Timeout(_) => Error::Timeout,
-                flume::SendTimeoutError::Disconnected(_) => Error::Stopped,
-            }),
+        match self.inner.core.try_inline(req) {
+            None => Ok(()),
+            Some(req) => self.enqueue(req),
         }
     }
 
+    fn enqueue(&self, req: Request) -> Result<()> {
+        match self.inner.timeout {
+            None => self.inner.requests.send(req).map_err(|_| Error::Stopped)?,
+            Some(t) => self.inner.requests.send_timeout(req, t).map_err(|e| match e {
+                flume::SendTimeoutError::Timeout(_) => Error::Timeout,
+                flume::SendTimeoutError::Disconnected(_) => Error::Stopped,
+            })?,
+        }
+        self.after_enqueue()
+    }
+
+    /// An async request is always queued: raft's work never runs on a
+    /// runtime's worker.
     async fn send_async(&self, req: Request) -> Result<()> {
         self.live()?;
-        self.inner.requests.send_async(req).await.map_err(|_| Error::Stopped)
+        self.inner.requests.send_async(req).await.map_err(|_| Error::Stopped)?;
+        self.after_enqueue()
+    }
+
+    /// Wakes the node's thread. A request queued after the thread's last
+    /// look at its queue would wait for ever: drop it (and any other), which
+    /// answers its caller.
+    fn after_enqueue(&self) -> Result<()> {
+        let _ = self.inner.doorbell.try_send(());
+        if self.inner.exited.load(Ordering::SeqCst) {
+            self.inner.leftovers.drain().for_each(drop);
+            return Err(Error::Stopped);
+        }
+        Ok(())
     }
 
     fn recv<T>(&self, rx: &flume::Receiver<T>) -> Result<T> {
@@ -285,15 +345,19 @@ impl Node {
         }
     }
 
-    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T> {
-        let (tx, rx) = flume::bounded(1);
-        self.send(make(tx))?;
-        self.recv(&rx)
+    /// A blocking call: the answer arrives in this thread's reply slot.
+    fn call<T: Reply>(&self, make: impl FnOnce(Replier<T>) -> Request) -> Result<T> {
+        let (pending, replier) = Pending::new();
+        self.send(make(replier))?;
+        pending.wait(self.inner.timeout)
     }
 
-    async fn call_async<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T> {
-        let (tx, rx) = flume::bounded(1);
-        self.send_async(make(tx)).await?;
+    async fn call_async<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Replier<T>) -> Request,
+    ) -> Result<T> {
+        let (rx, replier) = reply::channel();
+        self.send_async(make(replier)).await?;
         rx.recv_async().await.map_err(|_| Error::Stopped)
     }
 
@@ -321,8 +385,10 @@ impl Node {
 
     /// Proposes `data` for the log. Returns once raft has taken the proposal
     /// (appended on a leader, with the entry's id; forwarded by a follower)
-    /// or refused it ([`Error::ProposalDropped`]); that it commits shows in
-    /// a later `Ready`'s committed entries (see [`Proposed`]).
+    /// or refused it ([`Error::ProposalDropped`], at once where etcd's
+    /// `Propose` would block: on a node that knows no leader); that it
+    /// commits shows in a later `Ready`'s committed entries (see
+    /// [`Proposed`]).
     pub fn propose(&self, data: Bytes) -> Result<Proposed> {
         self.call(|r| Request::Propose(data, r))?
     }
@@ -374,8 +440,8 @@ impl Node {
     }
 
     /// Hands the loop a response of the local storage or apply thread (the
-    /// `responses` of a `MsgStorageAppend` or `MsgStorageApply` addressed to
-    /// this node), with asynchronous storage writes.
+    /// responses of an [`AppendWork`] or [`ApplyWork`] addressed to this
+    /// node), with asynchronous storage writes.
     pub fn step_local(&self, m: Message) -> Result<()> {
         self.send(Request::StepLocal(m))
     }
@@ -391,6 +457,12 @@ impl Node {
     pub fn apply_conf_change(&self, cc: impl Into<AnyConfChange>) -> Result<ConfState> {
         let cc = cc.into();
         self.call(|r| Request::ApplyConfChange(cc, None, r))?
+    }
+
+    /// Async [`Node::apply_conf_change`].
+    pub async fn apply_conf_change_async(&self, cc: impl Into<AnyConfChange>) -> Result<ConfState> {
+        let cc = cc.into();
+        self.call_async(|r| Request::ApplyConfChange(cc, None, r)).await?
     }
 
     /// Applies the configuration change committed at `index`. A change that
@@ -422,9 +494,19 @@ impl Node {
         self.send(Request::TransferLeader(transferee))
     }
 
+    /// Async [`Node::transfer_leadership`].
+    pub async fn transfer_leadership_async(&self, transferee: u64) -> Result<()> {
+        self.send_async(Request::TransferLeader(transferee)).await
+    }
+
     /// Makes a follower forget its leader (see [`RawNode::forget_leader`]).
     pub fn forget_leader(&self) -> Result<()> {
         self.call(Request::ForgetLeader)?
+    }
+
+    /// Async [`Node::forget_leader`].
+    pub async fn forget_leader_async(&self) -> Result<()> {
+        self.call_async(Request::ForgetLeader).await?
     }
 
     /// Requests a read index; the answer arrives as a `ReadState` carrying
@@ -455,16 +537,26 @@ impl Node {
         self.send(Request::ReportUnreachable(id))
     }
 
+    /// Async [`Node::report_unreachable`].
+    pub async fn report_unreachable_async(&self, id: u64) -> Result<()> {
+        self.send_async(Request::ReportUnreachable(id)).await
+    }
+
     /// Reports the outcome of sending a snapshot to `id`.
     pub fn report_snapshot(&self, id: u64, status: SnapshotStatus) -> Result<()> {
         self.send(Request::ReportSnapshot(id, status))
     }
 
+    /// Async [`Node::report_snapshot`].
+    pub async fn report_snapshot_async(&self, id: u64, status: SnapshotStatus) -> Result<()> {
+        self.send_async(Request::ReportSnapshot(id, status)).await
+    }
+
     // --- outputs --------------------------------------------------------
 
-    /// Waits for the next `Ready`. Dropping an unfinished
-    /// [`Node::ready_async`] loses nothing: the `Ready` waits for the next
-    /// call.
+    /// Waits for the next `Ready` (at most the request timeout, if one is
+    /// set). Dropping an unfinished [`Node::ready_async`] loses nothing: the
+    /// `Ready` waits for the next call.
     pub fn ready(&self) -> Result<Ready> {
         self.live()?;
         let rd = self.recv(&self.inner.readies)?;
@@ -515,15 +607,15 @@ impl Node {
         self.send_async(Request::Advance).await
     }
 
-    /// The `MsgStorageAppend` messages for the storage thread, in order
+    /// The `MsgStorageAppend`s for the storage thread, in order
     /// (asynchronous storage writes).
-    pub fn append_work(&self) -> WorkQueue<'_> {
+    pub fn append_work(&self) -> WorkQueue<'_, AppendWork> {
         WorkQueue { node: self, rx: &self.inner.append_work }
     }
 
-    /// The `MsgStorageApply` messages for the apply thread, in order
-    /// (asynchronous storage writes).
-    pub fn apply_work(&self) -> WorkQueue<'_> {
+    /// The `MsgStorageApply`s for the apply thread, in order (asynchronous
+    /// storage writes).
+    pub fn apply_work(&self) -> WorkQueue<'_, ApplyWork> {
         WorkQueue { node: self, rx: &self.inner.apply_work }
     }
 
@@ -537,6 +629,7 @@ impl Node {
             // The loop never blocks on its outputs, so the queue drains and
             // the request arrives.
             let _ = self.inner.requests.send(Request::Stop);
+            let _ = self.inner.doorbell.try_send(());
             let _ = handle.join();
         }
     }
@@ -547,150 +640,6 @@ impl Node {
     }
 }
 
-/// Storage messages handed out by the loop, for a storage or apply thread.
-#[derive(Debug)]
-pub struct WorkQueue<'a> {
-    node: &'a Node,
-    rx: &'a flume::Receiver<Message>,
-}
-
-impl WorkQueue<'_> {
-    /// Waits for the next message.
-    pub fn recv(&self) -> Result<Message> {
-        self.node.recv(self.rx)
-    }
-
-    /// Async [`WorkQueue::recv`].
-    pub async fn recv_async(&self) -> Result<Message> {
-        self.rx.recv_async().await.map_err(|_| Error::Stopped)
-    }
-
-    /// The next message, if one is waiting.
-    pub fn try_recv(&self) -> Result<Option<Message>> {
-        match self.rx.try_recv() {
-            Ok(m) => Ok(Some(m)),
-            Err(flume::TryRecvError::Empty) => Ok(None),
-            Err(flume::TryRecvError::Disconnected) => Err(Error::Stopped),
-        }
-    }
-}
-
 fn refuse_local(m: &Message) -> Result<()> {
     if is_local_msg(m.msg_type()) { Err(Error::StepLocalMsg) } else { Ok(()) }
-}
-
-/// The loop's state, owned by its thread.
-struct Loop<S: Storage> {
-    raw: RawNode<S>,
-    inbox: flume::Receiver<Request>,
-    ready_tx: flume::Sender<Ready>,
-    append_tx: flume::Sender<Message>,
-    apply_tx: flume::Sender<Message>,
-    async_storage_writes: bool,
-    /// A `Ready` was handed out and `advance` has not come (synchronous).
-    awaiting_advance: bool,
-}
-
-/// Requests taken from the queue before the loop offers a `Ready`, so that
-/// a burst of proposals lands in one `Ready`.
-const BATCH: usize = 256;
-
-impl<S: Storage> Loop<S> {
-    fn run(mut self) {
-        self.offer_ready();
-        while let Ok(req) = self.inbox.recv() {
-            if !self.handle(req) {
-                return;
-            }
-            for _ in 1..BATCH {
-                match self.inbox.try_recv() {
-                    Ok(req) => {
-                        if !self.handle(req) {
-                            return;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.offer_ready();
-        }
-    }
-
-    /// Handles one request; false to stop.
-    fn handle(&mut self, req: Request) -> bool {
-        let raw = &mut self.raw;
-        match req {
-            Request::Tick => raw.tick(),
-            Request::Campaign(r) => answer(r, raw.campaign()),
-            Request::Propose(data, r) => answer(r, raw.propose(data)),
-            Request::ProposeBatch(data, r) => answer(r, raw.propose_batch(data)),
-            Request::ProposeConfChange(cc, r) => answer(r, raw.propose_conf_change(cc)),
-            // The core logs what it refuses; a peer cannot stop the loop.
-            Request::Step(m) => {
-                let _ = raw.step(m);
-            }
-            Request::StepLocal(m) => {
-                let _ = raw.step_local(m);
-            }
-            Request::ApplyConfChange(cc, at, r) => {
-                let cs = match at {
-                    Some(index) => raw.apply_conf_change_at(index, &cc),
-                    None => raw.apply_conf_change(&cc),
-                };
-                answer(r, cs.map_err(Error::from));
-            }
-            Request::TransferLeader(id) => raw.transfer_leader(id),
-            Request::ForgetLeader(r) => answer(r, raw.forget_leader()),
-            Request::ReadIndex(ctx, r) => answer(r, raw.read_index(ctx)),
-            Request::Status(r) => answer(r, raw.status()),
-            Request::ReportUnreachable(id) => raw.report_unreachable(id),
-            Request::ReportSnapshot(id, st) => raw.report_snapshot(id, st),
-            Request::Advance => {
-                if self.awaiting_advance {
-                    self.awaiting_advance = false;
-                    raw.advance();
-                }
-            }
-            Request::Taken => {}
-            Request::Stop => return false,
-        }
-        true
-    }
-
-    /// Hands out the next `Ready` if there is one, the last was taken (and
-    /// acknowledged, in synchronous mode), and the storage queues have room.
-    fn offer_ready(&mut self) {
-        if self.awaiting_advance || !self.ready_tx.is_empty() || !self.raw.has_ready() {
-            return;
-        }
-        if self.async_storage_writes && (self.append_tx.is_full() || self.apply_tx.is_full()) {
-            return;
-        }
-        let mut rd = self.raw.ready();
-        if self.async_storage_writes {
-            let mut rest = Vec::with_capacity(rd.messages.len());
-            for m in rd.messages.drain(..) {
-                // Only this loop sends on the queues and it checked for room.
-                let _ = match m.to {
-                    LOCAL_APPEND_THREAD => self.append_tx.try_send(m),
-                    LOCAL_APPLY_THREAD => self.apply_tx.try_send(m),
-                    _ => {
-                        rest.push(m);
-                        Ok(())
-                    }
-                };
-            }
-            rd.messages = rest;
-        } else {
-            self.awaiting_advance = true;
-        }
-        // The channel is empty and only this loop fills it.
-        let _ = self.ready_tx.try_send(rd);
-    }
-}
-
-/// Sends a reply; a caller that gave up (timed out, or dropped its future)
-/// is no longer listening, which is fine.
-fn answer<T>(reply: Reply<T>, value: T) {
-    let _ = reply.try_send(value);
 }

@@ -1,0 +1,198 @@
+//! The loop that owns the [`RawNode`]: its state sits behind a mutex, and
+//! whoever holds the mutex runs the requests, in queue order.
+//!
+//! The node's thread holds it to run what callers queued. A blocking call
+//! made while the node is idle (the mutex free) does not queue: the calling
+//! thread takes the mutex, runs what is queued, then its own request, and
+//! offers the next `Ready`, so that a proposer in a tight loop (etcd's
+//! `BenchmarkOneNode`) wakes no thread and waits on none. Requests are taken
+//! from the queue only under the mutex, so calls run in the order they were
+//! made, as etcd's unbuffered channels keep them. An `_async` call always
+//! queues: raft's work (which may read storage) never runs on a runtime's
+//! worker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
+use super::Request;
+use super::work::{AppendWork, ApplyWork};
+use crate::error::Error;
+use crate::raftpb::MessageType;
+use crate::raw_node::{RawNode, Ready};
+use crate::storage::Storage;
+
+/// The loop's state.
+pub(super) struct Core<S: Storage> {
+    pub(super) raw: RawNode<S>,
+    pub(super) inbox: flume::Receiver<Request>,
+    pub(super) ready_tx: flume::Sender<Ready>,
+    pub(super) append_tx: flume::Sender<AppendWork>,
+    pub(super) apply_tx: flume::Sender<ApplyWork>,
+    pub(super) async_storage_writes: bool,
+    /// A `Ready` was handed out and `advance` has not come (synchronous).
+    pub(super) awaiting_advance: bool,
+    /// A `Stop` was run: nothing more is.
+    pub(super) stopped: bool,
+}
+
+/// What a [`Node`](super::Node) handle, which is not generic over the
+/// storage, needs of the loop.
+pub(super) trait Drive: Send + Sync {
+    /// Runs `req` on the calling thread, after everything queued, if no one
+    /// holds the loop; otherwise gives it back, to be queued.
+    fn try_inline(&self, req: Request) -> Option<Request>;
+}
+
+impl<S: Storage + Send> Drive for Mutex<Core<S>> {
+    fn try_inline(&self, req: Request) -> Option<Request> {
+        let mut core = match self.try_lock() {
+            Ok(core) => core,
+            Err(TryLockError::WouldBlock) => return Some(req),
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        core.run_queued();
+        if core.stopped {
+            return Some(req);
+        }
+        if !core.handle(req) {
+            core.stopped = true;
+        }
+        core.offer_ready();
+        None
+    }
+}
+
+fn lock<S: Storage>(core: &Mutex<Core<S>>) -> MutexGuard<'_, Core<S>> {
+    core.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Requests run before the loop offers a `Ready`, so that a burst of
+/// proposals lands in one `Ready`.
+const BATCH: usize = 256;
+
+/// The node's thread: runs what is queued whenever the doorbell rings,
+/// until a `Stop` or until every handle is gone (the doorbell disconnects);
+/// then drops what is still queued, which answers those callers with
+/// [`Error::Stopped`]. `exited` is set before that last drain, and a caller
+/// that queues a request after it sees `exited` and drains the queue itself
+/// (`Node::send`), so no request is left unanswered.
+pub(super) fn run<S: Storage>(
+    core: &Mutex<Core<S>>,
+    doorbell: &flume::Receiver<()>,
+    exited: &AtomicBool,
+) {
+    loop {
+        {
+            let mut core = lock(core);
+            core.run_queued();
+            if core.stopped {
+                break;
+            }
+            core.offer_ready();
+        }
+        if doorbell.recv().is_err() {
+            lock(core).run_queued();
+            break;
+        }
+    }
+    exited.store(true, Ordering::SeqCst);
+    let mut core = lock(core);
+    core.stopped = true;
+    core.inbox.drain().for_each(drop);
+    // Disconnect the outputs: whoever waits on them is told the node stopped.
+    core.ready_tx = flume::bounded(1).0;
+    core.append_tx = flume::bounded(1).0;
+    core.apply_tx = flume::bounded(1).0;
+}
+
+impl<S: Storage> Core<S> {
+    /// Runs every queued request (offering a `Ready` every [`BATCH`]),
+    /// until the queue is empty or a `Stop`.
+    fn run_queued(&mut self) {
+        let mut n = 0;
+        while !self.stopped {
+            let Ok(req) = self.inbox.try_recv() else { return };
+            if !self.handle(req) {
+                self.stopped = true;
+            }
+            n += 1;
+            if n % BATCH == 0 {
+                self.offer_ready();
+            }
+        }
+    }
+
+    /// Handles one request; false to stop.
+    fn handle(&mut self, req: Request) -> bool {
+        let raw = &mut self.raw;
+        match req {
+            Request::Tick => raw.tick(),
+            Request::Campaign(r) => r.send(raw.campaign()),
+            Request::Propose(data, r) => r.send(raw.propose(data)),
+            Request::ProposeBatch(data, r) => r.send(raw.propose_batch(data)),
+            Request::ProposeConfChange(cc, r) => r.send(raw.propose_conf_change(cc)),
+            // The core logs what it refuses; a peer cannot stop the loop.
+            Request::Step(m) => {
+                let _ = raw.step(m);
+            }
+            Request::StepLocal(m) => {
+                let _ = raw.step_local(m);
+            }
+            Request::ApplyConfChange(cc, at, r) => {
+                let cs = match at {
+                    Some(index) => raw.apply_conf_change_at(index, &cc),
+                    None => raw.apply_conf_change(&cc),
+                };
+                r.send(cs.map_err(Error::from));
+            }
+            Request::TransferLeader(id) => raw.transfer_leader(id),
+            Request::ForgetLeader(r) => r.send(raw.forget_leader()),
+            Request::ReadIndex(ctx, r) => r.send(raw.read_index(ctx)),
+            Request::Status(r) => r.send(raw.status()),
+            Request::ReportUnreachable(id) => raw.report_unreachable(id),
+            Request::ReportSnapshot(id, st) => raw.report_snapshot(id, st),
+            Request::Advance => {
+                if self.awaiting_advance {
+                    self.awaiting_advance = false;
+                    raw.advance();
+                }
+            }
+            Request::Taken => {}
+            Request::Stop => return false,
+        }
+        true
+    }
+
+    /// Hands out the next `Ready` if there is one, the last was taken (and
+    /// acknowledged, in synchronous mode), and the storage queues have room.
+    fn offer_ready(&mut self) {
+        if self.awaiting_advance || !self.ready_tx.is_empty() || !self.raw.has_ready() {
+            return;
+        }
+        if self.async_storage_writes && (self.append_tx.is_full() || self.apply_tx.is_full()) {
+            return;
+        }
+        let mut rd = self.raw.ready();
+        if self.async_storage_writes {
+            let mut rest = Vec::with_capacity(rd.messages.len());
+            for m in rd.messages.drain(..) {
+                // Only the loop's holder sends on the queues, and it checked
+                // for room (a Ready holds at most one message for each).
+                match m.msg_type() {
+                    MessageType::MsgStorageAppend => {
+                        let _ = self.append_tx.try_send(AppendWork::new(m));
+                    }
+                    MessageType::MsgStorageApply => {
+                        let _ = self.apply_tx.try_send(ApplyWork::new(m));
+                    }
+                    _ => rest.push(m),
+                }
+            }
+            rd.messages = rest;
+        } else {
+            self.awaiting_advance = true;
+        }
+        // The channel is empty and only the loop's holder fills it.
+        let _ = self.ready_tx.try_send(rd);
+    }
+}
