@@ -389,7 +389,6 @@ fn ready_loop(sh: &Shared) {
         let mut rd = match sh.node.ready() {
             Ok(rd) => rd,
             Err(keel::Error::Stopped) => return,
-            Err(keel::Error::Timeout) => continue,
             Err(e) => {
                 tracing::error!("raft loop failed: {e}");
                 sh.request_stop(StopReason::Fatal);

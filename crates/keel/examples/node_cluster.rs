@@ -49,7 +49,7 @@ impl Member {
         config.election_tick = 10;
         config.heartbeat_tick = 1;
         let storage = MemoryStorage::new();
-        // Blocking calls give up after a while, so the threads see `stop`.
+        // A call the loop cannot take in time fails instead of hanging.
         let opts = NodeOptions {
             request_timeout: Some(Duration::from_millis(50)),
             ..NodeOptions::default()
@@ -117,11 +117,8 @@ fn drive(
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let rd = match node.ready() {
-            Ok(rd) => rd,
-            Err(keel::Error::Timeout) => continue,
-            Err(_) => return,
-        };
+        // `ready` waits until there is one, or the node stops.
+        let Ok(rd) = node.ready() else { return };
         if let Some(snap) = &rd.snapshot
             && storage.apply_snapshot(snap.clone()).is_err()
         {

@@ -202,10 +202,15 @@ fn dropping_the_last_handle_with_a_full_queue_does_not_hang() {
     let options = NodeOptions { queue_capacity: 2, ..options() };
     let node =
         Node::start_with(&Config::new(1), MemoryStorage::new(), &peers(&[1]), options).unwrap();
-    // Fill the queue with fire-and-forget requests, then drop the handle.
-    for _ in 0..2 {
-        let _ = node.tick();
-    }
+    // Fill the queue with fire-and-forget requests (async ones: a blocking
+    // call made while the loop is idle runs inline instead of queueing),
+    // then drop the handle.
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        for _ in 0..2 {
+            let _ = node.tick_async().await;
+        }
+    });
     drop(node); // joins the loop thread; the test would hang otherwise
 }
 

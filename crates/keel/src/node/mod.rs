@@ -14,7 +14,7 @@
 //! call is always queued, so raft's work never runs on a runtime's worker
 //! (from async code, use the `_async` forms).
 //! Blocking calls give up after [`NodeOptions::request_timeout`]; waiting
-//! for work ([`WorkQueue::recv`]) does not.
+//! for output ([`Node::ready`], [`WorkQueue::recv`]) does not.
 //!
 //! # The application's loop
 //!
@@ -335,16 +335,6 @@ impl Node {
         Ok(())
     }
 
-    fn recv<T>(&self, rx: &flume::Receiver<T>) -> Result<T> {
-        match self.inner.timeout {
-            None => rx.recv().map_err(|_| Error::Stopped),
-            Some(t) => rx.recv_timeout(t).map_err(|e| match e {
-                flume::RecvTimeoutError::Timeout => Error::Timeout,
-                flume::RecvTimeoutError::Disconnected => Error::Stopped,
-            }),
-        }
-    }
-
     /// A blocking call: the answer arrives in this thread's reply slot.
     fn call<T: Reply>(&self, make: impl FnOnce(Replier<T>) -> Request) -> Result<T> {
         let (pending, replier) = Pending::new();
@@ -554,12 +544,14 @@ impl Node {
 
     // --- outputs --------------------------------------------------------
 
-    /// Waits for the next `Ready` (at most the request timeout, if one is
-    /// set). Dropping an unfinished [`Node::ready_async`] loses nothing: the
-    /// `Ready` waits for the next call.
+    /// Waits for the next `Ready`, for as long as it takes ([`Error::Stopped`]
+    /// once the node stops): an idle node is not a failed request, so the
+    /// request timeout does not apply, as with [`WorkQueue::recv`]. Dropping
+    /// an unfinished [`Node::ready_async`] loses nothing: the `Ready` waits
+    /// for the next call.
     pub fn ready(&self) -> Result<Ready> {
         self.live()?;
-        let rd = self.recv(&self.inner.readies)?;
+        let rd = self.inner.readies.recv().map_err(|_| Error::Stopped)?;
         self.taken()?;
         Ok(rd)
     }
