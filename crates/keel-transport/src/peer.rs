@@ -139,7 +139,7 @@ impl Writer {
                     if buf.len() >= batch_max {
                         break;
                     }
-                    put_frame(&mut buf, msg);
+                    put_frame(&mut buf, msg, size - 4);
                     used += 1;
                     bytes += size;
                 }
