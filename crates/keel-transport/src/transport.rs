@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use keel::raftpb::{Message, MessageType};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::config::{Config, Limits};
 use crate::error::StartError;
@@ -156,7 +157,8 @@ impl Transport {
             };
             if msg.msg_type == MessageType::MsgSnap as i32 {
                 let task = crate::snapshot::send(Arc::clone(&self.shared), to, peer.addr, msg);
-                self.shared.runtime.spawn(task);
+                let span = tracing::info_span!("snapshot_send", peer = to, addr = %peer.addr);
+                self.shared.runtime.spawn(task.instrument(span));
             } else if !peer.offer(msg, &self.shared.limits) {
                 bump(&peer.counters.msgs_dropped, 1);
                 tracing::debug!(peer = to, "peer queue full; dropped a message");
