@@ -39,7 +39,8 @@ pub struct Limits {
     pub snapshot_chunk_bytes: u32,
     /// Snapshot bytes assembled in memory before spilling to a temp file.
     pub snapshot_spill_bytes: usize,
-    /// Incoming messages buffered for the raft loop before readers wait.
+    /// Incoming messages queued for the raft loop; beyond it, new ones are
+    /// dropped and counted (reports are never dropped).
     pub incoming_capacity: usize,
     /// Time a connection has to complete its handshake (both sides).
     pub handshake_timeout: Duration,

@@ -68,7 +68,7 @@ pub(crate) async fn dial(
         Ok(Err(WireError::Refused(v))) => {
             tracing::error!(peer = to, %addr, reason = %v, "peer refused our handshake");
             if v == Verdict::RemovedSender {
-                shared.report(crate::transport::Event::Removed { by: to });
+                shared.inbox.report_removed(to);
             }
             Err(WireError::Refused(v))
         }

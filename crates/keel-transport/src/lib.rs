@@ -7,8 +7,10 @@
 //! flushed once, TCP_NODELAY, order kept). Snapshots use a connection of
 //! their own, chunked and checksummed. Every connection starts with a
 //! handshake (protocol version, cluster id, sender, expected receiver).
-//! Events for the raft loop (`report_unreachable`, `report_snapshot`) and
-//! incoming messages arrive on one [`Events`] receiver.
+//! Incoming messages and reports for the raft loop (`report_unreachable`,
+//! `report_snapshot`) arrive on one [`Events`] receiver, one at a time or in
+//! batches. Messages wait in a bounded queue and are dropped (counted) when
+//! the loop falls behind; reports are coalesced per peer and never dropped.
 //!
 //! # Layout
 //! - [`config`] — [`Config`] and [`Limits`], every bound in one place.
@@ -19,7 +21,9 @@
 //! - `snapshot` — snapshot sender and bounded-memory receiver.
 //! - [`tls`] — mutual TLS from PEM files.
 //! - [`stats`] — per-peer counters.
-//! - `transport` — the [`Transport`] handle and [`Event`]s.
+//! - `events` — [`Events`]: incoming messages (bounded, droppable) and
+//!   reports (coalesced, never dropped) for the raft loop.
+//! - `transport` — the [`Transport`] handle.
 //!
 //! # Example
 //! ```
@@ -41,6 +45,7 @@
 pub mod config;
 mod conn;
 pub mod error;
+mod events;
 mod listener;
 mod peer;
 mod snapshot;
@@ -51,7 +56,8 @@ mod wire;
 
 pub use config::{Config, Limits};
 pub use error::{StartError, WireError};
+pub use events::{Event, Events, SnapshotStatus};
 pub use stats::{PeerStats, Stats};
 pub use tls::TlsConfig;
-pub use transport::{Event, Events, SnapshotStatus, Transport};
+pub use transport::Transport;
 pub use wire::{PROTOCOL_VERSION, Verdict};

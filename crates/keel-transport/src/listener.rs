@@ -59,13 +59,16 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
 async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), WireError> {
     let counters = shared.stats.peer(hello.from);
     let mut frames = FrameReader::new(conn, shared.limits.frame_bytes_max, READ_BUFFER_BYTES);
-    while let Some((msg, frame_bytes)) = frames.next().await? {
+    let mut batch = Vec::new();
+    // One batch per socket read: checked, counted and queued for raft under
+    // one lock, so that a small message costs no synchronisation of its own.
+    while let Some(frame_bytes) = frames.next_batch(&mut batch).await? {
         if shared.was_removed(hello.from) {
             // Closed, so that the member dials again and hears the verdict.
             tracing::info!(peer = hello.from, "closing the stream of a removed member");
             return Ok(());
         }
-        if msg.from != hello.from || msg.to != shared.local_id {
+        if let Some(msg) = batch.iter().find(|m| m.from != hello.from || m.to != shared.local_id) {
             let (from, to) = (msg.from, msg.to);
             return Err(WireError::Misaddressed {
                 from,
@@ -74,10 +77,16 @@ async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), Wi
                 local: shared.local_id,
             });
         }
-        bump(&counters.msgs_received, 1);
-        bump(&counters.bytes_received, frame_bytes as u64);
-        if !shared.deliver(msg).await {
-            return Ok(());
+        match shared.inbox.push_messages(&mut batch, frame_bytes, &counters) {
+            None => return Ok(()),
+            Some(0) => {}
+            Some(dropped) => {
+                tracing::debug!(
+                    peer = hello.from,
+                    dropped,
+                    "raft's inbox is full; dropped messages"
+                )
+            }
         }
     }
     Ok(())

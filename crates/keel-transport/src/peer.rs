@@ -3,16 +3,16 @@
 //! with exponential backoff and jitter. Each peer has its own task, so a
 //! peer that is down never slows the others.
 
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use keel::raftpb::Message;
 use prost::Message as _;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::conn::{Conn, dial};
@@ -21,24 +21,39 @@ use crate::stats::{Counters, bump};
 use crate::transport::Shared;
 use crate::wire::{ConnKind, put_frame};
 
-/// Messages and bytes waiting for one peer; checked on enqueue, released on dequeue.
+/// A message and its frame's size (length prefix included).
+type Queued = (Message, usize);
+
+/// One peer's queue, shared by `send` and the writer task. `msgs` and
+/// `bytes` count what is queued plus what the writer took but has not yet
+/// framed, so the bounds cover both.
 #[derive(Default)]
-pub(crate) struct Gauge {
-    msgs: AtomicUsize,
-    bytes: AtomicUsize,
+struct Outbox {
+    queue: VecDeque<Queued>,
+    msgs: usize,
+    bytes: usize,
+    /// The writer, if it waits for messages.
+    waker: Option<Waker>,
+    closed: bool,
+}
+
+type SharedOutbox = Arc<Mutex<Outbox>>;
+
+fn lock(outbox: &Mutex<Outbox>) -> MutexGuard<'_, Outbox> {
+    outbox.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The sending half of a peer's queue.
 pub(crate) struct PeerQueue {
     pub(crate) addr: SocketAddr,
-    tx: mpsc::UnboundedSender<(Message, usize)>,
-    gauge: Arc<Gauge>,
+    outbox: SharedOutbox,
     pub(crate) counters: Arc<Counters>,
     task: tokio::task::AbortHandle,
 }
 
 impl Drop for PeerQueue {
     fn drop(&mut self) {
+        lock(&self.outbox).closed = true;
         self.task.abort();
     }
 }
@@ -46,50 +61,72 @@ impl Drop for PeerQueue {
 impl PeerQueue {
     /// Starts the writer task for peer `id`.
     pub(crate) fn start(shared: &Arc<Shared>, id: u64, addr: SocketAddr) -> PeerQueue {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let gauge = Arc::new(Gauge::default());
+        let outbox = SharedOutbox::default();
         let counters = shared.stats.peer(id);
         let writer = Writer {
             shared: Arc::clone(shared),
             id,
             addr,
-            rx,
-            taken: Vec::with_capacity(RECV_MANY),
-            gauge: Arc::clone(&gauge),
+            outbox: Arc::clone(&outbox),
+            taken: VecDeque::new(),
         };
         let span = tracing::info_span!("peer_stream", peer = id, %addr);
         let task = shared.runtime.spawn(writer.run().instrument(span)).abort_handle();
-        PeerQueue { addr, tx, gauge, counters, task }
+        PeerQueue { addr, outbox, counters, task }
     }
 
     /// Queues `msg` without waiting; `false` if it was dropped (queue full).
     pub(crate) fn offer(&self, msg: Message, limits: &crate::Limits) -> bool {
         let size = msg.encoded_len() + 4;
-        let msgs = self.gauge.msgs.fetch_add(1, Ordering::AcqRel) + 1;
-        let bytes = self.gauge.bytes.fetch_add(size, Ordering::AcqRel) + size;
-        let fits = msgs <= limits.queue_msgs_max
-            && bytes <= limits.queue_bytes_max
-            && size <= limits.frame_bytes_max as usize;
-        if fits && self.tx.send((msg, size)).is_ok() {
-            return true;
+        if size > limits.frame_bytes_max as usize {
+            return false;
         }
-        self.gauge.msgs.fetch_sub(1, Ordering::AcqRel);
-        self.gauge.bytes.fetch_sub(size, Ordering::AcqRel);
-        false
+        let mut outbox = lock(&self.outbox);
+        if outbox.msgs >= limits.queue_msgs_max || outbox.bytes + size > limits.queue_bytes_max {
+            return false;
+        }
+        outbox.msgs += 1;
+        outbox.bytes += size;
+        outbox.queue.push_back((msg, size));
+        // Only a writer that waits is woken: one wake-up per batch, not per message.
+        let waker = outbox.waker.take();
+        drop(outbox);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
     }
 }
 
-/// Messages taken from a peer's queue per channel operation.
-const RECV_MANY: usize = 256;
+/// Moves every queued message to `taken` (which the writer keeps empty
+/// between batches, so this is a swap); registers the writer's waker if there
+/// is none. `Ready(false)` once the queue is closed.
+fn poll_take(outbox: &Mutex<Outbox>, cx: &Context<'_>, taken: &mut VecDeque<Queued>) -> Poll<bool> {
+    let mut outbox = lock(outbox);
+    if !outbox.queue.is_empty() {
+        if taken.is_empty() {
+            std::mem::swap(taken, &mut outbox.queue);
+        } else {
+            taken.append(&mut outbox.queue);
+        }
+        return Poll::Ready(true);
+    }
+    if outbox.closed {
+        return Poll::Ready(false);
+    }
+    if !outbox.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        outbox.waker = Some(cx.waker().clone());
+    }
+    Poll::Pending
+}
 
 struct Writer {
     shared: Arc<Shared>,
     id: u64,
     addr: SocketAddr,
-    rx: mpsc::UnboundedReceiver<(Message, usize)>,
-    /// Taken from `rx`, not yet written (kept across reconnects).
-    taken: Vec<(Message, usize)>,
-    gauge: Arc<Gauge>,
+    outbox: SharedOutbox,
+    /// Taken from the queue, not yet framed (kept across reconnects).
+    taken: VecDeque<Queued>,
 }
 
 impl Writer {
@@ -120,38 +157,43 @@ impl Writer {
         }
     }
 
+    /// Takes every queued message (one lock, however many); `false` once the
+    /// queue is closed.
+    async fn take(&mut self) -> bool {
+        std::future::poll_fn(|cx| poll_take(&self.outbox, cx, &mut self.taken)).await
+    }
+
+    /// Frames taken messages into `buf` up to `batch_max` bytes, releasing
+    /// them from the queue's bounds; how many messages and frame bytes.
+    fn frame(&mut self, buf: &mut Vec<u8>, batch_max: usize) -> (usize, usize) {
+        let (mut n, mut bytes) = (0, 0);
+        for (msg, size) in &self.taken {
+            if buf.len() >= batch_max {
+                break;
+            }
+            put_frame(buf, msg, size - 4);
+            n += 1;
+            bytes += size;
+        }
+        self.taken.drain(..n);
+        let mut outbox = lock(&self.outbox);
+        outbox.msgs -= n;
+        outbox.bytes -= bytes;
+        (n, bytes)
+    }
+
     /// Writes batches until the queue closes (`Ok`) or the connection fails.
     async fn pump(&mut self, mut conn: Conn, counters: &Counters) -> Result<(), WireError> {
         let batch_max = self.shared.limits.batch_bytes_max;
         let mut buf = Vec::with_capacity(batch_max.min(1 << 20));
         loop {
-            // One wake-up takes every queued message (up to RECV_MANY), instead
-            // of one channel operation each; what does not fit the batch waits
-            // in `taken` for the next one.
-            if self.taken.is_empty() && self.rx.recv_many(&mut self.taken, RECV_MANY).await == 0 {
+            // One wake-up takes every queued message; what does not fit the
+            // batch waits in `taken` for the next one.
+            if self.taken.is_empty() && !self.take().await {
                 return Ok(());
             }
             buf.clear();
-            let (mut n, mut bytes) = (0usize, 0usize);
-            loop {
-                let mut used = 0;
-                for (msg, size) in &self.taken {
-                    if buf.len() >= batch_max {
-                        break;
-                    }
-                    put_frame(&mut buf, msg);
-                    used += 1;
-                    bytes += size;
-                }
-                n += used;
-                self.taken.drain(..used);
-                if !self.taken.is_empty() || buf.len() >= batch_max || self.rx.is_empty() {
-                    break;
-                }
-                self.rx.recv_many(&mut self.taken, RECV_MANY).await;
-            }
-            self.gauge.msgs.fetch_sub(n, Ordering::AcqRel);
-            self.gauge.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            let (n, bytes) = self.frame(&mut buf, batch_max);
             let written = async {
                 conn.write_all(&buf).await?;
                 conn.flush().await

@@ -14,12 +14,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use keel::raftpb::{Message, MessageType};
+use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::conn::{Conn, dial};
 use crate::error::WireError;
+use crate::events::SnapshotStatus;
 use crate::stats::bump;
-use crate::transport::{Event, Shared, SnapshotStatus};
+use crate::transport::Shared;
 use crate::wire::{ConnKind, Hello, put_frame, read_exact, read_frame};
 
 /// Sends one `MsgSnap` to `to` and reports the outcome as an event.
@@ -39,7 +41,7 @@ pub(crate) async fn send(shared: Arc<Shared>, to: u64, addr: SocketAddr, msg: Me
             SnapshotStatus::Failed
         }
     };
-    shared.report(Event::SnapshotStatus { to, status });
+    shared.inbox.report_snapshot(to, status);
 }
 
 async fn send_inner(
@@ -51,7 +53,7 @@ async fn send_inner(
     let data = msg.snapshot.as_mut().map(|s| std::mem::take(&mut s.data)).unwrap_or_default();
     let mut conn = dial(shared, to, addr, ConnKind::Snapshot).await?;
     let mut head = Vec::new();
-    put_frame(&mut head, &msg);
+    put_frame(&mut head, &msg, msg.encoded_len());
     head.extend_from_slice(&(data.len() as u64).to_be_bytes());
     conn.write_all(&head).await?;
     let chunk_bytes = shared.limits.snapshot_chunk_bytes as usize;
@@ -150,7 +152,7 @@ pub(crate) async fn receive(
         bump(&counters.snapshots_spilled, 1);
     }
     tracing::info!(peer = hello.from, bytes = total, spilled, "snapshot received and verified");
-    if !shared.deliver(msg).await {
+    if !shared.inbox.push_snapshot(msg) {
         return Ok(());
     }
     conn.write_u8(0).await?;

@@ -17,6 +17,9 @@ pub struct PeerStats {
     pub msgs_received: u64,
     /// Frame bytes received from the peer.
     pub bytes_received: u64,
+    /// Messages received from the peer but dropped because the raft loop's
+    /// queue (`Limits::incoming_capacity`) was full.
+    pub msgs_received_dropped: u64,
     /// Messages dropped (queue full, peer unknown, or lost with a broken connection).
     pub msgs_dropped: u64,
     /// Stream connections established after the first.
@@ -48,6 +51,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) msgs_received: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
+    pub(crate) msgs_received_dropped: AtomicU64,
     pub(crate) msgs_dropped: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) snapshots_sent: AtomicU64,
@@ -61,7 +65,7 @@ pub(crate) fn bump(counter: &AtomicU64, by: u64) {
 }
 
 impl Counters {
-    fn read(&self, id: u64) -> PeerStats {
+    pub(crate) fn read(&self, id: u64) -> PeerStats {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         PeerStats {
             id,
@@ -69,6 +73,7 @@ impl Counters {
             bytes_sent: r(&self.bytes_sent),
             msgs_received: r(&self.msgs_received),
             bytes_received: r(&self.bytes_received),
+            msgs_received_dropped: r(&self.msgs_received_dropped),
             msgs_dropped: r(&self.msgs_dropped),
             reconnects: r(&self.reconnects),
             snapshots_sent: r(&self.snapshots_sent),

@@ -6,67 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use keel::raftpb::{Message, MessageType};
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::config::{Config, Limits};
 use crate::error::StartError;
+use crate::events::{Events, Inbox};
 use crate::peer::PeerQueue;
 use crate::stats::{Registry, Stats, bump};
 use crate::tls::TlsConfig;
-
-/// What the transport hands back to the raft loop.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// A message from a peer, to `step` into raft.
-    Message(Message),
-    /// A peer could not be reached (give to `report_unreachable`).
-    Unreachable(u64),
-    /// A peer refused this member because the cluster removed it: the
-    /// member should stop (the removal is committed, but a removed follower
-    /// may never hear of it through raft, since the leader stops sending).
-    Removed {
-        /// The peer that refused.
-        by: u64,
-    },
-    /// A snapshot transfer ended (give to `report_snapshot`).
-    SnapshotStatus {
-        /// The peer the snapshot was for.
-        to: u64,
-        /// How it ended.
-        status: SnapshotStatus,
-    },
-}
-
-/// The outcome of a snapshot transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SnapshotStatus {
-    /// The peer verified and accepted the snapshot.
-    Finished,
-    /// The transfer failed.
-    Failed,
-}
-
-/// The receiving end of a transport's [`Event`]s; async or blocking.
-pub struct Events {
-    rx: mpsc::Receiver<Event>,
-}
-
-impl Events {
-    /// The next event; `None` once the transport is gone.
-    pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
-    }
-
-    /// The next event, blocking the thread (never call from async code).
-    pub fn blocking_recv(&mut self) -> Option<Event> {
-        self.rx.blocking_recv()
-    }
-
-    /// An event if one is ready.
-    pub fn try_recv(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-}
 
 /// State shared by the handle and its tasks.
 pub(crate) struct Shared {
@@ -79,7 +27,7 @@ pub(crate) struct Shared {
     pub(crate) closed: watch::Sender<bool>,
     peers: Mutex<BTreeMap<u64, PeerQueue>>,
     removed: Mutex<std::collections::BTreeSet<u64>>,
-    events: mpsc::Sender<Event>,
+    pub(crate) inbox: Arc<Inbox>,
 }
 
 impl Shared {
@@ -99,20 +47,8 @@ impl Shared {
         self.removed().contains(&id)
     }
 
-    /// Reports without waiting; a full event queue drops the report, which
-    /// raft tolerates (it probes again).
-    pub(crate) fn report(&self, event: Event) {
-        let _ = self.events.try_send(event);
-    }
-
     pub(crate) fn report_unreachable(&self, id: u64) {
-        self.report(Event::Unreachable(id));
-    }
-
-    /// Hands an incoming message to raft, waiting for room (back-pressure on
-    /// the peer's connection); `false` once the transport is gone.
-    pub(crate) async fn deliver(&self, msg: Message) -> bool {
-        self.events.send(Event::Message(msg)).await.is_ok()
+        self.inbox.report_unreachable(id);
     }
 }
 
@@ -156,7 +92,7 @@ impl Transport {
         let local_addr = std_listener.local_addr().map_err(listen)?;
         let _guard = handle.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(listen)?;
-        let (events_tx, events_rx) = mpsc::channel(config.limits.incoming_capacity);
+        let inbox = Inbox::new(config.limits.incoming_capacity);
         let shared = Arc::new(Shared {
             local_id: config.local_id,
             cluster_id: config.cluster_id,
@@ -167,7 +103,7 @@ impl Transport {
             closed: watch::channel(false).0,
             peers: Mutex::new(BTreeMap::new()),
             removed: Mutex::new(std::collections::BTreeSet::new()),
-            events: events_tx,
+            inbox: Arc::clone(&inbox),
         });
         let accept_task = handle.spawn(crate::listener::accept_loop(Arc::clone(&shared), listener));
         let transport =
@@ -176,7 +112,7 @@ impl Transport {
             transport.add_peer(id, addr);
         }
         tracing::info!(id = config.local_id, %local_addr, "transport listening");
-        Ok((transport, Events { rx: events_rx }))
+        Ok((transport, Events::new(inbox)))
     }
 
     /// The address peers connect to (the OS-chosen port when the config said 0).
@@ -199,7 +135,7 @@ impl Transport {
 
     /// Removes a peer: its queue is dropped and its connections are refused
     /// from now on, with a verdict that tells it it was removed (it reports
-    /// [`Event::Removed`]).
+    /// [`Event::Removed`](crate::Event::Removed)).
     pub fn remove_peer(&self, id: u64) {
         self.shared.peers().remove(&id);
         self.shared.removed().insert(id);
@@ -221,7 +157,8 @@ impl Transport {
             };
             if msg.msg_type == MessageType::MsgSnap as i32 {
                 let task = crate::snapshot::send(Arc::clone(&self.shared), to, peer.addr, msg);
-                self.shared.runtime.spawn(task);
+                let span = tracing::info_span!("snapshot_send", peer = to, addr = %peer.addr);
+                self.shared.runtime.spawn(task.instrument(span));
             } else if !peer.offer(msg, &self.shared.limits) {
                 bump(&peer.counters.msgs_dropped, 1);
                 tracing::debug!(peer = to, "peer queue full; dropped a message");
@@ -241,6 +178,7 @@ impl Drop for Transport {
         self.accept_task.abort();
         self.shared.peers().clear();
         let _ = self.shared.closed.send(true);
+        self.shared.inbox.close();
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }

@@ -115,9 +115,10 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// Appends one frame (length prefix and encoded message) to `buf`.
-pub(crate) fn put_frame(buf: &mut Vec<u8>, msg: &Message) {
-    let len = msg.encoded_len();
+/// Appends one frame (length prefix and encoded message) to `buf`; `len` is
+/// `msg.encoded_len()`, which the caller has already computed.
+pub(crate) fn put_frame(buf: &mut Vec<u8>, msg: &Message, len: usize) {
+    debug_assert_eq!(len, msg.encoded_len());
     // A message's encoded length fits u32: senders check frame_bytes_max first.
     buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
     msg.encode_raw(buf);
@@ -165,22 +166,32 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader { reader, buf: BytesMut::with_capacity(chunk), max, chunk }
     }
 
-    /// The next message and its frame's size; `Ok(None)` on a clean close
-    /// between frames.
-    pub(crate) async fn next(&mut self) -> Result<Option<(Message, usize)>, WireError> {
+    /// Appends the message of every whole frame in the buffer to `out`,
+    /// reading the socket first if there is none; returns the frames' total
+    /// size, or `Ok(None)` on a clean close between frames. A bad frame fails
+    /// the whole call: the connection is dropped anyway.
+    pub(crate) async fn next_batch(
+        &mut self,
+        out: &mut Vec<Message>,
+    ) -> Result<Option<usize>, WireError> {
         loop {
-            if let Some(len) = self.buffered_frame()? {
+            let mut bytes = 0;
+            while let Some(len) = self.buffered_frame()? {
                 let mut frame = self.buf.split_to(4 + len);
-                let msg = if len >= self.chunk {
+                out.push(if len >= self.chunk {
                     // A large frame lends its payloads to the message instead of
                     // copying them: it pins at most its own allocation, about its
                     // own size.
                     Message::decode(frame.split_off(4).freeze())?
                 } else {
-                    // Small ones are copied out, so the buffer is reused.
+                    // Small ones are copied out, so that a message kept for long
+                    // (an entry in raft's log) never pins a whole read buffer.
                     Message::decode(&frame[4..])?
-                };
-                return Ok(Some((msg, 4 + len)));
+                });
+                bytes += 4 + len;
+            }
+            if bytes > 0 {
+                return Ok(Some(bytes));
             }
             if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
                 self.buf.reserve(self.chunk);
@@ -252,7 +263,8 @@ mod tests {
     async fn truncated_frames_and_garbage_are_typed_errors() {
         let mut buf = Vec::new();
         let mut frame = Vec::new();
-        put_frame(&mut frame, &Message { to: 1, from: 2, ..Default::default() });
+        let msg = Message { to: 1, from: 2, ..Default::default() };
+        put_frame(&mut frame, &msg, msg.encoded_len());
         let cut = &frame[..frame.len() - 1];
         assert!(matches!(
             read_frame(&mut &cut[..], 1024, &mut buf).await,
@@ -303,15 +315,17 @@ mod tests {
             .collect();
         let mut stream = Vec::new();
         for m in &msgs {
-            put_frame(&mut stream, m);
+            put_frame(&mut stream, m, m.encoded_len());
         }
         // Chunk 1 KiB: the 3000-byte frames take the lending path.
         for step in [1, 7, 100, 4096, usize::MAX] {
             let mut r = FrameReader::new(Trickle { bytes: &stream, step }, 1 << 20, 1024);
             let mut got = Vec::new();
-            while let Some((m, size)) = r.next().await.expect("well-formed stream") {
-                assert_eq!(size, m.encoded_len() + 4);
-                got.push(m);
+            let mut batch = Vec::new();
+            while let Some(size) = r.next_batch(&mut batch).await.expect("well-formed stream") {
+                assert!(!batch.is_empty());
+                assert_eq!(size, batch.iter().map(|m| m.encoded_len() + 4).sum::<usize>());
+                got.append(&mut batch);
             }
             assert_eq!(got, msgs, "read {step} bytes at a time");
         }
@@ -321,16 +335,21 @@ mod tests {
     async fn frame_reader_refuses_bad_input_with_typed_errors() {
         let huge = [0xffu8, 0xff, 0xff, 0xff];
         let mut r = FrameReader::new(&huge[..], 1 << 20, 1024);
-        assert!(matches!(r.next().await, Err(WireError::FrameTooLarge { .. })));
+        let mut out = Vec::new();
+        assert!(matches!(r.next_batch(&mut out).await, Err(WireError::FrameTooLarge { .. })));
         assert!(r.buf.capacity() < 4096, "no allocation from the bad length");
 
         let mut frame = Vec::new();
-        put_frame(&mut frame, &Message { to: 1, from: 2, ..Default::default() });
+        let msg = Message { to: 1, from: 2, ..Default::default() };
+        put_frame(&mut frame, &msg, msg.encoded_len());
         let cut = &frame[..frame.len() - 1];
-        assert!(matches!(FrameReader::new(cut, 1024, 64).next().await, Err(WireError::Truncated)));
+        let mut r = FrameReader::new(cut, 1024, 64);
+        assert!(matches!(r.next_batch(&mut out).await, Err(WireError::Truncated)));
         let garbage = [0u8, 0, 0, 3, 0xff, 0xff, 0xff];
         let mut r = FrameReader::new(&garbage[..], 1024, 64);
-        assert!(matches!(r.next().await, Err(WireError::Decode(_))));
-        assert!(matches!(FrameReader::new(&[][..], 1024, 64).next().await, Ok(None)));
+        assert!(matches!(r.next_batch(&mut out).await, Err(WireError::Decode(_))));
+        let mut r = FrameReader::new(&[][..], 1024, 64);
+        assert!(matches!(r.next_batch(&mut out).await, Ok(None)));
+        assert!(out.is_empty());
     }
 }

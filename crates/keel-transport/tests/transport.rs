@@ -202,7 +202,14 @@ async fn handshake_mismatches_are_refused() {
     wait_for(&mut oc_events, |e| *e == Event::Unreachable(2)).await;
     wait_for(&mut wr_events, |e| *e == Event::Unreachable(4)).await;
     wait_for(&mut st_events, |e| *e == Event::Unreachable(2)).await;
-    eventually(&b, |s| s.handshakes_refused >= 3).await;
+    // Another protocol version, as a raw client writes it: the verdict says so.
+    let mut raw = TcpStream::connect(b.local_addr()).await.expect("connect");
+    let mut bytes = hello(0, CLUSTER, 1, 2);
+    bytes[4] = 9;
+    raw.write_all(&bytes).await.expect("write");
+    let verdict = timeout(WAIT, raw.read_u8()).await.expect("verdict in time").expect("verdict");
+    assert_eq!(verdict, keel_transport::Verdict::WrongVersion as u8);
+    eventually(&b, |s| s.handshakes_refused >= 4).await;
     assert_no_message(&mut b_events);
 }
 
@@ -497,7 +504,37 @@ async fn mutual_tls_accepts_the_right_ca_and_refuses_another() {
     wait_for(&mut c_events, |e| *e == Event::Unreachable(2)).await;
     wait_for(&mut plain_events, |e| *e == Event::Unreachable(2)).await;
     eventually(&b, |s| s.connections_dropped_bad_input >= 2).await;
+    // A TLS client that trusts the CA but presents no certificate.
+    let tcp = TcpStream::connect(b.local_addr()).await.expect("connect");
+    let no_cert = tokio_rustls::TlsConnector::from(no_cert_client(&good));
+    let name = rustls_pki_types::ServerName::IpAddress(b.local_addr().ip().into());
+    let refused = async {
+        // TLS 1.3 finishes the client's side first; the refusal arrives on read.
+        let mut tls = no_cert.connect(name, tcp).await?;
+        tls.write_all(&hello(0, CLUSTER, 1, 2)).await?;
+        tls.read_u8().await
+    };
+    assert!(timeout(WAIT, refused).await.expect("refused in time").is_err());
+    eventually(&b, |s| s.connections_dropped_bad_input >= 3).await;
+    // The other way round: b dials c, whose server certificate is from
+    // another CA, and refuses it; c hears nothing.
+    b.send(vec![heartbeat(2, 3, 1)]);
+    wait_for(&mut b_events, |e| *e == Event::Unreachable(3)).await;
     assert_no_message(&mut b_events);
+    assert_no_message(&mut c_events);
+}
+
+/// A rustls client that trusts `ca` and has no certificate of its own.
+fn no_cert_client(ca: &Pki) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.ca_cert.der().clone()).expect("root");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
 }
 
 /// From a plain thread: the transport brings its own runtime.
@@ -553,4 +590,121 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
     let stats = a.stats();
     let peer = stats.peers.iter().find(|p| p.id == 2).expect("peer 2 stats");
     assert!(peer.msgs_dropped > 0, "the timed-out batch is counted: {peer:?}");
+}
+
+/// The raft loop takes every queued event in one call, and the limit holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_taken_in_batches() {
+    let (a, _a_events) = start(1, CLUSTER, any_port());
+    let (b, mut b_events) = start(2, CLUSTER, any_port());
+    a.add_peer(2, b.local_addr());
+    b.add_peer(1, a.local_addr());
+    a.send((1..=100).map(|c| heartbeat(1, 2, c)).collect());
+    // Counted once queued: all 100 wait in `Events` now.
+    eventually(&b, |s| s.peers.iter().any(|p| p.id == 1 && p.msgs_received == 100)).await;
+    let mut out = Vec::new();
+    assert_eq!(b_events.recv_many(&mut out, 30).await, 30);
+    assert_eq!(b_events.try_recv_many(&mut out, 1000), 70);
+    let commits: Vec<u64> = out
+        .iter()
+        .map(|e| match e {
+            Event::Message(m) => m.commit,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(commits, (1..=100).collect::<Vec<_>>());
+    // Blocking, from a plain thread: waits for the next message.
+    let waiter = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let n = b_events.blocking_recv_many(&mut out, 1000);
+        (n, out)
+    });
+    a.send(vec![heartbeat(1, 2, 101)]);
+    let (n, out) = waiter.join().expect("thread");
+    assert_eq!((n, out), (1, vec![Event::Message(heartbeat(1, 2, 101))]));
+}
+
+/// A raft loop that falls behind: its message queue fills, new messages are
+/// dropped and counted, but reports (a failed snapshot, an unreachable peer)
+/// still arrive, coalesced, and a verified snapshot is still delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_never_lost_to_a_full_message_queue() {
+    let (a, mut a_events) = start(1, CLUSTER, any_port());
+    let mut config = Config::new(2, CLUSTER, any_port());
+    config.limits = Limits { incoming_capacity: 8, ..fast_limits() };
+    config.peers = vec![(1, a.local_addr()), (3, SocketAddr::from(([127, 0, 0, 1], 9)))];
+    let (b, mut b_events) = Transport::start(config).expect("start");
+    a.add_peer(2, b.local_addr());
+    a.send((1..=100).map(|c| heartbeat(1, 2, c)).collect());
+    let from1 = |s: &Stats| s.peers.iter().find(|p| p.id == 1).cloned().unwrap_or_default();
+    eventually(&b, |s| from1(s).msgs_received == 100).await;
+    assert_eq!(from1(&b.stats()).msgs_received_dropped, 92);
+    // Reports from b's side while its queue is full.
+    b.send(vec![snapshot_message(2, 3, Bytes::from_static(b"state"))]);
+    for _ in 0..10 {
+        b.send(vec![heartbeat(2, 9, 1)]);
+    }
+    // A snapshot from a is verified and queued past the bound.
+    a.send(vec![snapshot_message(1, 2, Bytes::from_static(b"snap"))]);
+    wait_for(&mut a_events, |e| {
+        *e == Event::SnapshotStatus { to: 2, status: SnapshotStatus::Finished }
+    })
+    .await;
+    let mut out = Vec::new();
+    let failed = Event::SnapshotStatus { to: 3, status: SnapshotStatus::Failed };
+    let wait = async {
+        while !out.contains(&failed) {
+            b_events.recv_many(&mut out, 1000).await;
+        }
+    };
+    timeout(WAIT, wait).await.expect("the snapshot report arrives");
+    out.extend(std::iter::from_fn(|| b_events.try_recv()));
+    assert_eq!(out.iter().filter(|e| **e == Event::Unreachable(9)).count(), 1, "{out:?}");
+    let messages: Vec<&Message> = out
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let commits: Vec<u64> = messages.iter().take(8).map(|m| m.commit).collect();
+    assert_eq!(commits, (1..=8).collect::<Vec<_>>());
+    assert_eq!(messages.len(), 9, "8 heartbeats and the snapshot");
+    assert_eq!(messages[8].msg_type, MessageType::MsgSnap as i32);
+}
+
+/// A peer whose connection is stuck (it stopped reading) delays nobody else:
+/// heartbeats to another peer keep arriving in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_peer_never_delays_another() {
+    let listener = tokio::net::TcpListener::bind(any_port()).await.expect("bind");
+    let stuck = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut raw = [0u8; 30];
+            if s.read_exact(&mut raw).await.is_ok() && s.write_all(&[0]).await.is_ok() {
+                held.push(s); // Kept open, never read.
+            }
+        }
+    });
+    let mut config = Config::new(1, CLUSTER, any_port());
+    // Long enough that the stuck stream stays stuck for the whole test.
+    config.limits = Limits { write_timeout: Duration::from_secs(60), ..fast_limits() };
+    let (a, _a_events) = Transport::start(config).expect("start");
+    let (b, mut b_events) = start(2, CLUSTER, any_port());
+    a.add_peer(2, b.local_addr());
+    a.add_peer(3, stuck);
+    b.add_peer(1, a.local_addr());
+    let payload = Bytes::from(vec![9u8; 64 << 10]);
+    let big = |i: u64| Message { context: payload.clone(), index: i, ..heartbeat(1, 3, 0) };
+    // 32 MiB for peer 3: more than loopback's socket buffers hold.
+    a.send((0..512).map(big).collect());
+    for c in 1..=200 {
+        a.send(vec![heartbeat(1, 2, c)]);
+        assert_eq!(next_message(&mut b_events).await.commit, c);
+    }
+    let stats = a.stats();
+    let to3 = stats.peers.iter().find(|p| p.id == 3).expect("peer 3 stats");
+    assert!(to3.msgs_sent < 512, "peer 3 is stuck: {to3:?}");
 }

@@ -2,7 +2,8 @@
 //! carrying the same bytes (the ceiling), in the same run.
 //!
 //! Run: `cargo run --release -p keel-transport --bin keel-transport-bench`
-//! (`-- --quick` for a short run).
+//! (`-- --quick` for a short run; `-- --small` or `-- --large` for one case,
+//! e.g. under `valgrind --tool=callgrind`).
 #![allow(clippy::print_stdout, clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
@@ -41,6 +42,9 @@ fn limits() -> Limits {
     }
 }
 
+/// Events the receiver takes per call at most.
+const RECV_LIMIT: usize = 4096;
+
 /// Messages/s and bytes/s through two transports.
 fn run_transport(case: &Case) -> (f64, f64) {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -57,6 +61,7 @@ fn run_transport(case: &Case) -> (f64, f64) {
     a.send(vec![message(&payload, 0)]);
     while !matches!(b_events.blocking_recv(), Some(Event::Message(_))) {}
     let frame_bytes = message(&payload, 1).encoded_len() + 4;
+    let mut events = Vec::with_capacity(RECV_LIMIT);
     let start = Instant::now();
     let chunk = 1024;
     let mut sent = 0;
@@ -67,14 +72,20 @@ fn run_transport(case: &Case) -> (f64, f64) {
             a.send((sent..sent + n).map(|i| message(&payload, i as u64 + 1)).collect());
             sent += n;
         }
-        // Drain what is ready, so the sender never runs far ahead of the receiver.
-        while let Some(event) =
-            if sent < case.count { b_events.try_recv() } else { b_events.blocking_recv() }
-        {
-            if matches!(event, Event::Message(_)) {
-                received += 1;
-            }
-            if received == case.count || (sent < case.count && received + 8 * chunk > sent) {
+        // Drain what is ready, so the sender never runs far ahead of the
+        // receiver; everything queued comes in one call, as a raft loop takes it.
+        loop {
+            events.clear();
+            let n = if sent < case.count {
+                b_events.try_recv_many(&mut events, RECV_LIMIT)
+            } else {
+                b_events.blocking_recv_many(&mut events, RECV_LIMIT)
+            };
+            received += events.iter().filter(|e| matches!(e, Event::Message(_))).count();
+            if n == 0
+                || received == case.count
+                || (sent < case.count && received + 8 * chunk > sent)
+            {
                 break;
             }
         }
@@ -82,6 +93,8 @@ fn run_transport(case: &Case) -> (f64, f64) {
     let secs = start.elapsed().as_secs_f64();
     let dropped: u64 = a.stats().peers.iter().map(|p| p.msgs_dropped).sum();
     assert_eq!(dropped, 0, "the bench must not overflow the queue");
+    let dropped: u64 = b.stats().peers.iter().map(|p| p.msgs_received_dropped).sum();
+    assert_eq!(dropped, 0, "the bench must not overflow the receiver's queue");
     (case.count as f64 / secs, (case.count * frame_bytes) as f64 / secs)
 }
 
@@ -127,6 +140,8 @@ fn run_ceiling(case: &Case) -> f64 {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
+    let small_only = std::env::args().any(|a| a == "--small");
+    let large_only = std::env::args().any(|a| a == "--large");
     let cases = [
         Case { name: "128 B messages", payload_bytes: 112, count: 2_000_000 / scale },
         Case { name: "64 KiB messages", payload_bytes: 64 << 10, count: 8_192 / scale },
@@ -135,7 +150,10 @@ fn main() {
         "{:<18} {:>14} {:>12} {:>14} {:>8}",
         "case", "msgs/s", "MB/s", "raw TCP MB/s", "ratio"
     );
-    for case in &cases {
+    for (i, case) in cases.iter().enumerate() {
+        if (small_only && i != 0) || (large_only && i != 1) {
+            continue;
+        }
         let (msgs, bytes) = run_transport(case);
         std::thread::sleep(Duration::from_millis(100));
         let ceiling = run_ceiling(case);
