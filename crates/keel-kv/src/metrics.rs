@@ -125,13 +125,25 @@ impl Collector for TransportCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = (self.0)();
         type Field = fn(&keel_transport::PeerStats) -> u64;
-        let per_peer: [(&str, &str, Field); 6] = [
+        let per_peer: [(&str, &str, Field); 10] = [
             ("transport_msgs_sent", "Messages written to a peer", |p| p.msgs_sent),
             ("transport_bytes_sent", "Frame bytes written to a peer", |p| p.bytes_sent),
             ("transport_msgs_received", "Messages received from a peer", |p| p.msgs_received),
+            ("transport_bytes_received", "Frame bytes received from a peer", |p| p.bytes_received),
             ("transport_msgs_dropped", "Messages dropped for a peer", |p| p.msgs_dropped),
+            (
+                "transport_msgs_received_dropped",
+                "Messages from a peer dropped because raft's inbox was full",
+                |p| p.msgs_received_dropped,
+            ),
             ("transport_reconnects", "Reconnects to a peer", |p| p.reconnects),
             ("transport_snapshots_sent", "Snapshots a peer verified", |p| p.snapshots_sent),
+            ("transport_snapshots_failed", "Snapshots to a peer that failed", |p| {
+                p.snapshots_failed
+            }),
+            ("transport_snapshots_received", "Snapshots received from a peer", |p| {
+                p.snapshots_received
+            }),
         ];
         for (name, help, field) in per_peer {
             let mut family = encoder.encode_descriptor(

@@ -505,29 +505,45 @@ fn ticker(sh: &Shared) {
 }
 
 async fn event_loop(sh: Arc<Shared>, mut events: Events) {
-    while let Some(ev) = events.recv().await {
-        let r = match ev {
-            Event::Message(m) => sh.node.step_async(m).await,
-            // The async forms: a blocking call may run raft's work on this
-            // runtime worker.
-            Event::Unreachable(peer) => sh.node.report_unreachable_async(peer).await,
-            Event::SnapshotStatus { to, status } => {
-                let status = match status {
-                    keel_transport::SnapshotStatus::Finished => keel::SnapshotStatus::Finish,
-                    _ => keel::SnapshotStatus::Failure,
-                };
-                sh.node.report_snapshot_async(to, status).await
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
+    while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+        for ev in batch.drain(..) {
+            if !handle_event(&sh, ev).await {
+                return;
             }
-            Event::Removed { by } => {
-                tracing::warn!(id = sh.id, by, "a peer says this member was removed; stopping");
-                sh.request_stop(StopReason::Removed);
-                Ok(())
-            }
-        };
-        match r {
-            Ok(()) => {}
-            Err(keel::Error::Stopped) => return,
-            Err(e) => tracing::debug!("refused a peer message: {e}"),
+        }
+    }
+}
+
+/// Most transport events taken at once.
+const EVENT_BATCH: usize = 256;
+
+/// Steps one transport event into raft; `false` once the node stopped.
+async fn handle_event(sh: &Shared, ev: Event) -> bool {
+    let r = match ev {
+        Event::Message(m) => sh.node.step_async(m).await,
+        // The async forms: a blocking call may run raft's work on this
+        // runtime worker.
+        Event::Unreachable(peer) => sh.node.report_unreachable_async(peer).await,
+        Event::SnapshotStatus { to, status } => {
+            let status = match status {
+                keel_transport::SnapshotStatus::Finished => keel::SnapshotStatus::Finish,
+                _ => keel::SnapshotStatus::Failure,
+            };
+            sh.node.report_snapshot_async(to, status).await
+        }
+        Event::Removed { by } => {
+            tracing::warn!(id = sh.id, by, "a peer says this member was removed; stopping");
+            sh.request_stop(StopReason::Removed);
+            Ok(())
+        }
+    };
+    match r {
+        Ok(()) => true,
+        Err(keel::Error::Stopped) => false,
+        Err(e) => {
+            tracing::debug!("refused a peer message: {e}");
+            true
         }
     }
 }
