@@ -447,7 +447,7 @@ impl<S: Storage> RawNode<S> {
         m.snapshot = rd.snapshot.clone().map(Box::new);
         // The leader's self-acknowledgements come before the append response,
         // so that they find the new entries still in the unstable log.
-        m.responses = std::mem::take(&mut self.raft.msgs_after_append);
+        m.responses = std::mem::take(&mut self.raft.msgs_after_append).into();
         if self.need_storage_append_resp_msg(rd) {
             let resp = self.new_storage_append_resp_msg(rd);
             m.responses.push(resp);
@@ -485,7 +485,7 @@ impl<S: Storage> RawNode<S> {
             to: LOCAL_APPLY_THREAD,
             from: self.raft.id,
             entries: ents.to_vec(),
-            responses: vec![self.new_storage_apply_resp_msg(ents)],
+            responses: vec![self.new_storage_apply_resp_msg(ents)].into(),
             ..Message::new(MessageType::MsgStorageApply)
         }
     }

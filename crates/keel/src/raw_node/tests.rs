@@ -778,8 +778,8 @@ fn bounded_log_growth_with_partition() {
 fn ready_consumes_messages() {
     let s = new_test_storage(&[1]);
     let mut rn = new_raw_node(&new_test_config(1, 3, 1), &s);
-    let m1 = Message { context: Bytes::from_static(b"foo"), ..Message::default() };
-    let m2 = Message { context: Bytes::from_static(b"bar"), ..Message::default() };
+    let m1 = Message { context: Bytes::from_static(b"foo").into(), ..Message::default() };
+    let m2 = Message { context: Bytes::from_static(b"bar").into(), ..Message::default() };
 
     rn.raft.msgs.push(m1.clone());
     assert!(rn.has_ready());
