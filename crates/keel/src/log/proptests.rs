@@ -298,8 +298,8 @@ impl Harness {
         let (sfirst, slast) =
             (self.storage.first_index().unwrap(), self.storage.last_index().unwrap());
         if slast >= sfirst {
-            let got = self.storage.entries(sfirst, slast + 1, max).unwrap();
-            let all = self.storage.entries(sfirst, slast + 1, NO_LIMIT).unwrap();
+            let got = self.storage.entries_vec(sfirst, slast + 1, max).unwrap();
+            let all = self.storage.entries_vec(sfirst, slast + 1, NO_LIMIT).unwrap();
             check_limited(&got, sfirst, slast + 1, max, |i| all[(i - sfirst) as usize].clone());
         }
     }
@@ -450,7 +450,7 @@ proptest! {
             }
             if last >= first {
                 let lo = first + (last - first) * b / 3;
-                let got = storage.entries(lo, last + 1, max).unwrap();
+                let got = storage.entries_vec(lo, last + 1, max).unwrap();
                 check_limited(&got, lo, last + 1, max, |i| entry(i, terms[(i - base) as usize]));
             }
         }

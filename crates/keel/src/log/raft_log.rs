@@ -565,8 +565,11 @@ impl<S: Storage> RaftLog<S> {
         E: From<StorageError>,
         F: FnMut(&[Entry]) -> Result<(), E>,
     {
+        // One buffer for every page.
+        let mut ents = Vec::new();
         while lo < hi {
-            let ents = self.slice(lo, hi, page_size)?;
+            ents.clear();
+            self.slice_into(lo, hi, page_size, &mut ents)?;
             if ents.is_empty() {
                 let text = format!("got 0 entries in [{lo}, {hi})");
                 return Err(StorageError::Other(text.into()).into());
@@ -584,52 +587,71 @@ impl<S: Storage> RaftLog<S> {
     /// Panics if `lo > hi`, if `hi` is past the last index plus one, or if the
     /// storage lacks entries it claims to have.
     pub fn slice(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+        let mut ents = Vec::new();
+        self.slice_into(lo, hi, max_size, &mut ents)?;
+        Ok(ents)
+    }
+
+    /// [`slice`](RaftLog::slice), appending to `out` (entries already in it
+    /// do not count towards `max_size`). On an error `out` is as it was.
+    pub fn slice_into(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
         self.must_check_out_of_bounds(lo, hi)?;
         if lo == hi {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let offset = self.unstable.offset();
         if lo >= offset {
             let ents = self.unstable.slice(lo, hi);
-            return Ok(ents[..limit_len(ents, max_size)].to_vec());
+            out.extend_from_slice(&ents[..limit_len(ents, max_size)]);
+            return Ok(());
         }
         let cut = hi.min(offset);
-        let mut ents = match self.storage.entries(lo, cut, max_size) {
-            Ok(ents) => ents,
-            Err(StorageError::Compacted) => return Err(StorageError::Compacted),
-            Err(StorageError::Unavailable) => {
-                panicf!(self.logger, "entries[{}:{}) is unavailable from storage", lo, cut)
+        let start = out.len();
+        match self.storage.entries(lo, cut, max_size, out) {
+            Ok(()) => {}
+            Err(err) => {
+                out.truncate(start);
+                match err {
+                    StorageError::Compacted => return Err(StorageError::Compacted),
+                    StorageError::Unavailable => {
+                        panicf!(self.logger, "entries[{}:{}) is unavailable from storage", lo, cut)
+                    }
+                    err => storage_failed(err),
+                }
             }
-            Err(err) => storage_failed(err),
-        };
-        if hi <= offset {
-            return Ok(ents);
         }
-        // Storage returned fewer entries than asked: the size bound is hit.
-        if (ents.len() as u64) < cut - lo {
-            return Ok(ents);
+        let ents = &out[start..];
+        // Done if the range ends in storage, or if storage returned fewer
+        // entries than asked: the size bound is hit.
+        if hi <= offset || (ents.len() as u64) < cut - lo {
+            return Ok(());
         }
         // Otherwise add what fits of the unstable part. Usually all of it
         // does by far, which a bound from the payload lengths shows without
         // measuring every entry.
         let tail = self.unstable.slice(offset, hi);
         if ents_size_bound(ents.iter().chain(tail)) <= max_size {
-            ents.extend_from_slice(tail);
-            return Ok(ents);
+            out.extend_from_slice(tail);
+            return Ok(());
         }
-        let size = ents_size(&ents);
+        let size = ents_size(ents);
         if size >= max_size {
-            return Ok(ents);
+            return Ok(());
         }
         let tail = &tail[..limit_len(tail, max_size - size)];
         // `limit_len` keeps one entry even when it alone is too big; here the
         // storage entries already make progress, so leave it out.
         if tail.len() == 1 && size.saturating_add(ents_size(tail)) > max_size {
-            return Ok(ents);
+            return Ok(());
         }
-        ents.reserve_exact(tail.len());
-        ents.extend_from_slice(tail);
-        Ok(ents)
+        out.extend_from_slice(tail);
+        Ok(())
     }
 
     /// Checks `first_index() <= lo <= hi <= last_index() + 1`: a low `lo` is
