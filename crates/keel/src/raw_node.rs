@@ -163,6 +163,9 @@ pub struct RawNode<S: Storage> {
     /// Synchronous mode: a `MsgSnap` that arrived while a `Ready` was
     /// outstanding, stepped on `advance` (see [`RawNode::step`]).
     deferred_snapshot: Option<Message>,
+    /// The entries of the proposal being made on a leader; empty between
+    /// calls, kept for its capacity.
+    proposal: Vec<Entry>,
 }
 
 /// The part of a `MsgStorageApplyResp` that stepping it reads.
@@ -194,6 +197,7 @@ impl<S: Storage> RawNode<S> {
             applied_on_advance: None,
             ready_outstanding: false,
             deferred_snapshot: None,
+            proposal: Vec::new(),
         })
     }
 
@@ -218,6 +222,12 @@ impl<S: Storage> RawNode<S> {
     /// [`Error::ProposalDropped`] and its [`DropReason`]).
     pub fn propose(&mut self, data: Bytes) -> Result<Proposed> {
         let entry = Entry { data, ..Entry::default() };
+        if self.raft.state == StateType::Leader {
+            // Empty unless a caller's iterator panicked mid-batch.
+            self.proposal.clear();
+            self.proposal.push(entry);
+            return self.propose_on_leader();
+        }
         self.step_proposal(Message {
             from: self.raft.id,
             entries: vec![entry],
@@ -233,8 +243,16 @@ impl<S: Storage> RawNode<S> {
     where
         I: IntoIterator<Item = Bytes>,
     {
-        let entries: Vec<Entry> =
-            data.into_iter().map(|data| Entry { data, ..Entry::default() }).collect();
+        let entries = data.into_iter().map(|data| Entry { data, ..Entry::default() });
+        if self.raft.state == StateType::Leader {
+            self.proposal.clear();
+            self.proposal.extend(entries);
+            if self.proposal.is_empty() {
+                return Err(Error::ProposalDropped(DropReason::EmptyBatch));
+            }
+            return self.propose_on_leader();
+        }
+        let entries: Vec<Entry> = entries.collect();
         if entries.is_empty() {
             return Err(Error::ProposalDropped(DropReason::EmptyBatch));
         }
@@ -243,6 +261,14 @@ impl<S: Storage> RawNode<S> {
             entries,
             ..Message::new(MessageType::MsgProp)
         })
+    }
+
+    /// A leader's proposal of the entries in `self.proposal`: exactly what
+    /// stepping a `MsgProp` carrying them does, without building one, so
+    /// the entry vector is reused rather than allocated per proposal.
+    fn propose_on_leader(&mut self) -> Result<Proposed> {
+        self.raft.propose_entries(&mut self.proposal)?;
+        Ok(Proposed::Appended(self.raft.raft_log.last_entry_id()))
     }
 
     /// Steps a local proposal. A leader appends it at the end of its log

@@ -201,7 +201,13 @@ impl<S: Storage> RaftLog<S> {
     /// from `ents[0].index` on, and returns the new last index.
     ///
     /// Panics if that would truncate a committed entry.
-    pub fn append(&mut self, ents: Vec<Entry>) -> u64 {
+    pub fn append(&mut self, mut ents: Vec<Entry>) -> u64 {
+        self.append_from(&mut ents)
+    }
+
+    /// [`append`](RaftLog::append), moving the entries out of `ents` (left
+    /// empty, for the caller to reuse).
+    pub fn append_from(&mut self, ents: &mut Vec<Entry>) -> u64 {
         let Some(first) = ents.first() else { return self.last_index() };
         let after = first.index - 1;
         if after < self.committed {
@@ -212,7 +218,7 @@ impl<S: Storage> RaftLog<S> {
                 self.committed
             );
         }
-        self.unstable.truncate_and_append(ents);
+        self.unstable.truncate_and_append_from(ents);
         self.last_index()
     }
 

@@ -250,6 +250,13 @@ impl Unstable {
     ///
     /// Panics if `ents` would leave a gap after the last unstable entry.
     pub fn truncate_and_append(&mut self, mut ents: Vec<Entry>) {
+        self.truncate_and_append_from(&mut ents)
+    }
+
+    /// [`truncate_and_append`](Unstable::truncate_and_append), moving the
+    /// entries out of `ents`: it is left empty, usually with its capacity,
+    /// so that a caller can reuse it for the next batch.
+    pub fn truncate_and_append_from(&mut self, ents: &mut Vec<Entry>) {
         let Some(first) = ents.first() else { return };
         let from = first.index;
         let len = (self.buf.len() - self.head) as u64;
@@ -269,9 +276,9 @@ impl Unstable {
         }
         if self.buf.is_empty() && self.buf.capacity() < ents.len() {
             // Adopt the caller's buffer rather than copying into a smaller one.
-            self.buf = ents;
+            std::mem::swap(&mut self.buf, ents);
         } else {
-            self.buf.append(&mut ents);
+            self.buf.append(ents);
         }
     }
 
