@@ -79,7 +79,7 @@ impl<const MOVE: bool> Cluster3<MOVE> {
         }
         if MOVE {
             node.storage
-                .append_owned(std::mem::take(&mut rd.entries))
+                .append_owned(std::mem::take(&mut rd.entries).into_vec())
                 .expect("append to memory storage");
         } else {
             node.storage.append(&rd.entries).expect("append to memory storage");

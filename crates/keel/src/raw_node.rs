@@ -69,7 +69,7 @@ use bytes::Bytes;
 use crate::confchange::ConfChangeError;
 use crate::config::Config;
 use crate::error::{DropReason, Error, Result};
-use crate::log::EntryId;
+use crate::log::{EntryId, SharedEntries};
 use crate::raft::Raft;
 use crate::raftpb::{
     AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
@@ -91,8 +91,11 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Read requests that are now served.
     pub read_states: Vec<ReadState>,
-    /// Entries to persist before sending messages.
-    pub entries: Vec<Entry>,
+    /// Entries to persist before sending messages. They are shared with the
+    /// node's unstable log, not copied: the node keeps reading them until
+    /// they are reported stable. Read them as a slice; `into_vec()` gives
+    /// an owned vector.
+    pub entries: SharedEntries,
     /// A snapshot to persist, before the entries (`None`: none).
     pub snapshot: Option<Snapshot>,
     /// Committed entries to apply.
@@ -405,7 +408,7 @@ impl<S: Storage> RawNode<S> {
         let allow_unstable = self.apply_unstable_entries();
         let r = &mut self.raft;
         let mut rd = Ready {
-            entries: r.raft_log.next_unstable_ents().to_vec(),
+            entries: r.raft_log.take_next_unstable_ents(),
             committed_entries: r.raft_log.next_committed_ents(allow_unstable),
             messages: take_keeping_room(&mut r.msgs),
             ..Ready::default()
@@ -461,7 +464,7 @@ impl<S: Storage> RawNode<S> {
         let mut m = Message {
             to: LOCAL_APPEND_THREAD,
             from: self.raft.id,
-            entries: rd.entries.clone(),
+            entries: rd.entries.to_vec(),
             ..Message::new(MessageType::MsgStorageAppend)
         };
         if let Some(hs) = rd.hard_state {

@@ -393,7 +393,7 @@ fn ready_from_the_test_files() {
     // confchange_v2_add_double_auto.txt:44-48.
     let rd = Ready {
         soft_state: Some(SoftState { lead: 1, raft_state: StateType::Leader }),
-        entries: vec![ent(1, 3, ""), v2_entry(1, 4, "v2 v3")],
+        entries: vec![ent(1, 3, ""), v2_entry(1, 4, "v2 v3")].into(),
         must_sync: true,
         ..Ready::default()
     };
@@ -457,7 +457,7 @@ fn ready_with_every_field_in_order() {
         soft_state: Some(SoftState { lead: 1, raft_state: StateType::Leader }),
         hard_state: Some(HardState { term: 2, vote: 1, commit: 5 }),
         read_states: vec![ReadState { index: 5, request_ctx: Bytes::from_static(b"req") }],
-        entries: vec![ent(2, 6, "a"), ent(2, 7, "b")],
+        entries: vec![ent(2, 6, "a"), ent(2, 7, "b")].into(),
         snapshot: Some(snapshot(3, 1, &[1], &[], false)),
         committed_entries: vec![ent(2, 5, "")],
         messages: vec![app, msg(MessageType::MsgHeartbeat, 1, 3, 2, 0, 0)],

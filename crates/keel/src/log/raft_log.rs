@@ -1,10 +1,10 @@
 //! [`RaftLog`]: the whole log of a node, stable storage plus the unstable
 //! tail, with the commit and apply cursors.
 
-use super::{EntryId, LogSlice, NO_LIMIT, Unstable};
+use super::{EntryId, LogSlice, NO_LIMIT, SharedEntries, Unstable};
 use crate::logger::Logger;
 use crate::raftpb::{Entry, Snapshot};
-use crate::storage::{Storage, StorageError, ents_size, ents_size_bound, limit_len};
+use crate::storage::{Storage, StorageError, ents_size, ents_size_bound, limit_count, limit_len};
 use std::fmt;
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ impl<S> fmt::Display for RaftLog<S> {
             self.applying,
             self.unstable.offset(),
             self.unstable.offset_in_progress(),
-            self.unstable.entries().len()
+            self.unstable.len()
         )
     }
 }
@@ -76,6 +76,46 @@ impl<S> fmt::Debug for RaftLog<S> {
             .field("applying_ents_size", &self.applying_ents_size)
             .field("applying_ents_paused", &self.applying_ents_paused)
             .finish_non_exhaustive()
+    }
+}
+
+/// After the storage entries `out[start..]`, appends what fits of the
+/// unstable entries `tail` within `max_size` bytes in all.
+fn extend_with_tail(out: &mut Vec<Entry>, start: usize, tail: &[Entry], max_size: u64) {
+    let ents = &out[start..];
+    // Usually all of it fits by far, which a bound from the payload lengths
+    // shows without measuring every entry.
+    if ents_size_bound(ents.iter()).saturating_add(ents_size_bound(tail.iter())) <= max_size {
+        out.extend_from_slice(tail);
+        return;
+    }
+    let size = ents_size(ents);
+    if size >= max_size {
+        return;
+    }
+    let tail = &tail[..limit_len(tail, max_size - size)];
+    // `limit_len` keeps one entry even when it alone is too big; here the
+    // storage entries already make progress, so leave it out.
+    if tail.len() == 1 && size.saturating_add(ents_size(tail)) > max_size {
+        return;
+    }
+    out.extend_from_slice(tail);
+}
+
+/// Appends the first `n` entries of `runs` to `out`, run by run.
+fn extend_from_runs<'a>(
+    out: &mut Vec<Entry>,
+    runs: impl Iterator<Item = &'a [Entry]>,
+    mut n: usize,
+) {
+    out.reserve(n);
+    for run in runs {
+        if n == 0 {
+            break;
+        }
+        let run = &run[..n.min(run.len())];
+        out.extend_from_slice(run);
+        n -= run.len();
     }
 }
 
@@ -268,6 +308,14 @@ impl<S: Storage> RaftLog<S> {
         self.unstable.next_entries()
     }
 
+    /// Hands out the unstable entries not yet handed out to be written
+    /// (those of [`next_unstable_ents`](RaftLog::next_unstable_ents)),
+    /// shared rather than copied, and marks every unstable entry as being
+    /// written.
+    pub fn take_next_unstable_ents(&mut self) -> SharedEntries {
+        self.unstable.take_next_entries()
+    }
+
     /// Whether there are unstable entries not yet handed out to be written.
     pub fn has_next_unstable_ents(&self) -> bool {
         !self.next_unstable_ents().is_empty()
@@ -275,7 +323,7 @@ impl<S: Storage> RaftLog<S> {
 
     /// Whether there are unstable entries, handed out or not.
     pub fn has_next_or_in_progress_unstable_ents(&self) -> bool {
-        !self.unstable.entries().is_empty()
+        !self.unstable.is_empty()
     }
 
     /// The committed entries to hand to the application next: after
@@ -613,8 +661,13 @@ impl<S: Storage> RaftLog<S> {
         }
         let offset = self.unstable.offset();
         if lo >= offset {
-            let ents = self.unstable.slice(lo, hi);
-            out.extend_from_slice(&ents[..limit_len(ents, max_size)]);
+            if let Some(ents) = self.unstable.contiguous(lo, hi) {
+                out.extend_from_slice(&ents[..limit_len(ents, max_size)]);
+                return Ok(());
+            }
+            let runs = self.unstable.slices(lo, hi);
+            let n = limit_count(runs.clone().flatten(), (hi - lo) as usize, max_size);
+            extend_from_runs(out, runs, n);
             return Ok(());
         }
         let cut = hi.min(offset);
@@ -638,25 +691,17 @@ impl<S: Storage> RaftLog<S> {
         if hi <= offset || (ents.len() as u64) < cut - lo {
             return Ok(());
         }
-        // Otherwise add what fits of the unstable part. Usually all of it
-        // does by far, which a bound from the payload lengths shows without
-        // measuring every entry.
-        let tail = self.unstable.slice(offset, hi);
-        if ents_size_bound(ents.iter().chain(tail)) <= max_size {
-            out.extend_from_slice(tail);
-            return Ok(());
-        }
-        let size = ents_size(ents);
-        if size >= max_size {
-            return Ok(());
-        }
-        let tail = &tail[..limit_len(tail, max_size - size)];
-        // `limit_len` keeps one entry even when it alone is too big; here the
-        // storage entries already make progress, so leave it out.
-        if tail.len() == 1 && size.saturating_add(ents_size(tail)) > max_size {
-            return Ok(());
-        }
-        out.extend_from_slice(tail);
+        // Otherwise add what fits of the unstable part, usually one run
+        // (copied out first in the rare case that it spans several).
+        let spanning;
+        let tail = match self.unstable.contiguous(offset, hi) {
+            Some(tail) => tail,
+            None => {
+                spanning = self.unstable.slice(offset, hi);
+                &spanning[..]
+            }
+        };
+        extend_with_tail(out, start, tail, max_size);
         Ok(())
     }
 

@@ -487,7 +487,7 @@ fn bootstrap_then_campaign_and_commit() {
     let rd = rn.ready();
     let want = Ready {
         hard_state: Some(HardState { term: 1, commit: 1, vote: 0 }),
-        entries: vec![cc_entry.clone()],
+        entries: vec![cc_entry.clone()].into(),
         committed_entries: vec![cc_entry],
         must_sync: true,
         ..Ready::default()
@@ -506,7 +506,7 @@ fn bootstrap_then_campaign_and_commit() {
     let rd = rn.ready();
     let want = Ready {
         hard_state: Some(HardState { term: 2, commit: 2, vote: 1 }),
-        entries: vec![entry(2, 3, b"foo")],
+        entries: vec![entry(2, 3, b"foo")].into(),
         committed_entries: vec![entry(2, 2, b"")],
         must_sync: true,
         ..Ready::default()

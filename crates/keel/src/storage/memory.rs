@@ -379,7 +379,7 @@ impl Storage for MemoryStorage {
         }
         assert!(lo <= hi, "invalid entries range [{lo}, {hi})");
         let (start, end) = ((lo - offset) as usize, (hi - offset) as usize);
-        let n = limit_count(inner.ents.range(start..end), max_size);
+        let n = limit_count(inner.ents.range(start..end), end - start, max_size);
         // The range is at most two contiguous runs of the ring buffer: clone
         // them slice by slice, which is faster than entry by entry.
         let (head, tail) = inner.ents.as_slices();

@@ -191,15 +191,15 @@ pub(crate) fn ents_size_bound<'a>(ents: impl Iterator<Item = &'a Entry>) -> u64 
 /// protobuf encoding; at least one when `ents` is not empty, even if that
 /// entry alone is larger, so that progress is always possible.
 pub fn limit_len(ents: &[Entry], max_size: u64) -> usize {
-    limit_count(ents.iter(), max_size)
+    limit_count(ents.iter(), ents.len(), max_size)
 }
 
-/// [`limit_len`] over any sequence of entries (a `VecDeque`'s range, say).
-pub(crate) fn limit_count<'a, I>(ents: I, max_size: u64) -> usize
+/// [`limit_len`] over any sequence of `len` entries (a `VecDeque`'s range,
+/// runs of the unstable log, ...).
+pub(crate) fn limit_count<'a, I>(ents: I, len: usize, max_size: u64) -> usize
 where
-    I: ExactSizeIterator<Item = &'a Entry> + Clone,
+    I: Iterator<Item = &'a Entry> + Clone,
 {
-    let len = ents.len();
     if max_size == u64::MAX {
         // Sizes add up saturating, so nothing exceeds this: skip measuring.
         return len;
