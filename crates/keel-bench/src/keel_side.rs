@@ -4,7 +4,10 @@
 //! [`KeelCluster`] persists a `Ready`'s entries by cloning them into the
 //! storage, as raft-rs's side must (its `MemStorage::append` takes a
 //! slice); [`KeelMoveCluster`] moves them in with
-//! `MemoryStorage::append_owned`, which raft-rs has no equivalent of.
+//! `MemoryStorage::append_owned`, which raft-rs has no equivalent of. (A
+//! `Ready`'s entries are shared with the node until they are stable, so
+//! `into_vec()` clones them here: the row no longer saves anything and is
+//! kept for comparison with older runs.)
 
 use crate::workload::{
     AppliedLog, Cluster, ELECTION_TICK, HEARTBEAT_TICK, LEADER, MAX_INFLIGHT_MSGS,
