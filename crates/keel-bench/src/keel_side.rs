@@ -4,7 +4,10 @@
 //! [`KeelCluster`] persists a `Ready`'s entries by cloning them into the
 //! storage, as raft-rs's side must (its `MemStorage::append` takes a
 //! slice); [`KeelMoveCluster`] moves them in with
-//! `MemoryStorage::append_owned`, which raft-rs has no equivalent of.
+//! `MemoryStorage::append_owned`, which raft-rs has no equivalent of. (A
+//! `Ready`'s entries are shared with the node until they are stable, so
+//! `into_vec()` clones them here: the row no longer saves anything and is
+//! kept for comparison with older runs.)
 
 use crate::workload::{
     AppliedLog, Cluster, ELECTION_TICK, HEARTBEAT_TICK, LEADER, MAX_INFLIGHT_MSGS,
@@ -79,7 +82,7 @@ impl<const MOVE: bool> Cluster3<MOVE> {
         }
         if MOVE {
             node.storage
-                .append_owned(std::mem::take(&mut rd.entries))
+                .append_owned(std::mem::take(&mut rd.entries).into_vec())
                 .expect("append to memory storage");
         } else {
             node.storage.append(&rd.entries).expect("append to memory storage");

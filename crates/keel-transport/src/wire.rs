@@ -309,7 +309,8 @@ mod tests {
                 to: 1,
                 from: 2,
                 index: i,
-                context: if i % 10 == 0 { big.clone() } else { bytes::Bytes::from(vec![1; 9]) },
+                context: if i % 10 == 0 { big.clone() } else { bytes::Bytes::from(vec![1; 9]) }
+                    .into(),
                 ..Default::default()
             })
             .collect();

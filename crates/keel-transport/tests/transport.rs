@@ -583,7 +583,7 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
     a.add_peer(2, fake);
     // 32 MiB: more than loopback's socket buffers on both sides hold.
     let payload = Bytes::from(vec![9u8; 64 << 10]);
-    let big = |i: u64| Message { context: payload.clone(), index: i, ..heartbeat(1, 2, 0) };
+    let big = |i: u64| Message { context: payload.clone().into(), index: i, ..heartbeat(1, 2, 0) };
     a.send((0..512).map(big).collect());
     wait_for(&mut events, |e| matches!(e, Event::Unreachable(2))).await;
     timeout(WAIT, redialled_rx).await.expect("no redial in time").expect("fake peer");

@@ -278,13 +278,15 @@ impl DiskStorage {
         self.lock().wal.segment_count()
     }
 
-    /// The entries in `lo..hi`, at most `max_size` bytes but at least one.
+    /// Appends to `out` the entries in `lo..hi`, at most `max_size` bytes but
+    /// at least one (see `keel::Storage::entries`).
     pub fn read_entries(
         &self,
         lo: u64,
         hi: u64,
         max_size: u64,
-    ) -> Result<Vec<Entry>, StorageError> {
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
         let g = self.lock();
         if lo <= g.base.0 {
             return Err(StorageError::Compacted);
@@ -292,17 +294,16 @@ impl DiskStorage {
         if hi > g.last() + 1 {
             return Err(StorageError::Unavailable);
         }
-        let mut out = Vec::new();
         let mut size = 0u64;
-        for i in lo..hi {
+        for (n, i) in (lo..hi).enumerate() {
             let e = g.entry(i).map_err(other)?;
             size += (e.data.len() as u64).max(1);
-            if !out.is_empty() && size > max_size {
+            if n > 0 && size > max_size {
                 break;
             }
             out.push(e);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -385,8 +386,14 @@ impl keel::Storage for DiskStorage {
         let g = self.lock();
         Ok((g.hard_state, g.snapshot.metadata.conf_state.clone()))
     }
-    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
-        self.read_entries(lo, hi, max_size)
+    fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
+        self.read_entries(lo, hi, max_size, out)
     }
     fn term(&self, index: u64) -> Result<u64, StorageError> {
         let g = self.lock();

@@ -97,7 +97,7 @@ fn sigkill_never_loses_a_synced_index() -> Result<(), Box<dyn std::error::Error>
         let last = s.last_index()?;
         assert!(last >= reported, "round {round}: reported {reported} synced, found only {last}");
         assert!(s.hard_state().commit >= reported, "round {round}: hard state went back");
-        let ents = s.entries(1, last + 1, u64::MAX)?;
+        let ents = s.entries_vec(1, last + 1, u64::MAX)?;
         assert!(ents.iter().enumerate().all(
             |(i, e)| e.index == i as u64 + 1 && e.data.len() == 100 + (e.index % 300) as usize
         ));

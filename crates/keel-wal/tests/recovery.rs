@@ -28,7 +28,7 @@ fn log(s: &DiskStorage) -> Vec<(u64, u64)> {
     if lo > hi {
         return vec![];
     }
-    s.entries(lo, hi + 1, u64::MAX)
+    s.entries_vec(lo, hi + 1, u64::MAX)
         .map(|v| v.iter().map(|e| (e.index, e.term)).collect())
         .unwrap_or_default()
 }
@@ -57,7 +57,7 @@ fn reopen_restores_everything_and_cuts_and_releases_segments() -> Result<(), Wal
     assert_eq!(conf, cs);
     assert_eq!(s.snapshot().map(|s| s.data).ok(), Some("state".into()));
     // Entries beyond the cache are read back from disk.
-    let got = s.entries(151, 201, u64::MAX).map_err(|e| WalError::Invalid(e.to_string()))?;
+    let got = s.entries_vec(151, 201, u64::MAX).map_err(|e| WalError::Invalid(e.to_string()))?;
     assert_eq!(got, (151..=200).map(|i| ent(i, 1)).collect::<Vec<_>>());
     Ok(())
 }
@@ -281,7 +281,7 @@ fn a_raw_node_persists_its_storage_appends() -> Result<(), WalError> {
     fs.power_loss(1, true);
     let s = open(&fs)?;
     assert_eq!(s.last_index().ok(), Some(id.index));
-    let got = s.entries(id.index, id.index + 1, u64::MAX).map_err(invalid)?;
+    let got = s.entries_vec(id.index, id.index + 1, u64::MAX).map_err(invalid)?;
     assert_eq!((got[0].term, got[0].data.clone()), (id.term, "x".into()));
     assert!(s.initial_state().map(|(hs, _)| hs.commit).ok() >= Some(id.index));
     Ok(())

@@ -219,7 +219,7 @@ fn handle_ready(
         member.state = State::from_snapshot(&snap);
         member.storage.apply_snapshot(snap)?;
     }
-    member.storage.append_owned(std::mem::take(&mut rd.entries))?;
+    member.storage.append(&rd.entries)?;
     if let Some(hs) = rd.hard_state {
         member.storage.set_hard_state(hs);
     }

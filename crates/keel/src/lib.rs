@@ -119,7 +119,7 @@ pub use confchange::ConfChangeError;
 pub use config::PlantedBug;
 pub use config::{Config, ReadOnlyOption};
 pub use error::{ConfigError, DropReason, Error, InvalidMessage, Result};
-pub use log::{EntryId, LogSliceError};
+pub use log::{EntryId, LogSliceError, SharedEntries};
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
 pub use node::{Node, NodeOptions};
 pub use raw_node::{

@@ -69,7 +69,7 @@ use bytes::Bytes;
 use crate::confchange::ConfChangeError;
 use crate::config::Config;
 use crate::error::{DropReason, Error, Result};
-use crate::log::EntryId;
+use crate::log::{EntryId, SharedEntries};
 use crate::raft::Raft;
 use crate::raftpb::{
     AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message,
@@ -91,8 +91,11 @@ pub struct Ready {
     pub hard_state: Option<HardState>,
     /// Read requests that are now served.
     pub read_states: Vec<ReadState>,
-    /// Entries to persist before sending messages.
-    pub entries: Vec<Entry>,
+    /// Entries to persist before sending messages. They are shared with the
+    /// node's unstable log, not copied: the node keeps reading them until
+    /// they are reported stable. Read them as a slice; `into_vec()` gives
+    /// an owned vector.
+    pub entries: SharedEntries,
     /// A snapshot to persist, before the entries (`None`: none).
     pub snapshot: Option<Snapshot>,
     /// Committed entries to apply.
@@ -163,6 +166,9 @@ pub struct RawNode<S: Storage> {
     /// Synchronous mode: a `MsgSnap` that arrived while a `Ready` was
     /// outstanding, stepped on `advance` (see [`RawNode::step`]).
     deferred_snapshot: Option<Message>,
+    /// The entries of the proposal being made on a leader; empty between
+    /// calls, kept for its capacity.
+    proposal: Vec<Entry>,
 }
 
 /// The part of a `MsgStorageApplyResp` that stepping it reads.
@@ -194,6 +200,7 @@ impl<S: Storage> RawNode<S> {
             applied_on_advance: None,
             ready_outstanding: false,
             deferred_snapshot: None,
+            proposal: Vec::new(),
         })
     }
 
@@ -218,6 +225,12 @@ impl<S: Storage> RawNode<S> {
     /// [`Error::ProposalDropped`] and its [`DropReason`]).
     pub fn propose(&mut self, data: Bytes) -> Result<Proposed> {
         let entry = Entry { data, ..Entry::default() };
+        if self.raft.state == StateType::Leader {
+            // Empty unless a caller's iterator panicked mid-batch.
+            self.proposal.clear();
+            self.proposal.push(entry);
+            return self.propose_on_leader();
+        }
         self.step_proposal(Message {
             from: self.raft.id,
             entries: vec![entry],
@@ -233,8 +246,16 @@ impl<S: Storage> RawNode<S> {
     where
         I: IntoIterator<Item = Bytes>,
     {
-        let entries: Vec<Entry> =
-            data.into_iter().map(|data| Entry { data, ..Entry::default() }).collect();
+        let entries = data.into_iter().map(|data| Entry { data, ..Entry::default() });
+        if self.raft.state == StateType::Leader {
+            self.proposal.clear();
+            self.proposal.extend(entries);
+            if self.proposal.is_empty() {
+                return Err(Error::ProposalDropped(DropReason::EmptyBatch));
+            }
+            return self.propose_on_leader();
+        }
+        let entries: Vec<Entry> = entries.collect();
         if entries.is_empty() {
             return Err(Error::ProposalDropped(DropReason::EmptyBatch));
         }
@@ -243,6 +264,14 @@ impl<S: Storage> RawNode<S> {
             entries,
             ..Message::new(MessageType::MsgProp)
         })
+    }
+
+    /// A leader's proposal of the entries in `self.proposal`: exactly what
+    /// stepping a `MsgProp` carrying them does, without building one, so
+    /// the entry vector is reused rather than allocated per proposal.
+    fn propose_on_leader(&mut self) -> Result<Proposed> {
+        self.raft.propose_entries(&mut self.proposal)?;
+        Ok(Proposed::Appended(self.raft.raft_log.last_entry_id()))
     }
 
     /// Steps a local proposal. A leader appends it at the end of its log
@@ -379,7 +408,7 @@ impl<S: Storage> RawNode<S> {
         let allow_unstable = self.apply_unstable_entries();
         let r = &mut self.raft;
         let mut rd = Ready {
-            entries: r.raft_log.next_unstable_ents().to_vec(),
+            entries: r.raft_log.take_next_unstable_ents(),
             committed_entries: r.raft_log.next_committed_ents(allow_unstable),
             messages: take_keeping_room(&mut r.msgs),
             ..Ready::default()
@@ -435,7 +464,7 @@ impl<S: Storage> RawNode<S> {
         let mut m = Message {
             to: LOCAL_APPEND_THREAD,
             from: self.raft.id,
-            entries: rd.entries.clone(),
+            entries: rd.entries.to_vec(),
             ..Message::new(MessageType::MsgStorageAppend)
         };
         if let Some(hs) = rd.hard_state {
@@ -447,7 +476,7 @@ impl<S: Storage> RawNode<S> {
         m.snapshot = rd.snapshot.clone().map(Box::new);
         // The leader's self-acknowledgements come before the append response,
         // so that they find the new entries still in the unstable log.
-        m.responses = std::mem::take(&mut self.raft.msgs_after_append);
+        m.responses = std::mem::take(&mut self.raft.msgs_after_append).into();
         if self.need_storage_append_resp_msg(rd) {
             let resp = self.new_storage_append_resp_msg(rd);
             m.responses.push(resp);
@@ -485,7 +514,7 @@ impl<S: Storage> RawNode<S> {
             to: LOCAL_APPLY_THREAD,
             from: self.raft.id,
             entries: ents.to_vec(),
-            responses: vec![self.new_storage_apply_resp_msg(ents)],
+            responses: vec![self.new_storage_apply_resp_msg(ents)].into(),
             ..Message::new(MessageType::MsgStorageApply)
         }
     }

@@ -87,7 +87,7 @@ impl Cluster {
         if let Some(snap) = &rd.snapshot {
             node.storage.apply_snapshot(snap.clone()).expect("apply snapshot");
         }
-        node.storage.append_owned(std::mem::take(&mut rd.entries)).expect("append");
+        node.storage.append(&rd.entries).expect("append");
         if let Some(hs) = rd.hard_state {
             node.storage.set_hard_state(hs);
         }

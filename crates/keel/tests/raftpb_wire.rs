@@ -478,14 +478,15 @@ fn golden_message_with_entries_snapshot_and_responses() {
         })),
         reject: false,
         reject_hint: 0,
-        context: Bytes::from_static(b"c"),
+        context: Bytes::from_static(b"c").into(),
         responses: vec![Message {
             to: 1,
             from: 2,
             term: 3,
             index: 6,
             ..Message::new(MessageType::MsgAppResp)
-        }],
+        }]
+        .into(),
     };
     #[rustfmt::skip]
     let golden = [
@@ -685,8 +686,8 @@ fn arb_message_flat() -> impl Strategy<Value = Message> + Clone {
             snapshot: snapshot.map(Box::new),
             reject,
             reject_hint,
-            context,
-            responses: Vec::new(),
+            context: context.into(),
+            responses: Default::default(),
         },
     )
 }
@@ -695,7 +696,7 @@ fn arb_message_flat() -> impl Strategy<Value = Message> + Clone {
 fn arb_message() -> impl Strategy<Value = Message> {
     arb_message_flat().prop_recursive(3, 12, 3, |inner| {
         (arb_message_flat(), prop::collection::vec(inner, 0..3)).prop_map(|(mut m, responses)| {
-            m.responses = responses;
+            m.responses = responses.into();
             m
         })
     })
@@ -909,8 +910,8 @@ fn truncated_golden_message_is_an_error_mid_field() {
     let m = Message {
         entries: vec![Entry::new(3, 5, Bytes::from_static(b"payload"))],
         snapshot: Some(Box::default()),
-        context: Bytes::from_static(b"ctx"),
-        responses: vec![Message::new(MessageType::MsgAppResp)],
+        context: Bytes::from_static(b"ctx").into(),
+        responses: vec![Message::new(MessageType::MsgAppResp)].into(),
         ..Message::new(MessageType::MsgStorageAppend)
     };
     check_truncations(&m).unwrap();

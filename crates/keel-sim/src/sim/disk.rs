@@ -250,7 +250,7 @@ impl Disk {
         if last < first {
             return Vec::new();
         }
-        storage.entries(first, last + 1, u64::MAX).unwrap_or_default()
+        storage.entries_vec(first, last + 1, u64::MAX).unwrap_or_default()
     }
 
     /// A fresh disk with the same durable contents: what a restarted process

@@ -28,7 +28,7 @@ fn message(payload: &Bytes, i: u64) -> Message {
         to: 2,
         term: 3,
         index: i,
-        context: payload.clone(),
+        context: payload.clone().into(),
         ..Default::default()
     }
 }

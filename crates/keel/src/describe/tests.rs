@@ -312,7 +312,7 @@ fn messages_with_responses() {
     let mut m = msg(MessageType::MsgStorageAppend, 1, LOCAL_APPEND_THREAD, 1, 0, 0);
     m.commit = 10;
     m.vote = 1;
-    m.responses = vec![msg(MessageType::MsgVoteResp, 1, 1, 1, 0, 0)];
+    m.responses = vec![msg(MessageType::MsgVoteResp, 1, 1, 1, 0, 0)].into();
     assert_eq!(
         describe_message(&m, None),
         "1->AppendThread MsgStorageAppend Term:1 Log:0/0 Commit:10 Vote:1 Responses:[\n  \
@@ -325,7 +325,8 @@ fn messages_with_responses() {
     m.responses = vec![
         msg(MessageType::MsgAppResp, 1, 1, 1, 0, 11),
         msg(MessageType::MsgStorageAppendResp, LOCAL_APPEND_THREAD, 1, 1, 1, 11),
-    ];
+    ]
+    .into();
     assert_eq!(
         describe_message(&m, None),
         "1->AppendThread MsgStorageAppend Term:0 Log:0/0 Entries:[1/11 EntryNormal \"\"] \
@@ -338,7 +339,7 @@ fn messages_with_responses() {
     m.entries = vec![ent(1, 11, "")];
     let mut resp = msg(MessageType::MsgStorageApplyResp, LOCAL_APPLY_THREAD, 1, 0, 0, 0);
     resp.entries = vec![ent(1, 11, "")];
-    m.responses = vec![resp];
+    m.responses = vec![resp].into();
     assert_eq!(
         describe_message(&m, None),
         "1->ApplyThread MsgStorageApply Term:0 Log:0/0 Entries:[1/11 EntryNormal \"\"] \
@@ -355,11 +356,11 @@ fn nested_responses_indent_every_level() {
     inner.snapshot = Some(Box::new(snapshot(9, 4, &[1, 2], &[], false)));
     let mut middle = msg(MessageType::MsgStorageAppendResp, LOCAL_APPEND_THREAD, 2, 4, 4, 12);
     middle.entries = vec![ent(4, 11, "x"), ent(4, 12, "y")];
-    middle.responses = vec![inner];
+    middle.responses = vec![inner].into();
     let mut outer = msg(MessageType::MsgStorageAppend, 2, LOCAL_APPEND_THREAD, 4, 0, 0);
     outer.entries = vec![ent(4, 11, "x"), ent(4, 12, "y")];
     outer.snapshot = Some(Box::new(snapshot(9, 4, &[1, 2], &[], false)));
-    outer.responses = vec![middle, msg(MessageType::MsgAppResp, 2, 1, 4, 0, 12)];
+    outer.responses = vec![middle, msg(MessageType::MsgAppResp, 2, 1, 4, 0, 12)].into();
     let want = "\
 2->AppendThread MsgStorageAppend Term:4 Log:0/0 Entries:[
   4/11 EntryNormal \"x\"
@@ -392,7 +393,7 @@ fn ready_from_the_test_files() {
     // confchange_v2_add_double_auto.txt:44-48.
     let rd = Ready {
         soft_state: Some(SoftState { lead: 1, raft_state: StateType::Leader }),
-        entries: vec![ent(1, 3, ""), v2_entry(1, 4, "v2 v3")],
+        entries: vec![ent(1, 3, ""), v2_entry(1, 4, "v2 v3")].into(),
         must_sync: true,
         ..Ready::default()
     };
@@ -406,12 +407,12 @@ fn ready_from_the_test_files() {
     let mut append = msg(MessageType::MsgStorageAppend, 2, LOCAL_APPEND_THREAD, 1, 0, 0);
     append.commit = 11;
     append.vote = 1;
-    append.responses = vec![msg(MessageType::MsgAppResp, 2, 1, 1, 0, 11)];
+    append.responses = vec![msg(MessageType::MsgAppResp, 2, 1, 1, 0, 11)].into();
     let mut apply = msg(MessageType::MsgStorageApply, 2, LOCAL_APPLY_THREAD, 0, 0, 0);
     apply.entries = vec![ent(1, 11, "")];
     let mut apply_resp = msg(MessageType::MsgStorageApplyResp, LOCAL_APPLY_THREAD, 2, 0, 0, 0);
     apply_resp.entries = vec![ent(1, 11, "")];
-    apply.responses = vec![apply_resp];
+    apply.responses = vec![apply_resp].into();
     let rd = Ready {
         hard_state: Some(HardState { term: 1, vote: 1, commit: 11 }),
         committed_entries: vec![ent(1, 11, "")],
@@ -456,7 +457,7 @@ fn ready_with_every_field_in_order() {
         soft_state: Some(SoftState { lead: 1, raft_state: StateType::Leader }),
         hard_state: Some(HardState { term: 2, vote: 1, commit: 5 }),
         read_states: vec![ReadState { index: 5, request_ctx: Bytes::from_static(b"req") }],
-        entries: vec![ent(2, 6, "a"), ent(2, 7, "b")],
+        entries: vec![ent(2, 6, "a"), ent(2, 7, "b")].into(),
         snapshot: Some(snapshot(3, 1, &[1], &[], false)),
         committed_entries: vec![ent(2, 5, "")],
         messages: vec![app, msg(MessageType::MsgHeartbeat, 1, 3, 2, 0, 0)],

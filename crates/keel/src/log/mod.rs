@@ -7,6 +7,7 @@
 //! - `types`: [`EntryId`] and [`LogSlice`], the validated form of the entries
 //!   an append message carries.
 //! - [`Unstable`]: the unstable tail, with its in-progress marks.
+//! - [`SharedEntries`]: entries the unstable tail shares with a `Ready`.
 //! - [`RaftLog`]: the whole log, with size-limited reads.
 //!
 //! Which misuse is an error and which a panic is documented on [`RaftLog`]
@@ -15,6 +16,7 @@
 //! panic through the logger, as in etcd.
 
 mod raft_log;
+mod shared;
 mod types;
 mod unstable;
 
@@ -24,6 +26,7 @@ mod proptests;
 mod tests;
 
 pub use raft_log::RaftLog;
+pub use shared::SharedEntries;
 pub(crate) use types::validate_msg_app;
 pub use types::{EntryId, LogSlice, LogSliceError};
 pub use unstable::Unstable;

@@ -76,7 +76,9 @@ fn op() -> impl Strategy<Value = Op> {
 /// A write handed out by a `Ready`: a snapshot and/or entries.
 struct Write {
     snapshot: Option<Snapshot>,
-    entries: Vec<Entry>,
+    /// Shared with the log's unstable tail until the write completes, as a
+    /// `Ready`'s are.
+    entries: SharedEntries,
 }
 
 /// An application batch: applied up to `index`, releasing `size` bytes.
@@ -249,7 +251,9 @@ impl Harness {
 
     fn accept(&mut self) {
         let snapshot = self.log.next_unstable_snapshot().cloned();
-        let entries = self.log.next_unstable_ents().to_vec();
+        let want = self.log.next_unstable_ents().to_vec();
+        let entries = self.log.take_next_unstable_ents();
+        assert_eq!(entries, want);
         self.log.accept_unstable();
         if snapshot.is_some() || !entries.is_empty() {
             self.writes.push_back(Write { snapshot, entries });
@@ -298,8 +302,8 @@ impl Harness {
         let (sfirst, slast) =
             (self.storage.first_index().unwrap(), self.storage.last_index().unwrap());
         if slast >= sfirst {
-            let got = self.storage.entries(sfirst, slast + 1, max).unwrap();
-            let all = self.storage.entries(sfirst, slast + 1, NO_LIMIT).unwrap();
+            let got = self.storage.entries_vec(sfirst, slast + 1, max).unwrap();
+            let all = self.storage.entries_vec(sfirst, slast + 1, NO_LIMIT).unwrap();
             check_limited(&got, sfirst, slast + 1, max, |i| all[(i - sfirst) as usize].clone());
         }
     }
@@ -450,7 +454,7 @@ proptest! {
             }
             if last >= first {
                 let lo = first + (last - first) * b / 3;
-                let got = storage.entries(lo, last + 1, max).unwrap();
+                let got = storage.entries_vec(lo, last + 1, max).unwrap();
                 check_limited(&got, lo, last + 1, max, |i| entry(i, terms[(i - base) as usize]));
             }
         }

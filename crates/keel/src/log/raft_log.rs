@@ -1,10 +1,10 @@
 //! [`RaftLog`]: the whole log of a node, stable storage plus the unstable
 //! tail, with the commit and apply cursors.
 
-use super::{EntryId, LogSlice, NO_LIMIT, Unstable};
+use super::{EntryId, LogSlice, NO_LIMIT, SharedEntries, Unstable};
 use crate::logger::Logger;
 use crate::raftpb::{Entry, Snapshot};
-use crate::storage::{Storage, StorageError, ents_size, ents_size_bound, limit_len};
+use crate::storage::{Storage, StorageError, ents_size, ents_size_bound, limit_count, limit_len};
 use std::fmt;
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ impl<S> fmt::Display for RaftLog<S> {
             self.applying,
             self.unstable.offset(),
             self.unstable.offset_in_progress(),
-            self.unstable.entries().len()
+            self.unstable.len()
         )
     }
 }
@@ -76,6 +76,46 @@ impl<S> fmt::Debug for RaftLog<S> {
             .field("applying_ents_size", &self.applying_ents_size)
             .field("applying_ents_paused", &self.applying_ents_paused)
             .finish_non_exhaustive()
+    }
+}
+
+/// After the storage entries `out[start..]`, appends what fits of the
+/// unstable entries `tail` within `max_size` bytes in all.
+fn extend_with_tail(out: &mut Vec<Entry>, start: usize, tail: &[Entry], max_size: u64) {
+    let ents = &out[start..];
+    // Usually all of it fits by far, which a bound from the payload lengths
+    // shows without measuring every entry.
+    if ents_size_bound(ents.iter()).saturating_add(ents_size_bound(tail.iter())) <= max_size {
+        out.extend_from_slice(tail);
+        return;
+    }
+    let size = ents_size(ents);
+    if size >= max_size {
+        return;
+    }
+    let tail = &tail[..limit_len(tail, max_size - size)];
+    // `limit_len` keeps one entry even when it alone is too big; here the
+    // storage entries already make progress, so leave it out.
+    if tail.len() == 1 && size.saturating_add(ents_size(tail)) > max_size {
+        return;
+    }
+    out.extend_from_slice(tail);
+}
+
+/// Appends the first `n` entries of `runs` to `out`, run by run.
+fn extend_from_runs<'a>(
+    out: &mut Vec<Entry>,
+    runs: impl Iterator<Item = &'a [Entry]>,
+    mut n: usize,
+) {
+    out.reserve(n);
+    for run in runs {
+        if n == 0 {
+            break;
+        }
+        let run = &run[..n.min(run.len())];
+        out.extend_from_slice(run);
+        n -= run.len();
     }
 }
 
@@ -201,7 +241,13 @@ impl<S: Storage> RaftLog<S> {
     /// from `ents[0].index` on, and returns the new last index.
     ///
     /// Panics if that would truncate a committed entry.
-    pub fn append(&mut self, ents: Vec<Entry>) -> u64 {
+    pub fn append(&mut self, mut ents: Vec<Entry>) -> u64 {
+        self.append_from(&mut ents)
+    }
+
+    /// [`append`](RaftLog::append), moving the entries out of `ents` (left
+    /// empty, for the caller to reuse).
+    pub fn append_from(&mut self, ents: &mut Vec<Entry>) -> u64 {
         let Some(first) = ents.first() else { return self.last_index() };
         let after = first.index - 1;
         if after < self.committed {
@@ -212,7 +258,7 @@ impl<S: Storage> RaftLog<S> {
                 self.committed
             );
         }
-        self.unstable.truncate_and_append(ents);
+        self.unstable.truncate_and_append_from(ents);
         self.last_index()
     }
 
@@ -262,6 +308,14 @@ impl<S: Storage> RaftLog<S> {
         self.unstable.next_entries()
     }
 
+    /// Hands out the unstable entries not yet handed out to be written
+    /// (those of [`next_unstable_ents`](RaftLog::next_unstable_ents)),
+    /// shared rather than copied, and marks every unstable entry as being
+    /// written.
+    pub fn take_next_unstable_ents(&mut self) -> SharedEntries {
+        self.unstable.take_next_entries()
+    }
+
     /// Whether there are unstable entries not yet handed out to be written.
     pub fn has_next_unstable_ents(&self) -> bool {
         !self.next_unstable_ents().is_empty()
@@ -269,7 +323,7 @@ impl<S: Storage> RaftLog<S> {
 
     /// Whether there are unstable entries, handed out or not.
     pub fn has_next_or_in_progress_unstable_ents(&self) -> bool {
-        !self.unstable.entries().is_empty()
+        !self.unstable.is_empty()
     }
 
     /// The committed entries to hand to the application next: after
@@ -565,8 +619,11 @@ impl<S: Storage> RaftLog<S> {
         E: From<StorageError>,
         F: FnMut(&[Entry]) -> Result<(), E>,
     {
+        // One buffer for every page.
+        let mut ents = Vec::new();
         while lo < hi {
-            let ents = self.slice(lo, hi, page_size)?;
+            ents.clear();
+            self.slice_into(lo, hi, page_size, &mut ents)?;
             if ents.is_empty() {
                 let text = format!("got 0 entries in [{lo}, {hi})");
                 return Err(StorageError::Other(text.into()).into());
@@ -584,52 +641,68 @@ impl<S: Storage> RaftLog<S> {
     /// Panics if `lo > hi`, if `hi` is past the last index plus one, or if the
     /// storage lacks entries it claims to have.
     pub fn slice(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+        let mut ents = Vec::new();
+        self.slice_into(lo, hi, max_size, &mut ents)?;
+        Ok(ents)
+    }
+
+    /// [`slice`](RaftLog::slice), appending to `out` (entries already in it
+    /// do not count towards `max_size`). On an error `out` is as it was.
+    pub fn slice_into(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
         self.must_check_out_of_bounds(lo, hi)?;
         if lo == hi {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let offset = self.unstable.offset();
         if lo >= offset {
-            let ents = self.unstable.slice(lo, hi);
-            return Ok(ents[..limit_len(ents, max_size)].to_vec());
+            if let Some(ents) = self.unstable.contiguous(lo, hi) {
+                out.extend_from_slice(&ents[..limit_len(ents, max_size)]);
+                return Ok(());
+            }
+            let runs = self.unstable.slices(lo, hi);
+            let n = limit_count(runs.clone().flatten(), (hi - lo) as usize, max_size);
+            extend_from_runs(out, runs, n);
+            return Ok(());
         }
         let cut = hi.min(offset);
-        let mut ents = match self.storage.entries(lo, cut, max_size) {
-            Ok(ents) => ents,
-            Err(StorageError::Compacted) => return Err(StorageError::Compacted),
-            Err(StorageError::Unavailable) => {
-                panicf!(self.logger, "entries[{}:{}) is unavailable from storage", lo, cut)
+        let start = out.len();
+        match self.storage.entries(lo, cut, max_size, out) {
+            Ok(()) => {}
+            Err(err) => {
+                out.truncate(start);
+                match err {
+                    StorageError::Compacted => return Err(StorageError::Compacted),
+                    StorageError::Unavailable => {
+                        panicf!(self.logger, "entries[{}:{}) is unavailable from storage", lo, cut)
+                    }
+                    err => storage_failed(err),
+                }
             }
-            Err(err) => storage_failed(err),
+        }
+        let ents = &out[start..];
+        // Done if the range ends in storage, or if storage returned fewer
+        // entries than asked: the size bound is hit.
+        if hi <= offset || (ents.len() as u64) < cut - lo {
+            return Ok(());
+        }
+        // Otherwise add what fits of the unstable part, usually one run
+        // (copied out first in the rare case that it spans several).
+        let spanning;
+        let tail = match self.unstable.contiguous(offset, hi) {
+            Some(tail) => tail,
+            None => {
+                spanning = self.unstable.slice(offset, hi);
+                &spanning[..]
+            }
         };
-        if hi <= offset {
-            return Ok(ents);
-        }
-        // Storage returned fewer entries than asked: the size bound is hit.
-        if (ents.len() as u64) < cut - lo {
-            return Ok(ents);
-        }
-        // Otherwise add what fits of the unstable part. Usually all of it
-        // does by far, which a bound from the payload lengths shows without
-        // measuring every entry.
-        let tail = self.unstable.slice(offset, hi);
-        if ents_size_bound(ents.iter().chain(tail)) <= max_size {
-            ents.extend_from_slice(tail);
-            return Ok(ents);
-        }
-        let size = ents_size(&ents);
-        if size >= max_size {
-            return Ok(ents);
-        }
-        let tail = &tail[..limit_len(tail, max_size - size)];
-        // `limit_len` keeps one entry even when it alone is too big; here the
-        // storage entries already make progress, so leave it out.
-        if tail.len() == 1 && size.saturating_add(ents_size(tail)) > max_size {
-            return Ok(ents);
-        }
-        ents.reserve_exact(tail.len());
-        ents.extend_from_slice(tail);
-        Ok(ents)
+        extend_with_tail(out, start, tail, max_size);
+        Ok(())
     }
 
     /// Checks `first_index() <= lo <= hi <= last_index() + 1`: a low `lo` is

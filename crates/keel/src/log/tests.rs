@@ -840,7 +840,7 @@ fn storage_failures() {
         ) -> Result<(crate::raftpb::HardState, crate::raftpb::ConfState), StorageError> {
             Err(StorageError::Other("broken".into()))
         }
-        fn entries(&self, _: u64, _: u64, _: u64) -> Result<Vec<Entry>, StorageError> {
+        fn entries(&self, _: u64, _: u64, _: u64, _: &mut Vec<Entry>) -> Result<(), StorageError> {
             Err(StorageError::Other("broken".into()))
         }
         fn term(&self, _: u64) -> Result<u64, StorageError> {
@@ -867,7 +867,7 @@ fn storage_failures() {
         ) -> Result<(crate::raftpb::HardState, crate::raftpb::ConfState), StorageError> {
             self.0.initial_state()
         }
-        fn entries(&self, _: u64, _: u64, _: u64) -> Result<Vec<Entry>, StorageError> {
+        fn entries(&self, _: u64, _: u64, _: u64, _: &mut Vec<Entry>) -> Result<(), StorageError> {
             Err(StorageError::Other("read failed".into()))
         }
         fn term(&self, _: u64) -> Result<u64, StorageError> {

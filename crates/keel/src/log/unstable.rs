@@ -1,9 +1,10 @@
 //! [`Unstable`]: the entries and snapshot a node holds before they are known
 //! to be in its [`Storage`](crate::storage::Storage).
 
-use super::EntryId;
+use super::{EntryId, SharedEntries};
 use crate::logger::Logger;
 use crate::raftpb::{Entry, Snapshot};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -21,31 +22,44 @@ const RETAINED_CAPACITY_MAX: usize = 4096;
 /// them. Once the application reports them stable ([`stable_to`],
 /// [`stable_snap_to`]) they are dropped from here and read from storage.
 ///
-/// `entries()[i]` has index `offset() + i`. The offset may be at or below the
-/// last index in storage: the next write then truncates the stored log first.
-/// Entries below `offset_in_progress()` are being written.
+/// Entries handed out ([`take_next_entries`]) move into a [`SharedEntries`]
+/// run that the `Ready` shares, so handing them out copies none; entries
+/// not yet handed out stay in a vector that appends extend. Every shared
+/// run is in progress, so the entries not yet handed out
+/// ([`next_entries`]) are always one slice of that vector.
 ///
-/// Out-of-range arguments to [`slice`] are programmer errors and panic, as in
-/// etcd; stale `stable_to` acknowledgements are logged and ignored.
+/// The entries have indexes `offset()..offset() + len()`. The offset may be
+/// at or below the last index in storage: the next write then truncates the
+/// stored log first. Entries below `offset_in_progress()` are being written.
+///
+/// Out-of-range arguments to [`slices`] are programmer errors and panic, as
+/// in etcd; stale `stable_to` acknowledgements are logged and ignored.
 ///
 /// [`stable_to`]: Unstable::stable_to
 /// [`stable_snap_to`]: Unstable::stable_snap_to
-/// [`slice`]: Unstable::slice
+/// [`take_next_entries`]: Unstable::take_next_entries
+/// [`next_entries`]: Unstable::next_entries
+/// [`slices`]: Unstable::slices
 pub struct Unstable {
     /// The incoming snapshot, if any.
     snapshot: Option<Snapshot>,
-    /// The unstable entries are `buf[head..]`. `buf[..head]` are already
-    /// stable: their payloads are dropped at once and the slots reclaimed when
-    /// they make up most of the buffer (etcd's `shrinkEntriesArray`), so
-    /// stabilizing costs O(1) per entry and a steady state reuses the buffer.
+    /// The first entries, handed out and shared with a `Ready`, oldest
+    /// first; none is empty. They hold `shared_len` entries from `offset`.
+    shared: VecDeque<SharedEntries>,
+    shared_len: usize,
+    /// The entries after the shared ones are `buf[head..]`. `buf[..head]`
+    /// are already stable: their payloads are dropped at once and the slots
+    /// reclaimed when they make up most of the buffer (etcd's
+    /// `shrinkEntriesArray`), so stabilizing costs O(1) per entry and a
+    /// steady state reuses the buffer.
     buf: Vec<Entry>,
     head: usize,
-    /// The index of `buf[head]`.
+    /// The index of the first entry.
     offset: u64,
     /// Whether the snapshot is being written.
     snapshot_in_progress: bool,
-    /// Entries below this index are being written; `offset <=
-    /// offset_in_progress <= offset + len`.
+    /// Entries below this index are being written; `offset + shared_len <=
+    /// offset_in_progress <= offset + len()`.
     offset_in_progress: u64,
     logger: Arc<dyn Logger>,
 }
@@ -68,6 +82,8 @@ impl Unstable {
     pub fn new(offset: u64, logger: Arc<dyn Logger>) -> Unstable {
         Unstable {
             snapshot: None,
+            shared: VecDeque::new(),
+            shared_len: 0,
             buf: Vec::new(),
             head: 0,
             offset,
@@ -77,9 +93,35 @@ impl Unstable {
         }
     }
 
-    /// The unstable entries, in index order from [`offset`](Unstable::offset).
-    pub fn entries(&self) -> &[Entry] {
+    /// A copy of the unstable entries, in index order from
+    /// [`offset`](Unstable::offset) (for tests and debugging output).
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.len());
+        for run in &self.shared {
+            out.extend_from_slice(run);
+        }
+        out.extend_from_slice(self.unshared());
+        out
+    }
+
+    /// The number of unstable entries.
+    pub fn len(&self) -> usize {
+        self.shared_len + self.buf.len() - self.head
+    }
+
+    /// Whether there are no unstable entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entries not in a shared run.
+    fn unshared(&self) -> &[Entry] {
         &self.buf[self.head..]
+    }
+
+    /// The index of the first entry not in a shared run.
+    fn unshared_offset(&self) -> u64 {
+        self.offset + self.shared_len as u64
     }
 
     /// The index of the first unstable entry (the one after the last stable
@@ -112,15 +154,38 @@ impl Unstable {
     /// The last index of the log, if the unstable part decides it: its last
     /// entry, else its snapshot's index.
     pub fn maybe_last_index(&self) -> Option<u64> {
-        let len = self.buf.len() - self.head;
+        let len = self.len();
         if len != 0 {
             return Some(self.offset + len as u64 - 1);
         }
         self.snapshot.as_ref().map(|s| s.metadata.index)
     }
 
+    /// The entry at `index`, if it is unstable.
+    #[inline]
+    fn get(&self, index: u64) -> Option<&Entry> {
+        let unshared = self.unshared_offset();
+        if index >= unshared {
+            return self.unshared().get(usize::try_from(index - unshared).ok()?);
+        }
+        self.get_shared(index)
+    }
+
+    /// The entry at `index`, if a shared run holds it.
+    fn get_shared(&self, index: u64) -> Option<&Entry> {
+        let mut i = usize::try_from(index.checked_sub(self.offset)?).ok()?;
+        for run in &self.shared {
+            match run.get(i) {
+                Some(e) => return Some(e),
+                None => i -= run.len(),
+            }
+        }
+        None
+    }
+
     /// The term of entry `index`, if the unstable part holds it (as an entry,
     /// or as the snapshot's last index).
+    #[inline]
     pub fn maybe_term(&self, index: u64) -> Option<u64> {
         if index < self.offset {
             return match &self.snapshot {
@@ -128,13 +193,38 @@ impl Unstable {
                 _ => None,
             };
         }
-        self.entries().get((index - self.offset) as usize).map(|e| e.term)
+        self.get(index).map(|e| e.term)
     }
 
     /// The entries not yet being written: what the next `Ready` persists.
     pub fn next_entries(&self) -> &[Entry] {
-        let in_progress = self.offset_in_progress.saturating_sub(self.offset) as usize;
-        self.entries().get(in_progress..).unwrap_or(&[])
+        // Shared runs are all in progress, so these are unshared.
+        let in_progress = self.offset_in_progress.saturating_sub(self.unshared_offset()) as usize;
+        self.unshared().get(in_progress..).unwrap_or(&[])
+    }
+
+    /// Hands out the entries not yet being written (those of
+    /// [`next_entries`](Unstable::next_entries)) without copying them, and
+    /// marks every entry as being written. The unstable log keeps reading
+    /// them, through the run it shares, until they are stable.
+    pub fn take_next_entries(&mut self) -> SharedEntries {
+        if self.next_entries().is_empty() {
+            self.accept_entries_in_progress();
+            return SharedEntries::default();
+        }
+        let start = self.head + (self.offset_in_progress - self.unshared_offset()) as usize;
+        // The vector becomes the run; the next one starts with room for as
+        // many entries, so that a steady state does not regrow it.
+        let room = self.buf.len() - self.head;
+        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(room));
+        let run = SharedEntries::from(buf);
+        let (head, end) = (self.head, run.len());
+        self.head = 0;
+        let kept = run.slice(head..end);
+        self.shared_len += kept.len();
+        self.shared.push_back(kept);
+        self.accept_entries_in_progress();
+        run.slice(start..end)
     }
 
     /// The snapshot, if there is one not yet being written.
@@ -146,11 +236,15 @@ impl Unstable {
     /// no longer returned by [`next_entries`](Unstable::next_entries) and
     /// [`next_snapshot`](Unstable::next_snapshot). Later additions are.
     pub fn accept_in_progress(&mut self) {
-        if let Some(last) = self.entries().last() {
-            self.offset_in_progress = last.index + 1;
-        }
+        self.accept_entries_in_progress();
         if self.snapshot.is_some() {
             self.snapshot_in_progress = true;
+        }
+    }
+
+    fn accept_entries_in_progress(&mut self) {
+        if !self.is_empty() {
+            self.offset_in_progress = self.offset + self.len() as u64;
         }
     }
 
@@ -183,16 +277,31 @@ impl Unstable {
             );
             return;
         }
-        let num = (id.index + 1 - self.offset) as usize;
-        if self.head + num == self.buf.len() {
-            // Everything is stable (the usual case): release it all at once.
-            self.clear_entries();
-        } else {
-            for e in &mut self.buf[self.head..self.head + num] {
-                // Release the payload now rather than when the slot is reclaimed.
-                *e = Entry::default();
+        let mut num = (id.index + 1 - self.offset) as usize;
+        // The shared runs first (dropping this log's share of them).
+        while num > 0
+            && let Some(run) = self.shared.front_mut()
+        {
+            let n = num.min(run.len());
+            run.advance(n);
+            if run.is_empty() {
+                self.shared.pop_front();
             }
-            self.head += num;
+            self.shared_len -= n;
+            num -= n;
+        }
+        if num > 0 {
+            if self.head + num == self.buf.len() {
+                // Everything is stable: release it all at once.
+                self.clear_unshared();
+            } else {
+                for e in &mut self.buf[self.head..self.head + num] {
+                    // Release the payload now rather than when the slot is
+                    // reclaimed.
+                    *e = Entry::default();
+                }
+                self.head += num;
+            }
         }
         self.offset = id.index + 1;
         self.offset_in_progress = self.offset_in_progress.max(self.offset);
@@ -203,7 +312,7 @@ impl Unstable {
     /// and gives a large buffer back once it is empty.
     fn shrink_entries_array(&mut self) {
         if self.head == self.buf.len() {
-            self.clear_entries();
+            self.clear_unshared();
         } else if self.head >= self.buf.len() - self.head {
             // Moving the (fewer) live entries down is paid for by the stable
             // ones that were just released.
@@ -217,12 +326,18 @@ impl Unstable {
         }
     }
 
-    fn clear_entries(&mut self) {
+    fn clear_unshared(&mut self) {
         self.buf.clear();
         self.head = 0;
         if self.buf.capacity() > RETAINED_CAPACITY_MAX {
             self.buf = Vec::new();
         }
+    }
+
+    fn clear_entries(&mut self) {
+        self.shared.clear();
+        self.shared_len = 0;
+        self.clear_unshared();
     }
 
     /// Drops the snapshot once it is stable, if it is still the one at
@@ -250,9 +365,16 @@ impl Unstable {
     ///
     /// Panics if `ents` would leave a gap after the last unstable entry.
     pub fn truncate_and_append(&mut self, mut ents: Vec<Entry>) {
+        self.truncate_and_append_from(&mut ents)
+    }
+
+    /// [`truncate_and_append`](Unstable::truncate_and_append), moving the
+    /// entries out of `ents`: it is left empty, usually with its capacity,
+    /// so that a caller can reuse it for the next batch.
+    pub fn truncate_and_append_from(&mut self, ents: &mut Vec<Entry>) {
         let Some(first) = ents.first() else { return };
         let from = first.index;
-        let len = (self.buf.len() - self.head) as u64;
+        let len = self.len() as u64;
         if from == self.offset + len {
             // The entries follow on directly.
         } else if from <= self.offset {
@@ -263,33 +385,96 @@ impl Unstable {
         } else {
             infof!(self.logger, "truncate the unstable entries before index {}", from);
             self.must_check_out_of_bounds(self.offset, from);
-            self.buf.truncate(self.head + (from - self.offset) as usize);
+            self.truncate_from(from);
             // Only in-progress entries before `from` are still in progress.
             self.offset_in_progress = self.offset_in_progress.min(from);
         }
         if self.buf.is_empty() && self.buf.capacity() < ents.len() {
             // Adopt the caller's buffer rather than copying into a smaller one.
-            self.buf = ents;
+            std::mem::swap(&mut self.buf, ents);
         } else {
-            self.buf.append(&mut ents);
+            self.buf.append(ents);
         }
     }
 
-    /// The unstable entries with indexes in `lo..hi`. The entries are shared
-    /// with the log: cloning them bumps reference counts, it does not copy
-    /// payloads.
+    /// Drops the entries from index `from` on (`offset < from <=
+    /// offset + len()`).
+    fn truncate_from(&mut self, from: u64) {
+        let unshared = self.unshared_offset();
+        if from >= unshared {
+            self.buf.truncate(self.head + (from - unshared) as usize);
+            return;
+        }
+        // The cut is inside the shared runs: keep what precedes it, and none
+        // of the unshared entries.
+        let mut keep = (from - self.offset) as usize;
+        self.shared_len = keep;
+        let mut runs = 0;
+        for run in &mut self.shared {
+            if keep == 0 {
+                break;
+            }
+            run.truncate(keep);
+            keep -= run.len();
+            runs += 1;
+        }
+        self.shared.truncate(runs);
+        self.clear_unshared();
+    }
+
+    /// The unstable entries with indexes in `lo..hi`, as the contiguous runs
+    /// that hold them, in order. The entries are shared with the log:
+    /// cloning them bumps reference counts, it does not copy payloads.
     ///
-    /// Panics unless `offset() <= lo <= hi <= offset() + entries().len()`.
-    pub fn slice(&self, lo: u64, hi: u64) -> &[Entry] {
+    /// Panics unless `offset() <= lo <= hi <= offset() + len()`.
+    pub fn slices(&self, lo: u64, hi: u64) -> impl Iterator<Item = &[Entry]> + Clone {
         self.must_check_out_of_bounds(lo, hi);
-        &self.entries()[(lo - self.offset) as usize..(hi - self.offset) as usize]
+        let (mut lo, mut hi) = ((lo - self.offset) as usize, (hi - self.offset) as usize);
+        let shared = self.shared.iter().map(|run| &run[..]);
+        shared.chain(std::iter::once(self.unshared())).filter_map(move |run| {
+            let (start, end) = (lo.min(run.len()), hi.min(run.len()));
+            (lo, hi) = (lo - start, hi - end);
+            (start < end).then(|| &run[start..end])
+        })
+    }
+
+    /// The unstable entries with indexes in `lo..hi` as one slice, when one
+    /// run holds them all (the usual case: they are not yet handed out, or
+    /// were handed out together).
+    ///
+    /// Panics unless `offset() <= lo <= hi <= offset() + len()`.
+    #[inline]
+    pub fn contiguous(&self, lo: u64, hi: u64) -> Option<&[Entry]> {
+        self.must_check_out_of_bounds(lo, hi);
+        let unshared = self.unshared_offset();
+        if lo >= unshared {
+            return Some(&self.unshared()[(lo - unshared) as usize..(hi - unshared) as usize]);
+        }
+        let (mut lo, mut hi) = ((lo - self.offset) as usize, (hi - self.offset) as usize);
+        for run in &self.shared {
+            if lo < run.len() {
+                return (hi <= run.len()).then(|| &run[lo..hi]);
+            }
+            (lo, hi) = (lo - run.len(), hi - run.len());
+        }
+        None
+    }
+
+    /// A copy of the unstable entries with indexes in `lo..hi` (see
+    /// [`slices`](Unstable::slices)).
+    pub fn slice(&self, lo: u64, hi: u64) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(hi.saturating_sub(lo) as usize);
+        for run in self.slices(lo, hi) {
+            out.extend_from_slice(run);
+        }
+        out
     }
 
     fn must_check_out_of_bounds(&self, lo: u64, hi: u64) {
         if lo > hi {
             panicf!(self.logger, "invalid unstable.slice {} > {}", lo, hi);
         }
-        let upper = self.offset + (self.buf.len() - self.head) as u64;
+        let upper = self.offset + self.len() as u64;
         if lo < self.offset || hi > upper {
             panicf!(
                 self.logger,
@@ -314,6 +499,8 @@ impl Unstable {
     ) -> Unstable {
         Unstable {
             snapshot,
+            shared: VecDeque::new(),
+            shared_len: 0,
             buf: entries,
             head: 0,
             offset,
@@ -327,8 +514,11 @@ impl Unstable {
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         assert!(self.head <= self.buf.len());
+        assert_eq!(self.shared_len, self.shared.iter().map(|r| r.len()).sum::<usize>());
+        assert!(self.shared.iter().all(|r| !r.is_empty()), "{self:?}");
         assert!(self.offset <= self.offset_in_progress, "{self:?}");
-        assert!(self.offset_in_progress <= self.offset + self.entries().len() as u64, "{self:?}");
+        assert!(self.unshared_offset() <= self.offset_in_progress, "{self:?}");
+        assert!(self.offset_in_progress <= self.offset + self.len() as u64, "{self:?}");
         for (e, i) in self.entries().iter().zip(self.offset..) {
             assert_eq!(e.index, i, "{self:?}");
         }
@@ -633,5 +823,63 @@ mod tests {
         u.truncate_and_append((1..=n).map(|i| Entry::new(1, i, Bytes::new())).collect());
         u.stable_to(EntryId::new(1, n));
         assert_eq!(u.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn handed_out_entries_are_shared_not_copied() {
+        let mut u = Unstable::new(5, logger());
+        u.truncate_and_append(terms(5, &[1, 1]));
+        let first = u.take_next_entries();
+        assert_eq!(first, terms(5, &[1, 1]));
+        assert_eq!(u.offset_in_progress(), 7);
+        assert!(u.next_entries().is_empty());
+        assert!(u.take_next_entries().is_empty());
+        u.truncate_and_append(terms(7, &[1, 1]));
+        let second = u.take_next_entries();
+        assert_eq!(second, terms(7, &[1, 1]));
+        u.truncate_and_append(terms(9, &[1]));
+        u.check_invariants();
+        // Reads see through the runs; the log and the Ready share entries.
+        assert_eq!(u.entries(), terms(5, &[1, 1, 1, 1, 1]));
+        assert_eq!(u.maybe_term(8), Some(1));
+        assert_eq!(u.slice(6, 10), terms(6, &[1, 1, 1, 1]));
+        assert_eq!(u.slices(6, 10).count(), 3);
+        assert!(std::ptr::eq(&first[1], u.slices(6, 7).next().unwrap().as_ptr()));
+        // Stabilizing drops the log's share, run by run.
+        u.stable_to(EntryId::new(1, 5));
+        assert_eq!((u.offset(), u.len()), (6, 4));
+        u.check_invariants();
+        u.stable_to(EntryId::new(1, 8));
+        assert_eq!((u.offset(), u.len(), u.shared.len()), (9, 1, 0));
+        u.check_invariants();
+        // The Ready's entries are untouched.
+        assert_eq!(first, terms(5, &[1, 1]));
+        assert_eq!(second, terms(7, &[1, 1]));
+    }
+
+    #[test]
+    fn truncating_inside_a_shared_run() {
+        let mut u = Unstable::new(5, logger());
+        u.truncate_and_append(terms(5, &[1, 1, 1]));
+        let handed = u.take_next_entries();
+        u.truncate_and_append(terms(8, &[1]));
+        // A new leader overwrites from index 6: the run is cut, the
+        // unshared entries go, and only index 5 stays in progress.
+        u.truncate_and_append(terms(6, &[2, 2]));
+        assert_eq!(u.entries(), terms(5, &[1, 2, 2]));
+        assert_eq!(u.offset_in_progress(), 6);
+        assert_eq!(u.next_entries(), &terms(6, &[2, 2])[..]);
+        u.check_invariants();
+        assert_eq!(handed, terms(5, &[1, 1, 1]), "what was handed out stays");
+        let next = u.take_next_entries();
+        assert_eq!(next, terms(6, &[2, 2]));
+        u.check_invariants();
+        // Replacing everything clears the runs too.
+        u.truncate_and_append(terms(4, &[3]));
+        assert_eq!((u.offset(), u.entries()), (4, terms(4, &[3])));
+        u.check_invariants();
+        // A stale acknowledgement of an overwritten entry is ignored.
+        u.stable_to(EntryId::new(1, 6));
+        assert_eq!(u.len(), 1);
     }
 }

@@ -97,6 +97,10 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn check_proposed_conf_changes(&mut self, entries: &mut [Entry]) -> Result<()> {
         let last_index = self.raft_log.last_index();
         for (i, e) in entries.iter_mut().enumerate() {
+            if matches!(e.entry_type, None | Some(0)) {
+                // A normal entry (the usual case), without a call to decode.
+                continue;
+            }
             let cc = match AnyConfChange::from_entry(e) {
                 Ok(Some(cc)) => cc,
                 Ok(None) => continue,

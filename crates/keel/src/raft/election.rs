@@ -154,7 +154,7 @@ impl<S: Storage> Raft<S> {
                 msg_type: vote_msg as i32,
                 index: last.index,
                 log_term: last.term,
-                context,
+                context: context.into(),
                 ..Message::default()
             });
         }

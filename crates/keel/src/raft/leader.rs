@@ -4,7 +4,7 @@
 use super::Raft;
 use crate::error::{DropReason, Error, InvalidMessage, Result};
 use crate::quorum::AckedIndexer;
-use crate::raftpb::{Message, MessageType};
+use crate::raftpb::{Entry, Message, MessageType};
 use crate::state::StateType;
 use crate::storage::Storage;
 use crate::tracker::{ProgressMap, ProgressState};
@@ -90,7 +90,20 @@ impl<S: Storage> Raft<S> {
     /// Appends proposed entries (refusing invalid configuration changes in
     /// place) and broadcasts them.
     fn handle_proposal(&mut self, m: &mut Message) -> Result<()> {
-        if m.entries.is_empty() {
+        self.propose_entries(&mut m.entries)
+    }
+
+    /// What stepping a `MsgProp` carrying `entries` does on a leader; the
+    /// entries are moved out (into the log, or dropped with the proposal),
+    /// leaving the vector empty for the caller to reuse.
+    pub(crate) fn propose_entries(&mut self, entries: &mut Vec<Entry>) -> Result<()> {
+        let res = self.propose_entries_checked(entries);
+        entries.clear();
+        res
+    }
+
+    fn propose_entries_checked(&mut self, entries: &mut Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
             panicf!(self.logger, "{:x} stepped empty MsgProp", self.id);
         }
         if !self.trk.progress.contains(self.id) {
@@ -107,8 +120,8 @@ impl<S: Storage> Raft<S> {
             );
             return Err(Error::ProposalDropped(DropReason::Transferring));
         }
-        self.check_proposed_conf_changes(&mut m.entries)?;
-        if !self.append_entry(std::mem::take(&mut m.entries)) {
+        self.check_proposed_conf_changes(entries)?;
+        if !self.append_entry_from(entries) {
             return Err(Error::ProposalDropped(DropReason::QuotaExceeded));
         }
         self.bcast_append();

@@ -367,12 +367,18 @@ impl<S: Storage> Raft<S> {
     /// index. Returns false (dropping them) when they would overflow the
     /// uncommitted-size quota.
     pub(crate) fn append_entry(&mut self, mut es: Vec<Entry>) -> bool {
+        self.append_entry_from(&mut es)
+    }
+
+    /// [`append_entry`](Raft::append_entry), moving the entries out of `es`
+    /// when they are appended (left as they are when dropped).
+    pub(crate) fn append_entry_from(&mut self, es: &mut Vec<Entry>) -> bool {
         let li = self.raft_log.last_index();
         for (i, e) in es.iter_mut().enumerate() {
             e.term = self.term;
             e.index = li + 1 + i as u64;
         }
-        if !self.increase_uncommitted_size(&es) {
+        if !self.increase_uncommitted_size(es) {
             warnf!(
                 self.logger,
                 "{:x} appending new entries to log would exceed uncommitted entry size limit; dropping proposal",
@@ -380,7 +386,7 @@ impl<S: Storage> Raft<S> {
             );
             return false;
         }
-        let li = self.raft_log.append(es);
+        let li = self.raft_log.append_from(es);
         // The leader acknowledges its own entries once they are durable: this
         // response is delivered back to it after the next storage write.
         self.send(Message {

@@ -7,7 +7,7 @@ use super::Raft;
 use crate::confchange::{self, Changer};
 use crate::error::{InvalidMessage, Result};
 use crate::log::{EntryId, LogSlice};
-use crate::raftpb::{Message, MessageType, Snapshot};
+use crate::raftpb::{Context, Message, MessageType, Responses, Snapshot};
 use crate::state::StateType;
 use crate::storage::{Storage, StorageError};
 use crate::tracker::{ProgressState, ProgressTracker};
@@ -74,8 +74,8 @@ impl<S: Storage> Raft<S> {
             snapshot: None,
             reject: false,
             reject_hint: 0,
-            context: Bytes::new(),
-            responses: Vec::new(),
+            context: Context::default(),
+            responses: Responses::default(),
         });
         if let Some(pr) = self.trk.progress.get_mut(to) {
             pr.update_on_entries_send(n, bytes);
@@ -153,7 +153,7 @@ impl<S: Storage> Raft<S> {
             to,
             msg_type: MessageType::MsgHeartbeat as i32,
             commit,
-            context: ctx,
+            context: ctx.into(),
             ..Message::default()
         });
         if let Some(pr) = self.trk.progress.get_mut(to) {

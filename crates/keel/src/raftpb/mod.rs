@@ -1,6 +1,8 @@
 //! Wire types of the Raft protocol, byte-compatible with etcd-raft's `raftpb`.
 //!
-//! The structs are hand-written prost derives (no `build.rs`, no protoc). Field
+//! The structs are hand-written prost derives (no `build.rs`, no protoc), but
+//! for [`Message`], whose encoding is spelled out in `message.rs` (the derive
+//! cannot keep its rare fields out of line). Field
 //! numbers and presence follow etcd's `raft.proto` as compiled by gogoproto with
 //! `nullable=false`: every scalar field is always written (proto2 `required`
 //! here, which prost encodes unconditionally and does not enforce on decode),
@@ -42,6 +44,9 @@
 //! setters for typed access.
 
 mod confchange;
+mod message;
+
+pub use message::{Context, Responses};
 
 pub use confchange::{
     AnyConfChange, ConfChangeParseError, conf_changes_from_string, conf_changes_to_string,
@@ -192,53 +197,49 @@ pub struct Snapshot {
 
 /// A message between Raft nodes, or between a node and its local storage
 /// threads.
-#[derive(Clone, PartialEq, prost::Message)]
+///
+/// Messages are moved several times on the hot path (into a `Ready`, into
+/// the recipient's `step`), so the struct is kept at 120 bytes, within what
+/// the compiler moves inline: the rarely used fields (`snapshot`, `context`,
+/// `responses`) live behind a pointer, null when unset. The encoding is
+/// written by hand (`message.rs`) and is the derived one field for field.
+#[derive(Clone, PartialEq, Default)]
 pub struct Message {
-    /// The message kind, a [`MessageType`].
-    #[prost(enumeration = "MessageType", required, tag = "1")]
+    /// The message kind, a [`MessageType`] (tag 1).
     pub msg_type: i32,
-    /// Recipient node id.
-    #[prost(uint64, required, tag = "2")]
+    /// Recipient node id (tag 2).
     pub to: u64,
-    /// Sender node id.
-    #[prost(uint64, required, tag = "3")]
+    /// Sender node id (tag 3).
     pub from: u64,
-    /// The sender's term (0 for local messages).
-    #[prost(uint64, required, tag = "4")]
+    /// The sender's term, 0 for local messages (tag 4).
     pub term: u64,
     /// For `MsgApp`, the term of the entry at `index`; for a rejected
-    /// `MsgAppResp`, the term of the follower's entry at the hinted index.
-    #[prost(uint64, required, tag = "5")]
+    /// `MsgAppResp`, the term of the follower's entry at the hinted index
+    /// (tag 5).
     pub log_term: u64,
-    /// A log index whose meaning depends on the message type.
-    #[prost(uint64, required, tag = "6")]
+    /// A log index whose meaning depends on the message type (tag 6).
     pub index: u64,
-    /// Entries carried by the message.
-    #[prost(message, repeated, tag = "7")]
+    /// Entries carried by the message (tag 7).
     pub entries: Vec<Entry>,
-    /// The sender's commit index.
-    #[prost(uint64, required, tag = "8")]
+    /// The sender's commit index (tag 8).
     pub commit: u64,
-    /// For `MsgStorageAppend`, the vote to persist.
-    #[prost(uint64, required, tag = "13")]
+    /// For `MsgStorageAppend`, the vote to persist (tag 13).
     pub vote: u64,
-    /// The snapshot of a `MsgSnap` (or of a `MsgStorageAppend`). Boxed: a
-    /// snapshot is rare and large (about 150 bytes even when empty), and
-    /// every message is moved several times on the hot path.
-    #[prost(message, optional, boxed, tag = "9")]
+    /// The snapshot of a `MsgSnap` (or of a `MsgStorageAppend`), tag 9.
+    /// Boxed: a snapshot is rare and large.
     pub snapshot: Option<Box<Snapshot>>,
-    /// Whether the request is rejected.
-    #[prost(bool, required, tag = "10")]
+    /// Whether the request is rejected (tag 10).
     pub reject: bool,
-    /// For a rejected `MsgAppResp`, the index the follower suggests probing.
-    #[prost(uint64, required, tag = "11")]
+    /// For a rejected `MsgAppResp`, the index the follower suggests probing
+    /// (tag 11).
     pub reject_hint: u64,
-    /// Opaque context (read index request ids, campaign kinds).
-    #[prost(bytes = "bytes", tag = "12")]
-    pub context: Bytes,
-    /// For storage-thread messages, what to send once the work is done.
-    #[prost(message, repeated, tag = "14")]
-    pub responses: Vec<Message>,
+    /// Opaque context (read index request ids, campaign kinds), tag 12.
+    /// Reads as a [`Bytes`]; set it with `Bytes::into()`.
+    pub context: Context,
+    /// For storage-thread messages, what to send once the work is done
+    /// (tag 14). Reads and writes as a `Vec<Message>`; set it with
+    /// `Vec::into()`.
+    pub responses: Responses,
 }
 
 /// The state a node must persist before sending messages: term, vote, commit.
@@ -331,6 +332,19 @@ impl Message {
     /// A message of type `msg_type` with every other field zero.
     pub fn new(msg_type: MessageType) -> Message {
         Message { msg_type: msg_type as i32, ..Message::default() }
+    }
+
+    /// The message type; an unknown raw value reads as `MsgHup` (as prost's
+    /// generated getters read unknown values as the default).
+    #[inline]
+    pub fn msg_type(&self) -> MessageType {
+        MessageType::try_from(self.msg_type).unwrap_or(MessageType::MsgHup)
+    }
+
+    /// Sets the message type.
+    #[inline]
+    pub fn set_msg_type(&mut self, value: MessageType) {
+        self.msg_type = value as i32;
     }
 }
 

@@ -177,7 +177,7 @@ fn propose_and_conf_change() {
         // The last two stable entries are the command and the change, down
         // to the bytes.
         let last_index = s.last_index().unwrap();
-        let entries = s.entries(last_index - 1, last_index + 1, NO_LIMIT).unwrap();
+        let entries = s.entries_vec(last_index - 1, last_index + 1, NO_LIMIT).unwrap();
         assert_eq!(entries.len(), 2, "#{i}");
         assert_eq!(&entries[0].data[..], b"somedata", "#{i}");
         let (want_type, want_data) = cc.to_entry_data();
@@ -270,7 +270,7 @@ fn joint_auto_leave_after_losing_leadership() {
     }
 
     let last_index = s.last_index().unwrap();
-    let entries = s.entries(last_index - 1, last_index + 1, NO_LIMIT).unwrap();
+    let entries = s.entries_vec(last_index - 1, last_index + 1, NO_LIMIT).unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(&entries[0].data[..], b"somedata");
     assert_eq!(entries[1].entry_type(), EntryType::EntryConfChangeV2);
@@ -336,7 +336,7 @@ fn propose_add_duplicate_node() {
     propose_and_apply(&add(2));
 
     let last_index = s.last_index().unwrap();
-    let entries = s.entries(last_index - 2, last_index + 1, NO_LIMIT).unwrap();
+    let entries = s.entries_vec(last_index - 2, last_index + 1, NO_LIMIT).unwrap();
     assert_eq!(entries.len(), 3);
     assert_eq!(entries[0].data, Bytes::from(add(1).encode_to_vec()));
     assert_eq!(entries[2].data, Bytes::from(add(2).encode_to_vec()));
@@ -487,7 +487,7 @@ fn bootstrap_then_campaign_and_commit() {
     let rd = rn.ready();
     let want = Ready {
         hard_state: Some(HardState { term: 1, commit: 1, vote: 0 }),
-        entries: vec![cc_entry.clone()],
+        entries: vec![cc_entry.clone()].into(),
         committed_entries: vec![cc_entry],
         must_sync: true,
         ..Ready::default()
@@ -506,7 +506,7 @@ fn bootstrap_then_campaign_and_commit() {
     let rd = rn.ready();
     let want = Ready {
         hard_state: Some(HardState { term: 2, commit: 2, vote: 1 }),
-        entries: vec![entry(2, 3, b"foo")],
+        entries: vec![entry(2, 3, b"foo")].into(),
         committed_entries: vec![entry(2, 2, b"")],
         must_sync: true,
         ..Ready::default()
@@ -644,8 +644,9 @@ impl Storage for IgnoreSizeHintStorage {
         lo: u64,
         hi: u64,
         _max_size: u64,
-    ) -> std::result::Result<Vec<Entry>, StorageError> {
-        self.0.entries(lo, hi, NO_LIMIT)
+        out: &mut Vec<Entry>,
+    ) -> std::result::Result<(), StorageError> {
+        self.0.entries(lo, hi, NO_LIMIT, out)
     }
     fn term(&self, index: u64) -> std::result::Result<u64, StorageError> {
         self.0.term(index)
@@ -778,8 +779,8 @@ fn bounded_log_growth_with_partition() {
 fn ready_consumes_messages() {
     let s = new_test_storage(&[1]);
     let mut rn = new_raw_node(&new_test_config(1, 3, 1), &s);
-    let m1 = Message { context: Bytes::from_static(b"foo"), ..Message::default() };
-    let m2 = Message { context: Bytes::from_static(b"bar"), ..Message::default() };
+    let m1 = Message { context: Bytes::from_static(b"foo").into(), ..Message::default() };
+    let m2 = Message { context: Bytes::from_static(b"bar").into(), ..Message::default() };
 
     rn.raft.msgs.push(m1.clone());
     assert!(rn.has_ready());

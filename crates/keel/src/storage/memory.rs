@@ -356,7 +356,13 @@ impl Storage for MemoryStorage {
         Ok((inner.hard_state, inner.snapshot.metadata.conf_state.clone()))
     }
 
-    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+    fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+        ents: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
         count(&self.inner.calls.entries);
         let inner = self.lock();
         let offset = inner.offset();
@@ -373,17 +379,17 @@ impl Storage for MemoryStorage {
         }
         assert!(lo <= hi, "invalid entries range [{lo}, {hi})");
         let (start, end) = ((lo - offset) as usize, (hi - offset) as usize);
-        let n = limit_count(inner.ents.range(start..end), max_size);
+        let n = limit_count(inner.ents.range(start..end), end - start, max_size);
         // The range is at most two contiguous runs of the ring buffer: clone
         // them slice by slice, which is faster than entry by entry.
         let (head, tail) = inner.ents.as_slices();
         let split = head.len();
         let front = &head[start.min(split)..end.min(split)];
         let back = &tail[start.saturating_sub(split)..end.saturating_sub(split)];
-        let mut ents = Vec::with_capacity(n);
+        ents.reserve(n);
         ents.extend_from_slice(&front[..n.min(front.len())]);
         ents.extend_from_slice(&back[..n.saturating_sub(front.len())]);
-        Ok(ents)
+        Ok(())
     }
 
     fn term(&self, index: u64) -> Result<u64, StorageError> {
@@ -486,7 +492,7 @@ mod tests {
         ];
         for (lo, hi, max, want) in cases {
             let s = MemoryStorage::new_with_entries(ents.clone());
-            match (s.entries(lo, hi, max), want) {
+            match (s.entries_vec(lo, hi, max), want) {
                 (Ok(got), Ok(want)) => assert_eq!(ids(&got), want, "[{lo}, {hi}) max {max}"),
                 (Err(StorageError::Compacted), Err(())) => {}
                 (got, want) => panic!("[{lo}, {hi}) max {max}: got {got:?}, want {want:?}"),
@@ -497,9 +503,9 @@ mod tests {
     #[test]
     fn entries_panics_past_last_and_is_unavailable_when_empty() {
         let s = MemoryStorage::new_with_entries(terms(3, &[3, 4, 5]));
-        assert!(panics(|| drop(s.entries(4, 7, u64::MAX))));
+        assert!(panics(|| drop(s.entries_vec(4, 7, u64::MAX))));
         let empty = MemoryStorage::new();
-        assert!(matches!(empty.entries(1, 1, u64::MAX), Err(StorageError::Unavailable)));
+        assert!(matches!(empty.entries_vec(1, 1, u64::MAX), Err(StorageError::Unavailable)));
     }
 
     #[test]
@@ -637,7 +643,7 @@ mod tests {
         let _ = s.first_index();
         let _ = s.last_index();
         let _ = s.snapshot();
-        let _ = s.entries(1, 1, 0);
+        let _ = s.entries_vec(1, 1, 0);
         let stats = s.call_stats();
         assert_eq!(
             stats,
@@ -665,7 +671,7 @@ mod tests {
         let payload = Bytes::from(vec![7u8; 64]);
         let s = MemoryStorage::new();
         s.append(&[Entry::new(1, 1, payload.clone())]).unwrap();
-        let got = s.entries(1, 2, u64::MAX).unwrap();
+        let got = s.entries_vec(1, 2, u64::MAX).unwrap();
         assert_eq!(got[0].data.as_ptr(), payload.as_ptr());
     }
 
@@ -701,7 +707,7 @@ mod tests {
                     let want =
                         &model[(lo - model[0].index) as usize..(hi - model[0].index) as usize];
                     for max in [u64::MAX, 0, 20, 50] {
-                        let got = s.entries(lo, hi, max).unwrap();
+                        let got = s.entries_vec(lo, hi, max).unwrap();
                         assert_eq!(got, limit_size(want, max), "[{lo}, {hi}) max {max}");
                     }
                 }

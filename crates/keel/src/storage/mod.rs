@@ -68,15 +68,36 @@ pub trait Storage {
     /// read once when a node starts.
     fn initial_state(&self) -> Result<(HardState, ConfState), StorageError>;
 
-    /// The entries with indexes in `lo..hi`, in order, at most `max_size`
-    /// bytes in protobuf encoding, but always at least one entry when
-    /// `lo < hi`.
+    /// Appends to `out` the entries with indexes in `lo..hi`, in order, at
+    /// most `max_size` bytes in protobuf encoding, but always at least one
+    /// entry when `lo < hi`. Entries already in `out` are left alone and do
+    /// not count towards `max_size`.
+    ///
+    /// The caller owns the buffer, so the node builds a `Ready`'s committed
+    /// entries and an append message's entries in place, without an
+    /// intermediate vector; an implementation only pushes what it holds or
+    /// decodes (cloning an [`Entry`] shares its payload).
     ///
     /// Returns [`StorageError::Compacted`] if `lo` has been compacted away and
-    /// [`StorageError::Unavailable`] if some entry in the range is missing.
-    /// Implementations may panic if `hi > last_index() + 1` (etcd's
-    /// `MemoryStorage` does: the caller broke its contract).
-    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError>;
+    /// [`StorageError::Unavailable`] if some entry in the range is missing;
+    /// on an error `out` may hold a prefix of the range, which the caller
+    /// discards. Implementations may panic if `hi > last_index() + 1`
+    /// (etcd's `MemoryStorage` does: the caller broke its contract).
+    fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError>;
+
+    /// [`entries`](Storage::entries) into a new vector: for tests and tools
+    /// that read the log once.
+    fn entries_vec(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
+        let mut out = Vec::new();
+        self.entries(lo, hi, max_size, &mut out)?;
+        Ok(out)
+    }
 
     /// The term of entry `index`, for `index` in
     /// `first_index() - 1..=last_index()`: the term of the entry just before
@@ -106,8 +127,14 @@ macro_rules! forward_storage {
         fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
             $($target)*::initial_state(self)
         }
-        fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
-            $($target)*::entries(self, lo, hi, max_size)
+        fn entries(
+            &self,
+            lo: u64,
+            hi: u64,
+            max_size: u64,
+            out: &mut Vec<Entry>,
+        ) -> Result<(), StorageError> {
+            $($target)*::entries(self, lo, hi, max_size, out)
         }
         fn term(&self, index: u64) -> Result<u64, StorageError> {
             $($target)*::term(self, index)
@@ -164,15 +191,15 @@ pub(crate) fn ents_size_bound<'a>(ents: impl Iterator<Item = &'a Entry>) -> u64 
 /// protobuf encoding; at least one when `ents` is not empty, even if that
 /// entry alone is larger, so that progress is always possible.
 pub fn limit_len(ents: &[Entry], max_size: u64) -> usize {
-    limit_count(ents.iter(), max_size)
+    limit_count(ents.iter(), ents.len(), max_size)
 }
 
-/// [`limit_len`] over any sequence of entries (a `VecDeque`'s range, say).
-pub(crate) fn limit_count<'a, I>(ents: I, max_size: u64) -> usize
+/// [`limit_len`] over any sequence of `len` entries (a `VecDeque`'s range,
+/// runs of the unstable log, ...).
+pub(crate) fn limit_count<'a, I>(ents: I, len: usize, max_size: u64) -> usize
 where
-    I: ExactSizeIterator<Item = &'a Entry> + Clone,
+    I: Iterator<Item = &'a Entry> + Clone,
 {
-    let len = ents.len();
     if max_size == u64::MAX {
         // Sizes add up saturating, so nothing exceeds this: skip measuring.
         return len;

@@ -257,7 +257,8 @@ fn answered_reads_free_the_leaders_queue() {
 
     // Step 3: a quorum (here 2 alone) acknowledges: the read is answered
     // and dequeued.
-    r.step(Message { context: ctx.clone(), ..msg(2, 0, MessageType::MsgHeartbeatResp) }).unwrap();
+    r.step(Message { context: ctx.clone().into(), ..msg(2, 0, MessageType::MsgHeartbeatResp) })
+        .unwrap();
     assert_eq!(read_index_resps(r.read_messages()), 1);
     assert!(r.last_pending_read_ctx().is_empty());
 
@@ -265,7 +266,8 @@ fn answered_reads_free_the_leaders_queue() {
     // of the first request remained.
     r.step(read_index(2, 0, b"ctx")).unwrap();
     r.read_messages();
-    r.step(Message { context: ctx.clone(), ..msg(2, 0, MessageType::MsgHeartbeatResp) }).unwrap();
+    r.step(Message { context: ctx.clone().into(), ..msg(2, 0, MessageType::MsgHeartbeatResp) })
+        .unwrap();
     assert_eq!(read_index_resps(r.read_messages()), 1);
     assert!(r.last_pending_read_ctx().is_empty());
 }

@@ -27,8 +27,14 @@ impl Storage for EnvStorage {
     fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
         self.mem.initial_state()
     }
-    fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>, StorageError> {
-        self.mem.entries(lo, hi, max_size)
+    fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
+        self.mem.entries(lo, hi, max_size, out)
     }
     fn term(&self, index: u64) -> Result<u64, StorageError> {
         self.mem.term(index)

@@ -22,7 +22,7 @@ impl Env {
             self.output.write(&format!("log is empty: first index={fi}, last index={li}"));
             return Ok(());
         }
-        let ents = s.entries(fi, li + 1, u64::MAX).map_err(output_err)?;
+        let ents = s.entries_vec(fi, li + 1, u64::MAX).map_err(output_err)?;
         self.output.write(&describe_entries(&ents, None));
         Ok(())
     }
