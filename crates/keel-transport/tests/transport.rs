@@ -697,7 +697,7 @@ async fn a_stuck_peer_never_delays_another() {
     a.add_peer(3, stuck);
     b.add_peer(1, a.local_addr());
     let payload = Bytes::from(vec![9u8; 64 << 10]);
-    let big = |i: u64| Message { context: payload.clone(), index: i, ..heartbeat(1, 3, 0) };
+    let big = |i: u64| Message { context: payload.clone().into(), index: i, ..heartbeat(1, 3, 0) };
     // 32 MiB for peer 3: more than loopback's socket buffers hold.
     a.send((0..512).map(big).collect());
     for c in 1..=200 {

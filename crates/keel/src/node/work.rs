@@ -107,7 +107,7 @@ impl ApplyWork {
     /// The committed entries and the responses, moved out.
     pub fn into_parts(self) -> (Vec<Entry>, Vec<Message>) {
         let Message { entries, responses, .. } = self.m;
-        (entries, responses)
+        (entries, responses.into())
     }
 
     /// The message itself.
