@@ -277,34 +277,6 @@ impl DiskStorage {
     pub fn segment_count(&self) -> usize {
         self.lock().wal.segment_count()
     }
-
-    /// Appends to `out` the entries in `lo..hi`, at most `max_size` bytes but
-    /// at least one (see `keel::Storage::entries`).
-    pub fn read_entries(
-        &self,
-        lo: u64,
-        hi: u64,
-        max_size: u64,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), StorageError> {
-        let g = self.lock();
-        if lo <= g.base.0 {
-            return Err(StorageError::Compacted);
-        }
-        if hi > g.last() + 1 {
-            return Err(StorageError::Unavailable);
-        }
-        let mut size = 0u64;
-        for (n, i) in (lo..hi).enumerate() {
-            let e = g.entry(i).map_err(other)?;
-            size += (e.data.len() as u64).max(1);
-            if n > 0 && size > max_size {
-                break;
-            }
-            out.push(e);
-        }
-        Ok(())
-    }
 }
 
 impl Inner {
@@ -393,7 +365,23 @@ impl keel::Storage for DiskStorage {
         max_size: u64,
         out: &mut Vec<Entry>,
     ) -> Result<(), StorageError> {
-        self.read_entries(lo, hi, max_size, out)
+        let g = self.lock();
+        if lo <= g.base.0 {
+            return Err(StorageError::Compacted);
+        }
+        if hi > g.last() + 1 {
+            return Err(StorageError::Unavailable);
+        }
+        let mut size = 0u64;
+        for (n, i) in (lo..hi).enumerate() {
+            let e = g.entry(i).map_err(other)?;
+            size += (e.data.len() as u64).max(1);
+            if n > 0 && size > max_size {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(())
     }
     fn term(&self, index: u64) -> Result<u64, StorageError> {
         let g = self.lock();
