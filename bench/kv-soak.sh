@@ -122,7 +122,9 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     line="$t"
     row=$(printf '%6s' "$t")
     for n in 1 2 3; do
-        read -r rss data wal snap applied <<<"$(sample "$n")"
+        # `die` inside the substitution only ends its subshell: stop here too.
+        s=$(sample "$n") || die "sampling member $n failed"
+        read -r rss data wal snap applied <<<"$s"
         line+=" $rss $data $applied"
         row+=$(printf ' | %8.1f %9.1f %5s %5s %12s' "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" \
             "$(awk -v k="$data" 'BEGIN { print k / 1024 }')" "$wal" "$snap" "$applied")
