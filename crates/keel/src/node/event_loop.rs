@@ -189,6 +189,13 @@ impl<S: Storage> Core<S> {
                 }
             }
             rd.messages = rest;
+            // What is left for the application is messages to send, a soft
+            // state and read states. A `Ready` with none of them (a
+            // follower's append, a leader's apply) is not handed out: the
+            // next one need not wait for the application's loop to wake.
+            if rd.messages.is_empty() && rd.soft_state.is_none() && rd.read_states.is_empty() {
+                return;
+            }
         } else {
             self.awaiting_advance = true;
         }

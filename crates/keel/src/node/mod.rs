@@ -30,7 +30,11 @@
 //! [`AppendWork`]) and each `MsgStorageApply` to [`Node::apply_work`] (as an
 //! [`ApplyWork`]), so that a storage thread and an apply thread can run
 //! concurrently; they hand their responses back with [`Node::step_local`]
-//! (those addressed to this node) or send them to peers.
+//! (those addressed to this node) or send them to peers. [`Node::ready`]
+//! then hands out only the `Ready`s that hold something besides storage
+//! work (messages to send, a changed soft state, read states); the
+//! entries, hard state and snapshot they still show are the storage
+//! messages' and need no handling.
 //!
 //! ```
 //! use bytes::Bytes;
