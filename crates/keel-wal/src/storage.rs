@@ -131,9 +131,16 @@ impl DiskStorage {
             }
         }
         let base = (snapshot.metadata.index, snapshot.metadata.term);
+        // A snapshot covers only committed entries, so its index is a commit
+        // index too. The hard state may say less: a commit index is written
+        // without a sync, and with asynchronous storage writes an apply
+        // thread may snapshot an entry before the append thread writes the
+        // commit that covers it.
+        let mut hard_state = replay.hard_state;
+        hard_state.commit = hard_state.commit.max(snapshot.metadata.index);
         let mut inner = Inner {
             wal,
-            hard_state: replay.hard_state,
+            hard_state,
             snapshot,
             base,
             log: VecDeque::new(),
@@ -159,6 +166,12 @@ impl DiskStorage {
     /// one sync) and returns once it is. Reads see the new entries as soon
     /// as they are written, before the sync: raft reads only entries it
     /// already holds, and treats nothing as durable before this returns.
+    ///
+    /// A request that only moves the commit index is written but not synced,
+    /// as etcd's `MustSync` rule allows: a commit index lost in a crash is
+    /// learned again from the leader, while entries, a snapshot, and a term
+    /// or vote (a promise made to a candidate) must survive one. The next
+    /// sync makes it durable along with whatever follows it.
     pub fn persist(&self, req: PersistRequest<'_>) -> Result<()> {
         self.persist_all(&[req])
     }
@@ -188,7 +201,8 @@ impl DiskStorage {
         Ok(())
     }
 
-    /// Writes one request to the WAL (unsynced) and into memory.
+    /// Writes one request to the WAL (unsynced) and into memory; the sync it
+    /// needs, if it needs one.
     fn write(&self, req: &PersistRequest<'_>) -> Result<Option<PendingSync>> {
         let mut records = Vec::with_capacity(req.entries.len() + 2);
         if let Some(s) = req.snapshot {
@@ -202,6 +216,11 @@ impl DiskStorage {
             return Ok(None);
         }
         let mut g = self.lock();
+        let must_sync = !req.entries.is_empty()
+            || req.snapshot.is_some()
+            || req
+                .hard_state
+                .is_some_and(|hs| hs.term != g.hard_state.term || hs.vote != g.hard_state.vote);
         let (locs, sync) = g.wal.append_unsynced(&records)?;
         let mut locs = locs.into_iter();
         if let Some(s) = req.snapshot {
@@ -216,7 +235,7 @@ impl DiskStorage {
         if let Some(hs) = req.hard_state {
             g.hard_state = hs;
         }
-        Ok(Some(sync))
+        Ok(must_sync.then_some(sync))
     }
 
     /// Records a snapshot of the applied state at `index` (durably), as

@@ -325,6 +325,10 @@ impl Cluster {
                     ),
                 ));
             }
+            // A commit index is written without a sync (etcd's `MustSync`),
+            // so a power loss may take it back; the node learns it again.
+            // The term and vote checked above are synced.
+            self.nodes.get_mut(&id).expect("known node").durable_hs.commit = hs.commit;
         }
         if let Some(live) = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()) {
             live.registered_commit = hs.commit;
@@ -845,7 +849,7 @@ impl Cluster {
     }
 
     /// A write of `hs` reached node `id`'s disk: durable term and vote only
-    /// move forward, and so does the durable commit index.
+    /// move forward, and so does the commit index between restarts.
     fn persisted(
         &mut self,
         id: u64,
