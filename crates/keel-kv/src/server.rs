@@ -11,15 +11,23 @@
 //!   waiting requests, applies configuration changes, and snapshots and
 //!   compacts every `snapshot_count` entries;
 //! - the **ticker** ticks raft;
-//! - the **event task** steps peers' messages and transport reports into raft;
-//! - the **proposer task** batches concurrent writes into one proposal, and
-//!   the **read task** batches linearizable reads into one ReadIndex round.
+//! - the **event thread** steps peers' messages and transport reports into
+//!   raft;
+//! - the **proposer thread** batches concurrent writes into one proposal;
+//! - the **read task** batches linearizable reads into one ReadIndex round.
+//!
+//! The event and proposer threads make blocking calls, which run raft on
+//! the calling thread when the node's own thread is idle: a message or a
+//! proposal reaches raft without waking another thread. Each thread waits
+//! on one queue only, so a request crosses as few threads as it can: on the
+//! leader, proposer, then the ready thread (sends) and the append thread
+//! (syncs) at once; on a follower, event thread then append thread; back on
+//! the leader, event thread then apply thread.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -102,15 +110,6 @@ pub struct Applied {
     pub existed: bool,
 }
 
-/// What the ready loop hands to the apply thread, in log order.
-enum ApplyWork {
-    /// A `MsgStorageApply`: committed entries, then its responses.
-    Apply(keel::node::ApplyWork),
-    /// A snapshot the append thread made durable, to restore before it
-    /// acknowledges it.
-    Snapshot(Snapshot, mpsc::SyncSender<()>),
-}
-
 /// What every thread and request handler of a member shares.
 pub struct Shared {
     /// This member's id.
@@ -122,6 +121,9 @@ pub struct Shared {
     /// The peer network (shared with the metrics, which read its counters).
     pub transport: Arc<Transport>,
     state: RwLock<KvState>,
+    /// The apply thread's state; the append thread takes it to restore a
+    /// snapshot.
+    applier: Mutex<Applier>,
     /// The metrics.
     pub metrics: Metrics,
     /// The options it runs with.
@@ -138,7 +140,7 @@ pub struct Shared {
     stop: watch::Sender<Option<StopReason>>,
 }
 
-/// A write waiting for the proposer task.
+/// A write waiting for the proposer thread.
 type Queued = (Bytes, oneshot::Sender<Result<(), KvError>>);
 
 /// Most writes one batch proposal carries.
@@ -200,9 +202,7 @@ fn random_u64() -> u64 {
 pub struct Member {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    events_task: tokio::task::JoinHandle<()>,
     read_task: tokio::task::JoinHandle<()>,
-    propose_task: tokio::task::JoinHandle<()>,
 }
 
 /// Why a member could not start.
@@ -235,7 +235,7 @@ pub enum StartError {
 
 impl Member {
     /// Opens the data directory and starts the member (call inside a tokio
-    /// runtime: the transport and the event task run on it).
+    /// runtime: the transport and the read task run on it).
     pub fn start(opts: MemberOptions) -> Result<Member, StartError> {
         let id = opts.id;
         let cid = cluster_id(&opts.cluster_token);
@@ -323,6 +323,12 @@ impl Member {
             storage,
             transport,
             state: RwLock::new(state),
+            applier: Mutex::new(Applier {
+                applied: snap.metadata.index,
+                snap_index: snap.metadata.index,
+                snapshot_now: false,
+                conf_state,
+            }),
             metrics,
             opts: opts.clone(),
             applied: watch::channel(snap.metadata.index).0,
@@ -337,31 +343,26 @@ impl Member {
             stop: watch::channel(None).0,
         });
 
-        let (apply_tx, apply_rx) = mpsc::sync_channel(64);
-        let applier = Applier {
-            sh: Arc::clone(&shared),
-            applied: snap.metadata.index,
-            snap_index: snap.metadata.index,
-            snapshot_now: false,
-            conf_state,
-        };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(format!("keel-{name}-{id}")).spawn(f)
         };
         let (sh1, sh2, sh3, sh4) =
             (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
-        let to_apply = apply_tx.clone();
         let threads = vec![
             spawn("ready", Box::new(move || ready_loop(&sh1)))?,
-            spawn("append", Box::new(move || append_loop(&sh2, &apply_tx)))?,
-            spawn("apply-queue", Box::new(move || forward_applies(&sh3, &to_apply)))?,
-            spawn("apply", Box::new(move || applier.run(&apply_rx)))?,
+            spawn("append", Box::new(move || append_loop(&sh2)))?,
+            spawn("apply", Box::new(move || apply_loop(&sh3)))?,
             spawn("tick", Box::new(move || ticker(&sh4)))?,
         ];
-        let events_task = tokio::spawn(event_loop(Arc::clone(&shared), events));
+        // These two wait on queues that outlive the node (the transport's
+        // events, the handlers' proposals); they end at the first item after
+        // the node stops, or with the process, so `stop` does not join them.
+        let sh5 = Arc::clone(&shared);
+        spawn("events", Box::new(move || event_loop(&sh5, events)))?;
+        let sh6 = Arc::clone(&shared);
+        spawn("propose", Box::new(move || propose_loop(&sh6, proposals_rx)))?;
         let read_task = tokio::spawn(read_loop(Arc::clone(&shared)));
-        let propose_task = tokio::spawn(propose_loop(Arc::clone(&shared), proposals_rx));
-        Ok(Member { shared, threads, events_task, read_task, propose_task })
+        Ok(Member { shared, threads, read_task })
     }
 
     /// What request handlers use.
@@ -375,9 +376,7 @@ impl Member {
         for t in self.threads {
             let _ = t.join();
         }
-        self.events_task.abort();
         self.read_task.abort();
-        self.propose_task.abort();
     }
 }
 
@@ -421,7 +420,7 @@ const APPEND_BATCH: usize = 64;
 /// sync goes to disk with one fsync (group commit); then their responses
 /// are stepped back (those to this node) or sent (those to peers: votes and
 /// append acknowledgements, which must not leave before the write is durable).
-fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
+fn append_loop(sh: &Shared) {
     let work = sh.node.append_work();
     // `recv` waits until there is work or the node stops, however long.
     while let Ok(first) = work.recv() {
@@ -453,12 +452,7 @@ fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
             if let Some(snap) = w.take_snapshot().filter(|s| s.metadata.index > 0) {
                 // The state machine holds the snapshot before raft hears it
                 // is durable (and so before any later entry is applied).
-                let (done_tx, done_rx) = mpsc::sync_channel(1);
-                if apply.send(ApplyWork::Snapshot(snap, done_tx)).is_err()
-                    || done_rx.recv().is_err()
-                {
-                    return;
-                }
+                lock(&sh.applier).restore(sh, snap);
             }
             let responses = w.take_responses();
             for r in responses.local {
@@ -473,13 +467,13 @@ fn append_loop(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
     }
 }
 
-/// Moves the node's `MsgStorageApply`s onto the apply thread's queue, which
-/// also carries the snapshots the append thread restores. Applies of entries
-/// at or below a snapshot are skipped, so the two may interleave in any order.
-fn forward_applies(sh: &Shared, apply: &mpsc::SyncSender<ApplyWork>) {
+/// The apply thread: each `MsgStorageApply` in log order. The append thread
+/// restores snapshots under the same lock; entries at or below a restored
+/// snapshot are skipped, so the two may interleave in any order.
+fn apply_loop(sh: &Shared) {
     let work = sh.node.apply_work();
     while let Ok(w) = work.recv() {
-        if apply.send(ApplyWork::Apply(w)).is_err() {
+        if !lock(&sh.applier).apply_work(sh, w) {
             return;
         }
     }
@@ -504,11 +498,11 @@ fn ticker(sh: &Shared) {
     }
 }
 
-async fn event_loop(sh: Arc<Shared>, mut events: Events) {
+fn event_loop(sh: &Shared, mut events: Events) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
-    while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+    while events.blocking_recv_many(&mut batch, EVENT_BATCH) > 0 {
         for ev in batch.drain(..) {
-            if !handle_event(&sh, ev).await {
+            if !handle_event(sh, ev) {
                 return;
             }
         }
@@ -519,18 +513,16 @@ async fn event_loop(sh: Arc<Shared>, mut events: Events) {
 const EVENT_BATCH: usize = 256;
 
 /// Steps one transport event into raft; `false` once the node stopped.
-async fn handle_event(sh: &Shared, ev: Event) -> bool {
+fn handle_event(sh: &Shared, ev: Event) -> bool {
     let r = match ev {
-        Event::Message(m) => sh.node.step_async(m).await,
-        // The async forms: a blocking call may run raft's work on this
-        // runtime worker.
-        Event::Unreachable(peer) => sh.node.report_unreachable_async(peer).await,
+        Event::Message(m) => sh.node.step(m),
+        Event::Unreachable(peer) => sh.node.report_unreachable(peer),
         Event::SnapshotStatus { to, status } => {
             let status = match status {
                 keel_transport::SnapshotStatus::Finished => keel::SnapshotStatus::Finish,
                 _ => keel::SnapshotStatus::Failure,
             };
-            sh.node.report_snapshot_async(to, status).await
+            sh.node.report_snapshot(to, status)
         }
         Event::Removed { by } => {
             tracing::warn!(id = sh.id, by, "a peer says this member was removed; stopping");
@@ -551,14 +543,17 @@ async fn handle_event(sh: &Shared, ev: Event) -> bool {
 /// Proposes queued writes: every write that arrived while the previous batch
 /// was being handed to raft goes in the next one, as one `MsgProp` (one
 /// request to the node, one forward from a follower, one broadcast).
-async fn propose_loop(sh: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
+fn propose_loop(sh: &Shared, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
     let mut batch: Vec<Queued> = Vec::with_capacity(PROPOSAL_BATCH);
-    while rx.recv_many(&mut batch, PROPOSAL_BATCH).await > 0 {
+    while rx.blocking_recv_many(&mut batch, PROPOSAL_BATCH) > 0 {
         let data: Vec<Bytes> = batch.iter().map(|(d, _)| d.clone()).collect();
-        let r =
-            sh.node.propose_batch_async(data).await.map(|_| ()).map_err(|e| KvError::from_raft(&e));
+        let r = sh.node.propose_batch(data).map(|_| ()).map_err(|e| KvError::from_raft(&e));
+        let stopped = matches!(r, Err(KvError::Stopping));
         for (_, tx) in batch.drain(..) {
             let _ = tx.send(r.clone());
+        }
+        if stopped {
+            return;
         }
     }
 }
@@ -814,7 +809,6 @@ impl Drop for WaiterGuard<'_> {
 
 /// The apply thread's state.
 struct Applier {
-    sh: Arc<Shared>,
     applied: u64,
     snap_index: u64,
     conf_state: ConfState,
@@ -825,66 +819,63 @@ struct Applier {
 }
 
 impl Applier {
-    fn run(mut self, rx: &mpsc::Receiver<ApplyWork>) {
-        for work in rx {
-            let started = Instant::now();
-            match work {
-                ApplyWork::Snapshot(s, done) => {
-                    self.restore(s);
-                    let _ = done.send(());
-                }
-                ApplyWork::Apply(w) => {
-                    let (entries, responses) = w.into_parts();
-                    if !entries.is_empty() {
-                        self.sh.metrics.committed_entries.inc_by(entries.len() as u64);
-                    }
-                    for e in entries {
-                        // Entries a restored snapshot already covers are
-                        // skipped (etcd-io/etcd#11510).
-                        if e.index > self.applied {
-                            self.apply(e);
-                        }
-                    }
-                    for r in responses {
-                        if let Err(keel::Error::Stopped) = self.sh.node.step_local(r) {
-                            return;
-                        }
-                    }
-                }
-            }
-            self.sh.applied.send_replace(self.applied);
-            self.sh.metrics.applied_index.set(self.applied as i64);
-            Metrics::observe(&self.sh.metrics.apply_seconds, started.elapsed());
-            self.maybe_snapshot();
+    /// Applies one `MsgStorageApply`; `false` once the node stopped.
+    fn apply_work(&mut self, sh: &Shared, w: keel::node::ApplyWork) -> bool {
+        let started = Instant::now();
+        let (entries, responses) = w.into_parts();
+        if !entries.is_empty() {
+            sh.metrics.committed_entries.inc_by(entries.len() as u64);
         }
+        for e in entries {
+            // Entries a restored snapshot already covers are skipped
+            // (etcd-io/etcd#11510).
+            if e.index > self.applied {
+                self.apply(sh, e);
+            }
+        }
+        for r in responses {
+            if let Err(keel::Error::Stopped) = sh.node.step_local(r) {
+                return false;
+            }
+        }
+        self.published(sh);
+        Metrics::observe(&sh.metrics.apply_seconds, started.elapsed());
+        self.maybe_snapshot(sh);
+        true
     }
 
-    fn restore(&mut self, s: Snapshot) {
+    /// Tells the waiting reads and the metrics how far this member applied.
+    fn published(&self, sh: &Shared) {
+        sh.applied.send_replace(self.applied);
+        sh.metrics.applied_index.set(self.applied as i64);
+    }
+
+    fn restore(&mut self, sh: &Shared, s: Snapshot) {
         if s.metadata.index <= self.applied {
             return;
         }
         match KvState::decode(&s.data) {
             Ok(state) => {
                 let members: Vec<_> = state.members().values().cloned().collect();
-                *self.sh.state_mut() = state;
+                *sh.state_mut() = state;
                 self.applied = s.metadata.index;
                 self.snap_index = s.metadata.index;
                 self.conf_state = s.metadata.conf_state;
                 for m in members {
-                    self.connect(m.id, &m.peer_url);
+                    Self::connect(sh, m.id, &m.peer_url);
                 }
-                self.sh.metrics.snapshots_restored.inc();
-                tracing::info!(id = self.sh.id, index = self.applied, "restored a snapshot");
+                sh.metrics.snapshots_restored.inc();
+                tracing::info!(id = sh.id, index = self.applied, "restored a snapshot");
             }
             Err(e) => {
                 // Acknowledged data would be lost if this member went on.
-                tracing::error!(id = self.sh.id, "received snapshot does not decode: {e}");
-                self.sh.request_stop(StopReason::Fatal);
+                tracing::error!(id = sh.id, "received snapshot does not decode: {e}");
+                sh.request_stop(StopReason::Fatal);
             }
         }
     }
 
-    fn apply(&mut self, e: Entry) {
+    fn apply(&mut self, sh: &Shared, e: Entry) {
         self.applied = e.index;
         if e.entry_type() == EntryType::EntryNormal {
             if e.data.is_empty() {
@@ -896,25 +887,25 @@ impl Applier {
             };
             let id = cmd.id;
             let existed = {
-                let mut st = self.sh.state_mut();
+                let mut st = sh.state_mut();
                 let existed = st.apply(cmd);
-                self.sh.metrics.keys.set(st.len() as i64);
+                sh.metrics.keys.set(st.len() as i64);
                 existed
             };
-            if let Some(tx) = lock(&self.sh.waiters).remove(&id) {
+            if let Some(tx) = lock(&sh.waiters).remove(&id) {
                 let _ = tx.send(Applied { index: e.index, existed });
             }
             return;
         }
         match AnyConfChange::from_entry(&e) {
-            Ok(Some(cc)) => self.apply_conf_change(e.index, cc),
+            Ok(Some(cc)) => self.apply_conf_change(sh, e.index, cc),
             Ok(None) => {}
             Err(err) => tracing::warn!(index = e.index, "skipping a bad conf change: {err}"),
         }
     }
 
-    fn apply_conf_change(&mut self, index: u64, cc: AnyConfChange) {
-        match self.sh.node.apply_conf_change_at(index, cc.clone()) {
+    fn apply_conf_change(&mut self, sh: &Shared, index: u64, cc: AnyConfChange) {
+        match sh.node.apply_conf_change_at(index, cc.clone()) {
             Ok(cs) => self.conf_state = cs,
             Err(e) => {
                 tracing::warn!(index, "conf change not applied: {e}");
@@ -928,7 +919,7 @@ impl Applier {
         let mut removed_self = false;
         for ch in &v2.changes {
             let id = ch.node_id;
-            let mut st = self.sh.state_mut();
+            let mut st = sh.state_mut();
             match ConfChangeType::try_from(ch.change_type) {
                 Ok(ConfChangeType::ConfChangeAddNode) => {
                     self.snapshot_now = true;
@@ -941,10 +932,10 @@ impl Applier {
                 Ok(ConfChangeType::ConfChangeRemoveNode) => {
                     st.remove_member(id);
                     drop(st);
-                    if id == self.sh.id {
+                    if id == sh.id {
                         removed_self = true;
                     } else {
-                        self.sh.transport.remove_peer(id);
+                        sh.transport.remove_peer(id);
                     }
                     continue;
                 }
@@ -953,50 +944,50 @@ impl Applier {
             let peer_url = st.members().get(&id).map(|m| m.peer_url.clone());
             drop(st);
             if let Some(u) = peer_url {
-                self.connect(id, &u);
+                Self::connect(sh, id, &u);
             }
         }
-        tracing::info!(id = self.sh.id, index, change = ?v2.changes, "membership changed");
+        tracing::info!(id = sh.id, index, change = ?v2.changes, "membership changed");
         if let Some(req) = request
-            && let Some(tx) = lock(&self.sh.waiters).remove(&req)
+            && let Some(tx) = lock(&sh.waiters).remove(&req)
         {
             let _ = tx.send(Applied { index, existed: true });
         }
         if removed_self {
-            tracing::warn!(id = self.sh.id, "this member was removed from the cluster; stopping");
-            self.sh.request_stop(StopReason::Removed);
+            tracing::warn!(id = sh.id, "this member was removed from the cluster; stopping");
+            sh.request_stop(StopReason::Removed);
         }
     }
 
-    fn connect(&self, id: u64, url: &str) {
-        if id == self.sh.id || url.is_empty() {
+    fn connect(sh: &Shared, id: u64, url: &str) {
+        if id == sh.id || url.is_empty() {
             return;
         }
-        match self.sh.opts.dial_address(id, url) {
-            Ok(addr) => self.sh.transport.add_peer(id, addr),
+        match sh.opts.dial_address(id, url) {
+            Ok(addr) => sh.transport.add_peer(id, addr),
             Err(e) => tracing::warn!(peer = id, "cannot reach the new member: {e}"),
         }
     }
 
-    fn maybe_snapshot(&mut self) {
-        let opts = &self.sh.opts;
+    fn maybe_snapshot(&mut self, sh: &Shared) {
+        let opts = &sh.opts;
         let due = self.applied >= self.snap_index + opts.snapshot_count;
         if !(due || self.snapshot_now && self.applied > self.snap_index) {
             return;
         }
         self.snapshot_now = false;
-        let data = self.sh.state().encode();
-        match self.sh.storage.create_snapshot(self.applied, self.conf_state.clone(), data) {
+        let data = sh.state().encode();
+        match sh.storage.create_snapshot(self.applied, self.conf_state.clone(), data) {
             Ok(_) => {
                 self.snap_index = self.applied;
-                self.sh.metrics.snapshots_created.inc();
+                sh.metrics.snapshots_created.inc();
                 let compact_to = self.applied.saturating_sub(opts.snapshot_catchup_entries);
                 if compact_to > 0
-                    && let Err(e) = self.sh.storage.compact(compact_to)
+                    && let Err(e) = sh.storage.compact(compact_to)
                 {
                     tracing::warn!(index = compact_to, "compaction failed: {e}");
                 }
-                tracing::debug!(id = self.sh.id, index = self.applied, "snapshot created");
+                tracing::debug!(id = sh.id, index = self.applied, "snapshot created");
             }
             Err(e) => tracing::warn!(index = self.applied, "snapshot failed: {e}"),
         }
