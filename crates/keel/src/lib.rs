@@ -121,7 +121,7 @@ pub use config::{Config, ReadOnlyOption};
 pub use error::{ConfigError, DropReason, Error, InvalidMessage, Result};
 pub use log::{EntryId, LogSliceError, SharedEntries};
 pub use logger::{CaptureLogger, DiscardLogger, Level, Logger, TracingLogger};
-pub use node::{Node, NodeOptions};
+pub use node::{Node, NodeOptions, ReadyHandler};
 pub use raw_node::{
     Peer, Proposed, RawNode, Ready, SnapshotStatus, StorageAppend, StorageApply, StorageResponses,
     must_sync,

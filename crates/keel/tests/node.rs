@@ -570,3 +570,42 @@ fn blocking_and_async_callers_share_the_node() {
     }
     s.node.stop();
 }
+
+/// With `on_ready`, every `Ready` goes to the handler, in order, and none to
+/// `ready`; the application's loop is otherwise the same.
+#[test]
+fn a_ready_handler_takes_every_ready() {
+    let storage = MemoryStorage::new();
+    let (tx, rx) = mpsc::channel();
+    let opts = NodeOptions {
+        on_ready: Some(keel::ReadyHandler::new(move |rd| tx.send(rd).unwrap())),
+        ..options()
+    };
+    let node = Node::start_with(&Config::new(1), storage.clone(), &peers(&[1]), opts).unwrap();
+    let mut applied = Vec::new();
+    let (mut campaigned, mut proposed) = (false, false);
+    while applied.len() < 3 {
+        let rd = rx.recv_timeout(WAIT).expect("a Ready for the handler");
+        assert!(node.try_ready().unwrap().is_none(), "nothing for Node::ready");
+        persist(&storage, &rd);
+        for e in &rd.committed_entries {
+            if e.entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                applied.push(e.data.clone());
+            }
+        }
+        let leader = rd.soft_state.is_some_and(|s| s.lead == 1);
+        node.advance().unwrap();
+        if !campaigned {
+            node.campaign().unwrap();
+            campaigned = true;
+        }
+        if leader && !proposed {
+            for v in ["a", "b", "c"] {
+                node.propose(Bytes::from(v)).unwrap();
+            }
+            proposed = true;
+        }
+    }
+    assert_eq!(applied, ["a", "b", "c"].map(Bytes::from));
+    node.stop();
+}

@@ -26,6 +26,8 @@ pub(super) struct Core<S: Storage> {
     pub(super) raw: RawNode<S>,
     pub(super) inbox: flume::Receiver<Request>,
     pub(super) ready_tx: flume::Sender<Ready>,
+    /// Takes each `Ready` instead of `ready_tx`.
+    pub(super) on_ready: Option<super::ReadyHandler>,
     pub(super) append_tx: flume::Sender<AppendWork>,
     pub(super) apply_tx: flume::Sender<ApplyWork>,
     pub(super) async_storage_writes: bool,
@@ -101,6 +103,7 @@ pub(super) fn run<S: Storage>(
     core.inbox.drain().for_each(drop);
     // Disconnect the outputs: whoever waits on them is told the node stopped.
     core.ready_tx = flume::bounded(1).0;
+    core.on_ready = None;
     core.append_tx = flume::bounded(1).0;
     core.apply_tx = flume::bounded(1).0;
 }
@@ -199,7 +202,12 @@ impl<S: Storage> Core<S> {
         } else {
             self.awaiting_advance = true;
         }
-        // The channel is empty and only the loop's holder fills it.
-        let _ = self.ready_tx.try_send(rd);
+        match &self.on_ready {
+            Some(handler) => handler.call(rd),
+            // The channel is empty and only the loop's holder fills it.
+            None => {
+                let _ = self.ready_tx.try_send(rd);
+            }
+        }
     }
 }

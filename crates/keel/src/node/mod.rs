@@ -119,6 +119,41 @@ pub struct NodeOptions {
     pub request_timeout: Option<Duration>,
     /// The name of the loop's thread.
     pub thread_name: String,
+    /// Where `Ready`s go instead of [`Node::ready`]: see [`ReadyHandler`].
+    pub on_ready: Option<ReadyHandler>,
+}
+
+/// A function that takes each `Ready` where it is made, instead of a thread
+/// waiting in [`Node::ready`]: the thread that ran the request behind it
+/// (the node's own, or a blocking caller running inline) calls it, under
+/// the loop's lock, so calls come one at a time and in order. A leader's
+/// appends then leave from the thread that proposed, without waking
+/// another.
+///
+/// It must be quick and must not block: it holds up the node. It may make
+/// `Node` calls that return without an answer (`step`, `step_local`,
+/// `tick`, `advance`, ...; they are queued), but not ones that wait for one
+/// (`propose`, `status`, ...), which would wait for the lock it holds. In
+/// synchronous mode the `Ready` still needs [`Node::advance`] once it is
+/// persisted, sent and applied.
+#[derive(Clone)]
+pub struct ReadyHandler(Arc<dyn Fn(Ready) + Send + Sync>);
+
+impl ReadyHandler {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(Ready) + Send + Sync + 'static) -> ReadyHandler {
+        ReadyHandler(Arc::new(f))
+    }
+
+    pub(super) fn call(&self, rd: Ready) {
+        (self.0)(rd)
+    }
+}
+
+impl std::fmt::Debug for ReadyHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadyHandler")
+    }
 }
 
 impl Default for NodeOptions {
@@ -128,6 +163,7 @@ impl Default for NodeOptions {
             storage_queue_capacity: 64,
             request_timeout: None,
             thread_name: "keel-raft".to_string(),
+            on_ready: None,
         }
     }
 }
@@ -261,6 +297,7 @@ impl Node {
             raw,
             inbox: inbox.clone(),
             ready_tx,
+            on_ready: options.on_ready.clone(),
             append_tx,
             apply_tx,
             async_storage_writes,
@@ -550,7 +587,9 @@ impl Node {
 
     /// Waits for the next `Ready`, for as long as it takes ([`Error::Stopped`]
     /// once the node stops): an idle node is not a failed request, so the
-    /// request timeout does not apply, as with [`WorkQueue::recv`]. Dropping
+    /// request timeout does not apply, as with [`WorkQueue::recv`]. A node
+    /// started with [`NodeOptions::on_ready`] hands every `Ready` to it and
+    /// none here. Dropping
     /// an unfinished [`Node::ready_async`] loses nothing: the `Ready` waits
     /// for the next call.
     pub fn ready(&self) -> Result<Ready> {
