@@ -3,8 +3,9 @@
 //!
 //! Raft runs with asynchronous storage writes, so that disk, network and
 //! apply overlap:
-//! - the **ready loop** sends each `Ready`'s messages (the leader's appends
-//!   leave while its own write is in flight) and resolves read states;
+//! - **outbound** (`Node`'s ready handler, run by whichever thread made the
+//!   `Ready`) sends its messages (the leader's appends leave while its own
+//!   write is in flight) and resolves read states;
 //! - the **append thread** makes every queued `MsgStorageAppend` durable with
 //!   one fdatasync (group commit), then steps or sends their responses;
 //! - the **apply thread** applies committed entries to the map, wakes the
@@ -17,12 +18,13 @@
 //! - the **read task** batches linearizable reads into one ReadIndex round.
 //!
 //! The event and proposer threads make blocking calls, which run raft on
-//! the calling thread when the node's own thread is idle: a message or a
-//! proposal reaches raft without waking another thread. Each thread waits
-//! on one queue only, so a request crosses as few threads as it can: on the
-//! leader, proposer, then the ready thread (sends) and the append thread
-//! (syncs) at once; on a follower, event thread then append thread; back on
-//! the leader, event thread then apply thread.
+//! the calling thread when the node's own thread is idle, and the `Ready`
+//! they cause is sent from there too: a message or a proposal reaches raft,
+//! and raft's answer reaches the network, without waking another thread.
+//! A write crosses one thread per stage: on the leader the proposer, then
+//! the append thread (its fsync) while the appends leave; on a follower the
+//! event thread, then the append thread; back on the leader the event
+//! thread, then the apply thread.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -36,7 +38,7 @@ use bytes::Bytes;
 use keel::raftpb::{
     AnyConfChange, ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot,
 };
-use keel::{Config, Node, NodeOptions, Peer, StateType, Storage};
+use keel::{Config, Node, NodeOptions, Peer, ReadyHandler, StateType, Storage};
 use keel_transport::{Event, Events, TlsConfig, Transport};
 use keel_wal::{DiskOptions, DiskStorage, PersistRequest};
 use tokio::sync::{Notify, oneshot, watch};
@@ -129,11 +131,10 @@ pub struct Shared {
     /// The options it runs with.
     pub opts: MemberOptions,
     applied: watch::Sender<u64>,
-    leader: AtomicU64,
+    outbound: Arc<Outbound>,
     commit: AtomicU64,
     next_id: AtomicU64,
     waiters: Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
-    reads: Mutex<HashMap<Bytes, oneshot::Sender<u64>>>,
     read_queue: Mutex<Vec<oneshot::Sender<Result<u64, KvError>>>>,
     read_wake: Notify,
     proposals: tokio::sync::mpsc::Sender<Queued>,
@@ -290,9 +291,24 @@ impl Member {
         config.step_down_on_removal = true;
         config.async_storage_writes = true;
         config.logger = Arc::new(keel::TracingLogger);
+        let metrics = {
+            let transport = Arc::clone(&transport);
+            Metrics::new(move || transport.stats())
+        };
+        let outbound = Arc::new(Outbound {
+            id,
+            transport: Arc::clone(&transport),
+            metrics: metrics.clone(),
+            leader: AtomicU64::new(0),
+            reads: Mutex::new(HashMap::new()),
+        });
         let node_opts = NodeOptions {
             request_timeout: Some(opts.request_timeout),
             thread_name: format!("keel-raft-{id}"),
+            on_ready: Some({
+                let outbound = Arc::clone(&outbound);
+                ReadyHandler::new(move |rd| outbound.handle(rd))
+            }),
             ..NodeOptions::default()
         };
         let node = if fresh && !opts.join {
@@ -310,10 +326,6 @@ impl Member {
             Node::restart_with(&config, Arc::clone(&storage), node_opts)?
         };
 
-        let metrics = {
-            let transport = Arc::clone(&transport);
-            Metrics::new(move || transport.stats())
-        };
         // The storage's conf state is the snapshot's.
         let conf_state = snap.metadata.conf_state.clone();
         let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(4 * PROPOSAL_BATCH);
@@ -332,11 +344,10 @@ impl Member {
             metrics,
             opts: opts.clone(),
             applied: watch::channel(snap.metadata.index).0,
-            leader: AtomicU64::new(0),
+            outbound,
             commit: AtomicU64::new(0),
             next_id: AtomicU64::new(random_u64()),
             waiters: Mutex::new(HashMap::new()),
-            reads: Mutex::new(HashMap::new()),
             read_queue: Mutex::new(Vec::new()),
             read_wake: Notify::new(),
             proposals: proposals_tx,
@@ -346,10 +357,8 @@ impl Member {
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(format!("keel-{name}-{id}")).spawn(f)
         };
-        let (sh1, sh2, sh3, sh4) =
-            (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
+        let (sh2, sh3, sh4) = (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
         let threads = vec![
-            spawn("ready", Box::new(move || ready_loop(&sh1)))?,
             spawn("append", Box::new(move || append_loop(&sh2)))?,
             spawn("apply", Box::new(move || apply_loop(&sh3)))?,
             spawn("tick", Box::new(move || ticker(&sh4)))?,
@@ -380,33 +389,35 @@ impl Member {
     }
 }
 
-/// Takes each `Ready`: with asynchronous storage writes it holds only what
-/// needs no disk (messages to peers, read states, the soft state); the
-/// writes and applies arrive on the node's work queues.
-fn ready_loop(sh: &Shared) {
-    loop {
-        let mut rd = match sh.node.ready() {
-            Ok(rd) => rd,
-            Err(keel::Error::Stopped) => return,
-            Err(e) => {
-                tracing::error!("raft loop failed: {e}");
-                sh.request_stop(StopReason::Fatal);
-                return;
-            }
-        };
+/// What a `Ready` holds for this member once its storage work is routed to
+/// the append and apply threads: messages to peers (a leader's appends leave
+/// while its own write is in flight), read states, the soft state. `Node`
+/// calls [`Outbound::handle`] on the thread that made the `Ready`.
+struct Outbound {
+    id: u64,
+    transport: Arc<Transport>,
+    metrics: Metrics,
+    /// The leader this member knows (0: none).
+    leader: AtomicU64,
+    /// ReadIndex rounds in flight, by request context.
+    reads: Mutex<HashMap<Bytes, oneshot::Sender<u64>>>,
+}
+
+impl Outbound {
+    fn handle(&self, mut rd: keel::Ready) {
         if let Some(ss) = &rd.soft_state {
-            let old = sh.leader.swap(ss.lead, Ordering::SeqCst);
+            let old = self.leader.swap(ss.lead, Ordering::SeqCst);
             if old != ss.lead {
-                sh.metrics.leader_changes.inc();
-                tracing::info!(id = sh.id, leader = ss.lead, "leader changed");
+                self.metrics.leader_changes.inc();
+                tracing::info!(id = self.id, leader = ss.lead, "leader changed");
             }
-            sh.metrics.is_leader.set(i64::from(ss.raft_state == StateType::Leader));
+            self.metrics.is_leader.set(i64::from(ss.raft_state == StateType::Leader));
         }
         if !rd.messages.is_empty() {
-            sh.transport.send(std::mem::take(&mut rd.messages));
+            self.transport.send(std::mem::take(&mut rd.messages));
         }
         for rs in rd.read_states.drain(..) {
-            if let Some(tx) = lock(&sh.reads).remove(&rs.request_ctx) {
+            if let Some(tx) = lock(&self.reads).remove(&rs.request_ctx) {
                 let _ = tx.send(rs.index);
             }
         }
@@ -617,7 +628,7 @@ impl Shared {
 
     /// The leader this member knows (0: none).
     pub fn leader(&self) -> u64 {
-        self.leader.load(Ordering::SeqCst)
+        self.outbound.leader.load(Ordering::SeqCst)
     }
 
     /// The commit index as last persisted.
@@ -633,7 +644,7 @@ impl Shared {
     async fn one_read_index(&self) -> Result<u64, KvError> {
         let ctx = Bytes::copy_from_slice(&self.next_id().to_be_bytes());
         let (tx, rx) = oneshot::channel();
-        lock(&self.reads).insert(ctx.clone(), tx);
+        lock(&self.outbound.reads).insert(ctx.clone(), tx);
         let wait = Duration::from_millis(500).min(self.opts.request_timeout);
         let r = match self.node.read_index_async(ctx.clone()).await {
             Err(e) => Err(KvError::from_raft(&e)),
@@ -642,7 +653,7 @@ impl Shared {
                 _ => Err(KvError::Timeout(wait.as_millis() as u64)),
             },
         };
-        lock(&self.reads).remove(&ctx);
+        lock(&self.outbound.reads).remove(&ctx);
         r
     }
 
@@ -723,8 +734,8 @@ impl Shared {
     ) -> Result<Applied, KvError> {
         // Raft refuses (silently replaces) a change proposed while it still
         // counts an earlier one as unapplied: its applied index moves only
-        // when the ready loop advances, which may trail the apply thread
-        // (and so the answer to the previous change) by one Ready.
+        // when the apply thread's acknowledgement is stepped, which may
+        // trail the apply (and so the answer to the previous change).
         let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
         loop {
             let st = self.node.status_async().await.map_err(|e| KvError::from_raft(&e))?;
