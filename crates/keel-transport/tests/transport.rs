@@ -124,6 +124,49 @@ async fn three_transports_deliver_in_order() {
     assert_eq!(to2.msgs_dropped, 0);
 }
 
+/// Sends from a plain thread, as a raft loop does, with messages far larger
+/// than a socket buffer among small ones: every message arrives whole and in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_from_a_thread_arrive_whole_and_in_order() {
+    let (t1, _e1) = start(1, CLUSTER, any_port());
+    let (t2, mut e2) = start(2, CLUSTER, any_port());
+    t1.add_peer(2, t2.local_addr());
+    t2.add_peer(1, t1.local_addr());
+    // One small message first, so that the connection is up and idle.
+    t1.send(vec![heartbeat(1, 2, 1)]);
+    assert_eq!(next_message(&mut e2).await.commit, 1);
+    const N: u64 = 40;
+    let payload = Bytes::from(vec![7u8; 3 << 20]);
+    let sender = std::thread::spawn(move || {
+        for c in 2..=N {
+            let mut m = heartbeat(1, 2, c);
+            m.msg_type = MessageType::MsgApp as i32;
+            m.term = 1;
+            // Every third send is large.
+            if c % 3 == 0 {
+                m.entries = vec![keel::raftpb::Entry {
+                    index: c,
+                    term: 1,
+                    data: payload.clone(),
+                    ..Default::default()
+                }];
+            }
+            t1.send(vec![m]);
+        }
+        t1
+    });
+    for c in 2..=N {
+        let m = next_message(&mut e2).await;
+        assert_eq!(m.commit, c, "in order");
+        let len = m.entries.first().map_or(0, |e| e.data.len());
+        assert_eq!(len, if c % 3 == 0 { 3 << 20 } else { 0 }, "whole");
+    }
+    let t1 = sender.join().expect("sender");
+    eventually(&t1, |s| s.peers.iter().any(|p| p.id == 2 && p.msgs_sent == N)).await;
+    assert_eq!(t1.stats().peers.iter().find(|p| p.id == 2).map(|p| p.msgs_dropped), Some(0));
+}
+
 /// A peer that is down is reported unreachable; once it is back, delivery resumes
 /// on a new connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
