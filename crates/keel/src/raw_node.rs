@@ -98,8 +98,10 @@ pub struct Ready {
     pub entries: SharedEntries,
     /// A snapshot to persist, before the entries (`None`: none).
     pub snapshot: Option<Snapshot>,
-    /// Committed entries to apply.
-    pub committed_entries: Vec<Entry>,
+    /// Committed entries to apply. Like `entries`, they are shared with the
+    /// node's log when it still holds them (it keeps recently persisted
+    /// entries until they are handed out here), not copied.
+    pub committed_entries: SharedEntries,
     /// Messages to send after the entries and state are persisted (or, with
     /// asynchronous storage writes, messages to hand to the storage threads).
     pub messages: Vec<Message>,
