@@ -77,9 +77,9 @@ use crate::raftpb::{
 };
 use crate::state::{ReadState, SoftState, StateType};
 use crate::status::{BasicStatus, ProgressType, Status};
-use crate::storage::{Storage, ents_size};
+use crate::storage::{Storage, ents_and_payloads_size};
 use crate::tracker::Progress;
-use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, payloads_size};
+use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
 
 /// Everything the application must do: persist, send, apply. Fields that are
 /// empty (or `None`) need no action.
@@ -542,7 +542,8 @@ impl<S: Storage> RawNode<S> {
         if !rd.read_states.is_empty() {
             self.raft.read_states.clear();
         }
-        let committed_size = ents_size(&rd.committed_entries);
+        // Both sizes in one pass over the entries.
+        let (committed_size, committed_payloads) = ents_and_payloads_size(&rd.committed_entries);
         if !self.async_storage_writes {
             if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
@@ -559,7 +560,7 @@ impl<S: Storage> RawNode<S> {
                 self.applied_on_advance = Some(AppliedOnAdvance {
                     index: last.index,
                     size: committed_size,
-                    payloads_size: payloads_size(&rd.committed_entries),
+                    payloads_size: committed_payloads,
                 });
             }
         }
