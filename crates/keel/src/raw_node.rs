@@ -273,7 +273,11 @@ impl<S: Storage> RawNode<S> {
     /// the entry vector is reused rather than allocated per proposal.
     fn propose_on_leader(&mut self) -> Result<Proposed> {
         self.raft.propose_entries(&mut self.proposal)?;
-        Ok(Proposed::Appended(self.raft.raft_log.last_entry_id()))
+        // The entries were appended last, with the leader's term: no need to
+        // look the term up.
+        let index = self.raft.raft_log.last_index();
+        debug_assert_eq!(self.raft.raft_log.last_entry_id().term, self.raft.term);
+        Ok(Proposed::Appended(EntryId { term: self.raft.term, index }))
     }
 
     /// Steps a local proposal. A leader appends it at the end of its log
