@@ -94,6 +94,19 @@ impl LogSlice {
         Ok(LogSlice { term: m.term, prev, entries: std::mem::take(&mut m.entries) })
     }
 
+    /// [`from_msg_app`](LogSlice::from_msg_app) for a message the gateway
+    /// already validated (`RawNode::step` refuses malformed appends before
+    /// the state machine sees them): takes the entries without walking them
+    /// a second time. Debug builds still check.
+    pub(crate) fn from_validated_msg_app(m: &mut Message) -> LogSlice {
+        let prev = EntryId::new(m.log_term, m.index);
+        debug_assert!(
+            validate(m.term, prev, &m.entries).is_ok(),
+            "an unvalidated MsgApp reached the state machine"
+        );
+        LogSlice { term: m.term, prev, entries: std::mem::take(&mut m.entries) }
+    }
+
     /// The leader term whose log this slice is part of.
     pub fn term(&self) -> u64 {
         self.term
@@ -229,5 +242,10 @@ mod tests {
         assert!(LogSlice::from_msg_app(&mut bad).is_err());
         assert_eq!(bad.entries.len(), 1);
         assert_eq!(s.into_entries().len(), 2);
+        let mut good = Message { term: 2, log_term: 1, index: 5, ..Message::default() };
+        good.entries = vec![e(6, 2)];
+        let s = LogSlice::from_validated_msg_app(&mut good);
+        assert_eq!((s.term(), s.prev(), s.last_index()), (2, EntryId::new(1, 5), 6));
+        assert!(good.entries.is_empty());
     }
 }

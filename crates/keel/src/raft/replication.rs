@@ -200,13 +200,10 @@ impl<S: Storage> Raft<S> {
             });
             return;
         }
-        let slice = match LogSlice::from_msg_app(&mut m) {
-            Ok(slice) => slice,
-            // `RawNode::step` refuses such messages; never reached.
-            Err(err) => {
-                panicf!(self.logger, "{:x} invalid MsgApp from {:x}: {}", self.id, from, err)
-            }
-        };
+        // The gateway (`RawNode::step`, `validate_msg_app`) refused
+        // malformed appends; peers' messages reach the state machine only
+        // through it.
+        let slice = LogSlice::from_validated_msg_app(&mut m);
         if let Some(last_new) = self.raft_log.maybe_append(slice, commit) {
             self.send(Message {
                 to: from,
