@@ -648,7 +648,10 @@ impl<S: Storage> RawNode<S> {
         }
         let mut steps = std::mem::take(&mut self.steps_on_advance);
         let skip = self.own_acks_to_skip(&steps);
-        for m in steps.drain(..).skip(skip) {
+        // Dropped where they lie: skipping them one by one through the
+        // iterator would move each message out first.
+        steps.drain(..skip);
+        for m in steps.drain(..) {
             let _ = self.raft.step(m);
         }
         // Keep the buffer's capacity for the next Ready. (When it was swapped
