@@ -79,7 +79,7 @@ use crate::state::{ReadState, SoftState, StateType};
 use crate::status::{BasicStatus, ProgressType, Status};
 use crate::storage::{Storage, ents_and_payloads_size};
 use crate::tracker::Progress;
-use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE};
+use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, payloads_size};
 
 /// Everything the application must do: persist, send, apply. Fields that are
 /// empty (or `None`) need no action.
@@ -546,8 +546,14 @@ impl<S: Storage> RawNode<S> {
         if !rd.read_states.is_empty() {
             self.raft.read_states.clear();
         }
-        // Both sizes in one pass over the entries.
-        let (committed_size, committed_payloads) = ents_and_payloads_size(&rd.committed_entries);
+        let (committed_size, committed_payloads) = if self.raft.raft_log.applying_size_bounded() {
+            // Both sizes in one pass over the entries.
+            ents_and_payloads_size(&rd.committed_entries)
+        } else {
+            // No bound for the encoded size to count against: only the
+            // payload bytes (the uncommitted quota) matter.
+            (0, payloads_size(&rd.committed_entries))
+        };
         if !self.async_storage_writes {
             if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");

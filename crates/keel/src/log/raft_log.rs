@@ -190,7 +190,17 @@ impl<S: Storage> RaftLog<S> {
         self.max_applying_ents_size
     }
 
-    /// The bytes handed out for applying and not yet acknowledged.
+    /// Whether the bytes handed out for applying are bounded. Without a
+    /// bound ([`NO_LIMIT`](crate::NO_LIMIT)) the count can never pause
+    /// handing out (sizes add up saturating), so callers may skip measuring
+    /// entries and count 0.
+    pub fn applying_size_bounded(&self) -> bool {
+        self.max_applying_ents_size != NO_LIMIT
+    }
+
+    /// The bytes handed out for applying and not yet acknowledged (0 when
+    /// they are not bounded: see
+    /// [`applying_size_bounded`](RaftLog::applying_size_bounded)).
     pub fn applying_ents_size(&self) -> u64 {
         self.applying_ents_size
     }

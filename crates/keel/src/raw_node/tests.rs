@@ -829,6 +829,37 @@ fn commit_pagination() {
     handle_ready(&mut rn, &s, &rd);
 }
 
+/// The bytes handed out for applying are measured only when bounded; the
+/// payload bytes are released from the uncommitted quota either way.
+#[test]
+fn applying_size_is_measured_only_when_bounded() {
+    for (limit, measured) in [(1 << 20, true), (crate::NO_LIMIT, false)] {
+        let s = new_test_storage(&[1]);
+        let mut cfg = new_test_config(1, 10, 1);
+        cfg.max_committed_size_per_ready = limit;
+        let mut rn = new_raw_node(&cfg, &s);
+        rn.campaign().unwrap();
+        while rn.has_ready() {
+            let rd = rn.ready();
+            handle_ready(&mut rn, &s, &rd);
+        }
+        for _ in 0..3 {
+            rn.propose(Bytes::from_static(b"payload")).unwrap();
+        }
+        assert_eq!(rn.raft.uncommitted_size, 21);
+        let rd = rn.ready();
+        handle_ready(&mut rn, &s, &rd);
+        let rd = rn.ready();
+        assert_eq!(rd.committed_entries.len(), 3);
+        let want = if measured { crate::storage::ents_size(&rd.committed_entries) } else { 0 };
+        assert_eq!(rn.raft.raft_log.applying_ents_size(), want, "limit {limit}");
+        assert!(!rn.raft.raft_log.applying_ents_paused());
+        handle_ready(&mut rn, &s, &rd);
+        assert_eq!(rn.raft.raft_log.applying_ents_size(), 0);
+        assert_eq!(rn.raft.uncommitted_size, 0, "limit {limit}");
+    }
+}
+
 // ---- Asynchronous storage writes ----
 
 fn async_config(id: u64) -> Config {
