@@ -165,7 +165,10 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn bcast_append(&mut self) {
         for i in 0..self.peer_ids.len() {
             let id = self.peer_ids[i];
-            if id != self.id {
+            // A paused follower (its inflight window full, say) gets nothing
+            // from `maybe_send_append`, which returns at once: skip the call,
+            // as a leader broadcasts on every proposal.
+            if id != self.id && self.trk.progress.get(id).is_some_and(|pr| !pr.is_paused()) {
                 self.send_append(id);
             }
         }

@@ -258,6 +258,7 @@ impl Progress {
 
     /// Whether sending appends to this follower is throttled: the flow is
     /// paused, or a snapshot is being delivered.
+    #[inline]
     pub fn is_paused(&self) -> bool {
         match self.state {
             ProgressState::Probe | ProgressState::Replicate => self.msg_app_flow_paused,
