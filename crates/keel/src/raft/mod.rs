@@ -389,8 +389,11 @@ impl<S: Storage> Raft<S> {
         let li = self.raft_log.append_from(es);
         // The leader acknowledges its own entries once they are durable: this
         // response is delivered back to it after the next storage write.
-        self.send(Message {
+        // (What `send` makes of it, built complete: one per proposal.)
+        self.msgs_after_append.push(Message {
             to: self.id,
+            from: self.id,
+            term: self.term,
             msg_type: MessageType::MsgAppResp as i32,
             index: li,
             ..Message::default()
