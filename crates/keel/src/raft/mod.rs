@@ -223,6 +223,10 @@ impl<S: Storage> Raft<S> {
     /// Queues `m` for sending, filling in `from` and the term. Responses that
     /// vote (on an election or an append) wait until the state they depend on
     /// is durable; everything else goes out with the next `Ready`.
+    ///
+    /// Always inlined: a call moves the 120-byte message into the callee
+    /// before it is moved again into the queue, for every message sent.
+    #[inline(always)]
     pub(crate) fn send(&mut self, mut m: Message) {
         if m.from == NONE {
             m.from = self.id;
