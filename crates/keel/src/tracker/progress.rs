@@ -340,22 +340,32 @@ impl ProgressMap {
         self.entries.is_empty()
     }
 
+    /// Where `id` is, if tracked: [`find`](ProgressMap::find) without the
+    /// insertion point, so a short scan compares for equality only.
+    #[inline]
+    fn position(&self, id: u64) -> Option<usize> {
+        if self.entries.len() <= LINEAR_SEARCH_MAX {
+            return self.entries.iter().position(|&(k, _)| k == id);
+        }
+        self.find(id).ok()
+    }
+
     /// Whether `id` is tracked.
     #[inline]
     pub fn contains(&self, id: u64) -> bool {
-        self.find(id).is_ok()
+        self.position(id).is_some()
     }
 
     /// The progress of `id`.
     #[inline]
     pub fn get(&self, id: u64) -> Option<&Progress> {
-        self.find(id).ok().map(|i| &self.entries[i].1)
+        self.position(id).map(|i| &self.entries[i].1)
     }
 
     /// The progress of `id`, to update it.
     #[inline]
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Progress> {
-        self.find(id).ok().map(|i| &mut self.entries[i].1)
+        self.position(id).map(|i| &mut self.entries[i].1)
     }
 
     /// Tracks `id` with `progress`, returning what was tracked before.
@@ -371,7 +381,7 @@ impl ProgressMap {
 
     /// Stops tracking `id`, returning its progress.
     pub fn remove(&mut self, id: u64) -> Option<Progress> {
-        self.find(id).ok().map(|i| self.entries.remove(i).1)
+        self.position(id).map(|i| self.entries.remove(i).1)
     }
 
     /// The tracked ids, in increasing order.
