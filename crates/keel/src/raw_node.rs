@@ -77,7 +77,7 @@ use crate::raftpb::{
 };
 use crate::state::{ReadState, SoftState, StateType};
 use crate::status::{BasicStatus, ProgressType, Status};
-use crate::storage::{Storage, ents_size};
+use crate::storage::{Storage, ents_and_payloads_size};
 use crate::tracker::Progress;
 use crate::util::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, payloads_size};
 
@@ -98,8 +98,10 @@ pub struct Ready {
     pub entries: SharedEntries,
     /// A snapshot to persist, before the entries (`None`: none).
     pub snapshot: Option<Snapshot>,
-    /// Committed entries to apply.
-    pub committed_entries: Vec<Entry>,
+    /// Committed entries to apply. Like `entries`, they are shared with the
+    /// node's log when it still holds them (it keeps recently persisted
+    /// entries until they are handed out here), not copied.
+    pub committed_entries: SharedEntries,
     /// Messages to send after the entries and state are persisted (or, with
     /// asynchronous storage writes, messages to hand to the storage threads).
     pub messages: Vec<Message>,
@@ -271,7 +273,11 @@ impl<S: Storage> RawNode<S> {
     /// the entry vector is reused rather than allocated per proposal.
     fn propose_on_leader(&mut self) -> Result<Proposed> {
         self.raft.propose_entries(&mut self.proposal)?;
-        Ok(Proposed::Appended(self.raft.raft_log.last_entry_id()))
+        // The entries were appended last, with the leader's term: no need to
+        // look the term up.
+        let index = self.raft.raft_log.last_index();
+        debug_assert_eq!(self.raft.raft_log.last_entry_id().term, self.raft.term);
+        Ok(Proposed::Appended(EntryId { term: self.raft.term, index }))
     }
 
     /// Steps a local proposal. A leader appends it at the end of its log
@@ -540,7 +546,14 @@ impl<S: Storage> RawNode<S> {
         if !rd.read_states.is_empty() {
             self.raft.read_states.clear();
         }
-        let committed_size = ents_size(&rd.committed_entries);
+        let (committed_size, committed_payloads) = if self.raft.raft_log.applying_size_bounded() {
+            // Both sizes in one pass over the entries.
+            ents_and_payloads_size(&rd.committed_entries)
+        } else {
+            // No bound for the encoded size to count against: only the
+            // payload bytes (the uncommitted quota) matter.
+            (0, payloads_size(&rd.committed_entries))
+        };
         if !self.async_storage_writes {
             if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
@@ -557,7 +570,7 @@ impl<S: Storage> RawNode<S> {
                 self.applied_on_advance = Some(AppliedOnAdvance {
                     index: last.index,
                     size: committed_size,
-                    payloads_size: payloads_size(&rd.committed_entries),
+                    payloads_size: committed_payloads,
                 });
             }
         }
@@ -641,7 +654,10 @@ impl<S: Storage> RawNode<S> {
         }
         let mut steps = std::mem::take(&mut self.steps_on_advance);
         let skip = self.own_acks_to_skip(&steps);
-        for m in steps.drain(..).skip(skip) {
+        // Dropped where they lie: skipping them one by one through the
+        // iterator would move each message out first.
+        steps.drain(..skip);
+        for m in steps.drain(..) {
             let _ = self.raft.step(m);
         }
         // Keep the buffer's capacity for the next Ready. (When it was swapped

@@ -415,7 +415,7 @@ fn ready_from_the_test_files() {
     apply.responses = vec![apply_resp].into();
     let rd = Ready {
         hard_state: Some(HardState { term: 1, vote: 1, commit: 11 }),
-        committed_entries: vec![ent(1, 11, "")],
+        committed_entries: vec![ent(1, 11, "")].into(),
         messages: vec![append, apply],
         must_sync: false,
         ..Ready::default()
@@ -459,7 +459,7 @@ fn ready_with_every_field_in_order() {
         read_states: vec![ReadState { index: 5, request_ctx: Bytes::from_static(b"req") }],
         entries: vec![ent(2, 6, "a"), ent(2, 7, "b")].into(),
         snapshot: Some(snapshot(3, 1, &[1], &[], false)),
-        committed_entries: vec![ent(2, 5, "")],
+        committed_entries: vec![ent(2, 5, "")].into(),
         messages: vec![app, msg(MessageType::MsgHeartbeat, 1, 3, 2, 0, 0)],
         must_sync: true,
     };

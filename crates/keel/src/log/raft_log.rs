@@ -190,7 +190,17 @@ impl<S: Storage> RaftLog<S> {
         self.max_applying_ents_size
     }
 
-    /// The bytes handed out for applying and not yet acknowledged.
+    /// Whether the bytes handed out for applying are bounded. Without a
+    /// bound ([`NO_LIMIT`](crate::NO_LIMIT)) the count can never pause
+    /// handing out (sizes add up saturating), so callers may skip measuring
+    /// entries and count 0.
+    pub fn applying_size_bounded(&self) -> bool {
+        self.max_applying_ents_size != NO_LIMIT
+    }
+
+    /// The bytes handed out for applying and not yet acknowledged (0 when
+    /// they are not bounded: see
+    /// [`applying_size_bounded`](RaftLog::applying_size_bounded)).
     pub fn applying_ents_size(&self) -> u64 {
         self.applying_ents_size
     }
@@ -330,15 +340,19 @@ impl<S: Storage> RaftLog<S> {
     /// `applying`, up to the commit index (up to the last stable entry unless
     /// `allow_unstable`), and within the outstanding size bound (but at least
     /// one entry). Empty while paused or while a snapshot is pending.
-    pub fn next_committed_ents(&self, allow_unstable: bool) -> Vec<Entry> {
+    ///
+    /// Entries that one run of the unstable log still holds (in progress,
+    /// or stable and kept: see [`Unstable`]) are shared with it
+    /// rather than cloned out of storage.
+    pub fn next_committed_ents(&self, allow_unstable: bool) -> SharedEntries {
         if self.applying_ents_paused || self.has_next_or_in_progress_snapshot() {
             // Either the size bound is reached, or a snapshot must be applied
             // first (see has_next_committed_ents).
-            return Vec::new();
+            return SharedEntries::default();
         }
         let (lo, hi) = (self.applying + 1, self.max_appliable_index(allow_unstable) + 1);
         if lo >= hi {
-            return Vec::new();
+            return SharedEntries::default();
         }
         let max_size = self.max_applying_ents_size.wrapping_sub(self.applying_ents_size);
         if max_size == 0 {
@@ -350,8 +364,17 @@ impl<S: Storage> RaftLog<S> {
                 max_size
             );
         }
+        if let Some(mut run) = self.unstable.kept_run(lo, hi) {
+            // The same bounds check and size limit as `slice`: kept entries
+            // are the ones storage holds.
+            if let Err(err) = self.must_check_out_of_bounds(lo, hi) {
+                panicf!(self.logger, "unexpected error when getting unapplied entries ({})", err)
+            }
+            run.truncate(limit_len(&run, max_size));
+            return run;
+        }
         match self.slice(lo, hi, max_size) {
-            Ok(ents) => ents,
+            Ok(ents) => ents.into(),
             Err(err) => {
                 panicf!(self.logger, "unexpected error when getting unapplied entries ({})", err)
             }
@@ -470,6 +493,7 @@ impl<S: Storage> RaftLog<S> {
             );
         }
         self.applying = index;
+        self.unstable.forget_kept_to(index);
         self.applying_ents_size = self.applying_ents_size.saturating_add(size);
         // Pause when the bound is reached, or when the batch stopped short of
         // what could be applied: the next entry would then cross the bound.

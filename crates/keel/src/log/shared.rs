@@ -62,6 +62,18 @@ impl SharedEntries {
         }
     }
 
+    /// Extends this run with `next` when `next` follows it in the same
+    /// buffer (as the pieces of one run do); returns whether it did.
+    pub(crate) fn try_extend(&mut self, next: &SharedEntries) -> bool {
+        match (&self.buf, &next.buf) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) && self.end == next.start => {
+                self.end = next.end;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Drops the first `n` entries (all of them if there are fewer).
     pub(crate) fn advance(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
@@ -170,6 +182,19 @@ mod tests {
         assert_ne!(first, v.as_ptr(), "the prefix was drained");
         assert!(SharedEntries::default().into_vec().is_empty());
         assert!(SharedEntries::from(Vec::new()).buf.is_none());
+    }
+
+    #[test]
+    fn adjacent_pieces_of_one_run_join() {
+        let all = SharedEntries::from(ents(5));
+        let mut head = all.slice(0..2);
+        assert!(!head.try_extend(&all.slice(3..5)), "not adjacent");
+        assert!(!head.try_extend(&SharedEntries::from(ents(5)).slice(2..5)), "another buffer");
+        assert!(!head.try_extend(&SharedEntries::default()));
+        assert_eq!(head.len(), 2);
+        assert!(head.try_extend(&all.slice(2..4)));
+        assert_eq!(head, ents(4));
+        assert!(std::ptr::eq(&all[3], &head[3]), "no copy");
     }
 
     #[test]

@@ -13,6 +13,11 @@ use std::sync::Arc;
 /// steady state does not allocate.
 const RETAINED_CAPACITY_MAX: usize = 4096;
 
+/// At most this many stable entries are kept in shared runs for handing out
+/// as committed entries (see [`Unstable::kept_run`]); older ones are read
+/// from storage again.
+const KEPT_ENTRIES_MAX: usize = 1 << 16;
+
 /// The log entries and snapshot not yet written to storage, as etcd's
 /// `unstable`.
 ///
@@ -27,6 +32,13 @@ const RETAINED_CAPACITY_MAX: usize = 4096;
 /// not yet handed out stay in a vector that appends extend. Every shared
 /// run is in progress, so the entries not yet handed out
 /// ([`next_entries`]) are always one slice of that vector.
+///
+/// Once stable, the entries of shared runs are not dropped at once: the runs
+/// are kept (up to 65,536 entries, until the entries are handed out to be
+/// applied) so that committed entries can be handed out as a share of the
+/// same run rather than cloned out of storage entry by entry (`kept_run`).
+/// Kept entries are stable, so they are not part of the unstable log:
+/// nothing else reads them.
 ///
 /// The entries have indexes `offset()..offset() + len()`. The offset may be
 /// at or below the last index in storage: the next write then truncates the
@@ -47,6 +59,10 @@ pub struct Unstable {
     /// first; none is empty. They hold `shared_len` entries from `offset`.
     shared: VecDeque<SharedEntries>,
     shared_len: usize,
+    /// Stable entries kept from shared runs, oldest first; none is empty.
+    /// They hold the `kept_len` entries just before `offset`.
+    kept: VecDeque<SharedEntries>,
+    kept_len: usize,
     /// The entries after the shared ones are `buf[head..]`. `buf[..head]`
     /// are already stable: their payloads are dropped at once and the slots
     /// reclaimed when they make up most of the buffer (etcd's
@@ -84,6 +100,8 @@ impl Unstable {
             snapshot: None,
             shared: VecDeque::new(),
             shared_len: 0,
+            kept: VecDeque::new(),
+            kept_len: 0,
             buf: Vec::new(),
             head: 0,
             offset,
@@ -278,19 +296,24 @@ impl Unstable {
             return;
         }
         let mut num = (id.index + 1 - self.offset) as usize;
-        // The shared runs first (dropping this log's share of them).
+        // The shared runs first: their stable part moves to the kept runs.
         while num > 0
             && let Some(run) = self.shared.front_mut()
         {
             let n = num.min(run.len());
+            let stable = run.slice(0..n);
             run.advance(n);
             if run.is_empty() {
                 self.shared.pop_front();
             }
             self.shared_len -= n;
             num -= n;
+            self.keep(stable);
         }
         if num > 0 {
+            // Stable entries that were never shared: the kept runs would no
+            // longer end at the offset.
+            self.clear_kept();
             if self.head + num == self.buf.len() {
                 // Everything is stable: release it all at once.
                 self.clear_unshared();
@@ -306,6 +329,95 @@ impl Unstable {
         self.offset = id.index + 1;
         self.offset_in_progress = self.offset_in_progress.max(self.offset);
         self.shrink_entries_array();
+    }
+
+    /// Adds a run of newly stable entries (those just before the new offset)
+    /// to the kept runs, dropping the oldest kept entries beyond
+    /// [`KEPT_ENTRIES_MAX`].
+    fn keep(&mut self, run: SharedEntries) {
+        self.kept_len += run.len();
+        if !self.kept.back_mut().is_some_and(|last| last.try_extend(&run)) {
+            self.kept.push_back(run);
+        }
+        if self.kept_len > KEPT_ENTRIES_MAX {
+            let excess = self.kept_len - KEPT_ENTRIES_MAX;
+            self.forget_kept(excess);
+        }
+    }
+
+    /// Drops the `n` oldest kept entries (`n <= kept_len`).
+    fn forget_kept(&mut self, mut n: usize) {
+        self.kept_len -= n;
+        while n > 0
+            && let Some(run) = self.kept.front_mut()
+        {
+            let k = n.min(run.len());
+            run.advance(k);
+            if run.is_empty() {
+                self.kept.pop_front();
+            }
+            n -= k;
+        }
+    }
+
+    fn clear_kept(&mut self) {
+        self.kept.clear();
+        self.kept_len = 0;
+    }
+
+    /// The index of the first kept entry (`offset` when none is kept).
+    fn kept_offset(&self) -> u64 {
+        self.offset - self.kept_len as u64
+    }
+
+    /// Drops the kept entries up to `index`: they were handed out to be
+    /// applied, so they are not needed again.
+    pub(crate) fn forget_kept_to(&mut self, index: u64) {
+        let start = self.kept_offset();
+        if index >= start {
+            let n = ((index - start + 1) as usize).min(self.kept_len);
+            self.forget_kept(n);
+        }
+    }
+
+    /// Drops the kept entries from index `from` on.
+    fn truncate_kept(&mut self, from: u64) {
+        let start = self.kept_offset();
+        let mut keep = from.saturating_sub(start).min(self.kept_len as u64) as usize;
+        if keep == self.kept_len {
+            return;
+        }
+        self.kept_len = keep;
+        let mut runs = 0;
+        for run in &mut self.kept {
+            if keep == 0 {
+                break;
+            }
+            run.truncate(keep);
+            keep -= run.len();
+            runs += 1;
+        }
+        self.kept.truncate(runs);
+    }
+
+    /// The entries with indexes in `lo..hi` as a share of one run, when a
+    /// single run holds them all: a kept run of stable entries, or a shared
+    /// run being written. Cloning the share bumps one reference count
+    /// whatever its length. `None` when no single run holds them (they are
+    /// only in storage, span runs, or are not yet handed out).
+    pub(crate) fn kept_run(&self, lo: u64, hi: u64) -> Option<SharedEntries> {
+        let start = self.kept_offset();
+        if lo < start || hi > self.unshared_offset() || lo >= hi {
+            return None;
+        }
+        let (mut lo, mut hi) = ((lo - start) as usize, (hi - start) as usize);
+        for run in self.kept.iter().chain(&self.shared) {
+            if lo < run.len() {
+                return (hi <= run.len()).then(|| run.slice(lo..hi));
+            }
+            (lo, hi) = (lo - run.len(), hi - run.len());
+        }
+        None
     }
 
     /// Reclaims the slots of stable entries once they are most of the buffer,
@@ -354,6 +466,7 @@ impl Unstable {
         self.offset = snapshot.metadata.index + 1;
         self.offset_in_progress = self.offset;
         self.clear_entries();
+        self.clear_kept();
         self.snapshot = Some(snapshot);
         self.snapshot_in_progress = false;
     }
@@ -379,6 +492,8 @@ impl Unstable {
             // The entries follow on directly.
         } else if from <= self.offset {
             infof!(self.logger, "replace the unstable entries from index {}", from);
+            // Kept stable entries from `from` on are being replaced too.
+            self.truncate_kept(from);
             self.clear_entries();
             self.offset = from;
             self.offset_in_progress = from;
@@ -501,6 +616,8 @@ impl Unstable {
             snapshot,
             shared: VecDeque::new(),
             shared_len: 0,
+            kept: VecDeque::new(),
+            kept_len: 0,
             buf: entries,
             head: 0,
             offset,
@@ -516,6 +633,14 @@ impl Unstable {
         assert!(self.head <= self.buf.len());
         assert_eq!(self.shared_len, self.shared.iter().map(|r| r.len()).sum::<usize>());
         assert!(self.shared.iter().all(|r| !r.is_empty()), "{self:?}");
+        assert_eq!(self.kept_len, self.kept.iter().map(|r| r.len()).sum::<usize>());
+        assert!(self.kept.iter().all(|r| !r.is_empty()), "{self:?}");
+        assert!(self.kept_len as u64 <= self.offset);
+        assert!(self.kept_len <= KEPT_ENTRIES_MAX);
+        let kept = self.kept.iter().flat_map(|r| r.iter());
+        for (e, i) in kept.zip(self.kept_offset()..) {
+            assert_eq!(e.index, i, "{self:?}");
+        }
         assert!(self.offset <= self.offset_in_progress, "{self:?}");
         assert!(self.unshared_offset() <= self.offset_in_progress, "{self:?}");
         assert!(self.offset_in_progress <= self.offset + self.len() as u64, "{self:?}");
@@ -881,5 +1006,86 @@ mod tests {
         // A stale acknowledgement of an overwritten entry is ignored.
         u.stable_to(EntryId::new(1, 6));
         assert_eq!(u.len(), 1);
+    }
+
+    #[test]
+    fn stable_runs_are_kept_until_handed_out_to_apply() {
+        let mut u = Unstable::new(5, logger());
+        u.truncate_and_append(terms(5, &[1, 1, 1]));
+        let first = u.take_next_entries();
+        u.truncate_and_append(terms(8, &[1, 2]));
+        let second = u.take_next_entries();
+        // In progress: a range inside one run is shared, across runs not.
+        assert_eq!(u.kept_run(6, 8).unwrap(), terms(6, &[1, 1]));
+        assert!(std::ptr::eq(&first[1], &u.kept_run(6, 8).unwrap()[0]), "no copy");
+        assert!(u.kept_run(7, 9).is_none());
+        assert!(u.kept_run(6, 6).is_none());
+        // Stable pieces of one run join up again once kept.
+        u.stable_to(EntryId::new(1, 5));
+        u.stable_to(EntryId::new(1, 6));
+        assert_eq!((u.kept_offset(), u.kept.len()), (5, 1));
+        u.stable_to(EntryId::new(2, 9));
+        u.check_invariants();
+        assert_eq!((u.offset(), u.len(), u.kept_len), (10, 0, 5));
+        assert_eq!(u.kept_run(5, 8).unwrap(), first);
+        assert_eq!(u.kept_run(8, 10).unwrap(), second);
+        assert!(u.kept_run(7, 9).is_none(), "spans two runs");
+        assert!(u.kept_run(4, 6).is_none() && u.kept_run(9, 11).is_none());
+        assert_eq!(u.maybe_term(9), None, "kept entries are not unstable");
+        // Handed out to apply: no longer needed.
+        u.forget_kept_to(6);
+        assert_eq!((u.kept_offset(), u.kept_len), (7, 3));
+        assert_eq!(u.kept_run(7, 10).map(|r| r.len()), None, "two runs");
+        assert_eq!(u.kept_run(7, 8).unwrap(), terms(7, &[1]));
+        u.forget_kept_to(3);
+        assert_eq!(u.kept_len, 3);
+        u.forget_kept_to(20);
+        assert_eq!((u.kept_len, u.kept.len()), (0, 0));
+        u.check_invariants();
+    }
+
+    #[test]
+    fn kept_entries_go_when_overwritten_or_restored() {
+        let mut u = Unstable::new(5, logger());
+        u.truncate_and_append(terms(5, &[1, 1, 1, 1]));
+        let _ = u.take_next_entries();
+        u.stable_to(EntryId::new(1, 8));
+        assert_eq!(u.kept_len, 4);
+        // A new leader overwrites stable entries from 7 on.
+        u.truncate_and_append(terms(7, &[2]));
+        u.check_invariants();
+        assert_eq!((u.kept_offset(), u.kept_len, u.offset()), (5, 2, 7));
+        assert!(u.kept_run(6, 8).is_none(), "7 is unshared");
+        // Stabilizing entries that were never shared drops what is kept (it
+        // would no longer end at the offset).
+        u.stable_to(EntryId::new(2, 7));
+        assert_eq!((u.kept_len, u.offset()), (0, 8));
+        u.check_invariants();
+        u.truncate_and_append(terms(8, &[2, 2]));
+        let _ = u.take_next_entries();
+        u.stable_to(EntryId::new(2, 9));
+        assert_eq!(u.kept_len, 2);
+        u.truncate_and_append(terms(3, &[3]));
+        assert_eq!((u.kept_len, u.offset()), (0, 3), "replaced below the kept entries");
+        u.check_invariants();
+        let _ = u.take_next_entries();
+        u.stable_to(EntryId::new(3, 3));
+        assert_eq!(u.kept_len, 1);
+        u.restore(snap(10, 3));
+        assert_eq!(u.kept_len, 0);
+        u.check_invariants();
+    }
+
+    #[test]
+    fn kept_entries_are_bounded() {
+        let mut u = Unstable::new(1, logger());
+        let n = KEPT_ENTRIES_MAX as u64 + 10;
+        u.truncate_and_append((1..=n).map(|i| Entry::new(1, i, Bytes::new())).collect());
+        let _ = u.take_next_entries();
+        u.stable_to(EntryId::new(1, n));
+        assert_eq!((u.kept_len, u.kept_offset()), (KEPT_ENTRIES_MAX, 11));
+        assert_eq!(u.kept_run(11, 13).map(|r| r.len()), Some(2));
+        assert!(u.kept_run(10, 12).is_none());
+        u.check_invariants();
     }
 }

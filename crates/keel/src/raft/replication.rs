@@ -165,7 +165,10 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn bcast_append(&mut self) {
         for i in 0..self.peer_ids.len() {
             let id = self.peer_ids[i];
-            if id != self.id {
+            // A paused follower (its inflight window full, say) gets nothing
+            // from `maybe_send_append`, which returns at once: skip the call,
+            // as a leader broadcasts on every proposal.
+            if id != self.id && self.trk.progress.get(id).is_some_and(|pr| !pr.is_paused()) {
                 self.send_append(id);
             }
         }
@@ -200,13 +203,10 @@ impl<S: Storage> Raft<S> {
             });
             return;
         }
-        let slice = match LogSlice::from_msg_app(&mut m) {
-            Ok(slice) => slice,
-            // `RawNode::step` refuses such messages; never reached.
-            Err(err) => {
-                panicf!(self.logger, "{:x} invalid MsgApp from {:x}: {}", self.id, from, err)
-            }
-        };
+        // The gateway (`RawNode::step`, `validate_msg_app`) refused
+        // malformed appends; peers' messages reach the state machine only
+        // through it.
+        let slice = LogSlice::from_validated_msg_app(&mut m);
         if let Some(last_new) = self.raft_log.maybe_append(slice, commit) {
             self.send(Message {
                 to: from,

@@ -419,7 +419,7 @@ fn start_from_bootstrap_snapshot() {
     rd.soft_state = None;
     let want = Ready {
         hard_state: Some(HardState { term: 1, vote: 1, commit: 3 }),
-        committed_entries: want_entries,
+        committed_entries: want_entries.into(),
         // Only applying, nothing to append.
         must_sync: false,
         ..Ready::default()
@@ -440,7 +440,7 @@ fn restart() {
 
     let mut rn = new_raw_node(&new_test_config(1, 10, 1), &storage);
     let rd = rn.ready();
-    let want = Ready { committed_entries: entries[..1].to_vec(), ..Ready::default() };
+    let want = Ready { committed_entries: entries[..1].to_vec().into(), ..Ready::default() };
     assert_eq!(rd, want);
     rn.advance();
     assert!(!rn.has_ready());
@@ -460,7 +460,7 @@ fn restart_from_snapshot() {
 
     let mut rn = new_raw_node(&new_test_config(1, 10, 1), &storage);
     let rd = rn.ready();
-    assert_eq!(rd, Ready { committed_entries: entries, ..Ready::default() });
+    assert_eq!(rd, Ready { committed_entries: entries.into(), ..Ready::default() });
     rn.advance();
     assert!(!rn.has_ready());
 }
@@ -488,7 +488,7 @@ fn bootstrap_then_campaign_and_commit() {
     let want = Ready {
         hard_state: Some(HardState { term: 1, commit: 1, vote: 0 }),
         entries: vec![cc_entry.clone()].into(),
-        committed_entries: vec![cc_entry],
+        committed_entries: vec![cc_entry].into(),
         must_sync: true,
         ..Ready::default()
     };
@@ -507,7 +507,7 @@ fn bootstrap_then_campaign_and_commit() {
     let want = Ready {
         hard_state: Some(HardState { term: 2, commit: 2, vote: 1 }),
         entries: vec![entry(2, 3, b"foo")].into(),
-        committed_entries: vec![entry(2, 2, b"")],
+        committed_entries: vec![entry(2, 2, b"")].into(),
         must_sync: true,
         ..Ready::default()
     };
@@ -517,7 +517,7 @@ fn bootstrap_then_campaign_and_commit() {
     let rd = rn.ready();
     let want = Ready {
         hard_state: Some(HardState { term: 2, commit: 3, vote: 1 }),
-        committed_entries: vec![entry(2, 3, b"foo")],
+        committed_entries: vec![entry(2, 3, b"foo")].into(),
         must_sync: false,
         ..Ready::default()
     };
@@ -827,6 +827,37 @@ fn commit_pagination() {
     let rd = rn.ready();
     assert_eq!(rd.committed_entries.len(), 1);
     handle_ready(&mut rn, &s, &rd);
+}
+
+/// The bytes handed out for applying are measured only when bounded; the
+/// payload bytes are released from the uncommitted quota either way.
+#[test]
+fn applying_size_is_measured_only_when_bounded() {
+    for (limit, measured) in [(1 << 20, true), (crate::NO_LIMIT, false)] {
+        let s = new_test_storage(&[1]);
+        let mut cfg = new_test_config(1, 10, 1);
+        cfg.max_committed_size_per_ready = limit;
+        let mut rn = new_raw_node(&cfg, &s);
+        rn.campaign().unwrap();
+        while rn.has_ready() {
+            let rd = rn.ready();
+            handle_ready(&mut rn, &s, &rd);
+        }
+        for _ in 0..3 {
+            rn.propose(Bytes::from_static(b"payload")).unwrap();
+        }
+        assert_eq!(rn.raft.uncommitted_size, 21);
+        let rd = rn.ready();
+        handle_ready(&mut rn, &s, &rd);
+        let rd = rn.ready();
+        assert_eq!(rd.committed_entries.len(), 3);
+        let want = if measured { crate::storage::ents_size(&rd.committed_entries) } else { 0 };
+        assert_eq!(rn.raft.raft_log.applying_ents_size(), want, "limit {limit}");
+        assert!(!rn.raft.raft_log.applying_ents_paused());
+        handle_ready(&mut rn, &s, &rd);
+        assert_eq!(rn.raft.raft_log.applying_ents_size(), 0);
+        assert_eq!(rn.raft.uncommitted_size, 0, "limit {limit}");
+    }
 }
 
 // ---- Asynchronous storage writes ----

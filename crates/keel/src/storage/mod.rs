@@ -173,6 +173,14 @@ pub fn ents_size(ents: &[Entry]) -> u64 {
     ents.iter().map(|e| e.encoded_len() as u64).fold(0, u64::saturating_add)
 }
 
+/// [`ents_size`] and the payload bytes of `ents` (what the uncommitted-log
+/// quota counts), in one pass.
+pub(crate) fn ents_and_payloads_size(ents: &[Entry]) -> (u64, u64) {
+    ents.iter().fold((0u64, 0u64), |(size, payloads), e| {
+        (size.saturating_add(e.encoded_len() as u64), payloads + e.data.len() as u64)
+    })
+}
+
 /// The most bytes the encoding of an [`Entry`] adds to its payload: four
 /// one-byte keys, three varints of at most ten bytes (term, index, and the
 /// type, sign-extended when negative) and the payload's length varint.
@@ -266,6 +274,8 @@ mod tests {
         let ents: Vec<Entry> = (1..=4).map(|i| ent(i, 1, 10)).collect();
         let one = ents[0].encoded_len() as u64;
         assert_eq!(ents_size(&ents), 4 * one);
+        let payloads = crate::util::payloads_size(&ents);
+        assert_eq!(ents_and_payloads_size(&ents), (4 * one, payloads));
         let cases: &[(u64, usize)] = &[
             (0, 1),
             (one - 1, 1),
@@ -281,6 +291,7 @@ mod tests {
         }
         assert!(limit_size(&[], 0).is_empty());
         assert_eq!(ents_size(&[]), 0);
+        assert_eq!(ents_and_payloads_size(&[]), (0, 0));
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! What the leader knows about one follower's log, and how it should send to
 //! it (etcd's `tracker.Progress` and `tracker.StateType`).
 
-use std::collections::BTreeMap;
-use std::collections::btree_map;
 use std::fmt;
 
 use super::Inflights;
@@ -260,6 +258,7 @@ impl Progress {
 
     /// Whether sending appends to this follower is throttled: the flow is
     /// paused, or a snapshot is being delivered.
+    #[inline]
     pub fn is_paused(&self) -> bool {
         match self.state {
             ProgressState::Probe | ProgressState::Replicate => self.msg_app_flow_paused,
@@ -297,10 +296,19 @@ impl fmt::Display for Progress {
 
 /// The progress of every tracked node (voters and learners), by id. Iterates
 /// in id order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// A vector sorted by id rather than a tree: a cluster tracks a handful of
+/// nodes, and the leader looks one up several times per message, which a
+/// short scan answers faster than a B-tree search.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProgressMap {
-    map: BTreeMap<u64, Progress>,
+    /// Sorted by id, ids unique.
+    entries: Vec<(u64, Progress)>,
 }
+
+/// Up to this many nodes are searched by a linear scan, beyond it by
+/// bisection.
+const LINEAR_SEARCH_MAX: usize = 8;
 
 impl ProgressMap {
     /// An empty map.
@@ -308,77 +316,183 @@ impl ProgressMap {
         ProgressMap::default()
     }
 
+    /// Where `id` is (`Ok`), or where it would be inserted (`Err`).
+    #[inline]
+    fn find(&self, id: u64) -> Result<usize, usize> {
+        if self.entries.len() <= LINEAR_SEARCH_MAX {
+            for (i, &(k, _)) in self.entries.iter().enumerate() {
+                if k >= id {
+                    return if k == id { Ok(i) } else { Err(i) };
+                }
+            }
+            return Err(self.entries.len());
+        }
+        self.entries.binary_search_by_key(&id, |&(k, _)| k)
+    }
+
     /// The number of tracked nodes.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     /// Whether no node is tracked.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
+    }
+
+    /// Where `id` is, if tracked: [`find`](ProgressMap::find) without the
+    /// insertion point, so a short scan compares for equality only.
+    #[inline]
+    fn position(&self, id: u64) -> Option<usize> {
+        if self.entries.len() <= LINEAR_SEARCH_MAX {
+            return self.entries.iter().position(|&(k, _)| k == id);
+        }
+        self.find(id).ok()
     }
 
     /// Whether `id` is tracked.
+    #[inline]
     pub fn contains(&self, id: u64) -> bool {
-        self.map.contains_key(&id)
+        self.position(id).is_some()
     }
 
     /// The progress of `id`.
+    #[inline]
     pub fn get(&self, id: u64) -> Option<&Progress> {
-        self.map.get(&id)
+        self.position(id).map(|i| &self.entries[i].1)
     }
 
     /// The progress of `id`, to update it.
+    #[inline]
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Progress> {
-        self.map.get_mut(&id)
+        self.position(id).map(|i| &mut self.entries[i].1)
     }
 
     /// Tracks `id` with `progress`, returning what was tracked before.
     pub fn insert(&mut self, id: u64, progress: Progress) -> Option<Progress> {
-        self.map.insert(id, progress)
+        match self.find(id) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, progress)),
+            Err(i) => {
+                self.entries.insert(i, (id, progress));
+                None
+            }
+        }
     }
 
     /// Stops tracking `id`, returning its progress.
     pub fn remove(&mut self, id: u64) -> Option<Progress> {
-        self.map.remove(&id)
+        self.position(id).map(|i| self.entries.remove(i).1)
     }
 
     /// The tracked ids, in increasing order.
-    pub fn ids(&self) -> btree_map::Keys<'_, u64, Progress> {
-        self.map.keys()
+    pub fn ids(&self) -> Ids<'_> {
+        Ids(self.entries.iter())
     }
 
     /// Every (id, progress), in id order.
-    pub fn iter(&self) -> btree_map::Iter<'_, u64, Progress> {
-        self.map.iter()
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(self.entries.iter())
     }
 
     /// Every (id, progress), in id order, to update them.
-    pub fn iter_mut(&mut self) -> btree_map::IterMut<'_, u64, Progress> {
-        self.map.iter_mut()
+    pub fn iter_mut(&mut self) -> IterMut<'_> {
+        IterMut(self.entries.iter_mut())
     }
 }
 
+/// The ids of a [`ProgressMap`], in increasing order.
+#[derive(Clone, Debug)]
+pub struct Ids<'a>(std::slice::Iter<'a, (u64, Progress)>);
+
+impl<'a> Iterator for Ids<'a> {
+    type Item = &'a u64;
+    fn next(&mut self) -> Option<&'a u64> {
+        self.0.next().map(|(id, _)| id)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Ids<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|(id, _)| id)
+    }
+}
+
+impl ExactSizeIterator for Ids<'_> {}
+
+/// The (id, progress) pairs of a [`ProgressMap`], in id order.
+#[derive(Clone, Debug)]
+pub struct Iter<'a>(std::slice::Iter<'a, (u64, Progress)>);
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a u64, &'a Progress);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(id, pr)| (id, pr))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|(id, pr)| (id, pr))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+/// The (id, progress) pairs of a [`ProgressMap`], in id order, mutably.
+#[derive(Debug)]
+pub struct IterMut<'a>(std::slice::IterMut<'a, (u64, Progress)>);
+
+impl<'a> Iterator for IterMut<'a> {
+    type Item = (&'a u64, &'a mut Progress);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(id, pr)| (&*id, pr))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for IterMut<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|(id, pr)| (&*id, pr))
+    }
+}
+
+impl ExactSizeIterator for IterMut<'_> {}
+
 impl<'a> IntoIterator for &'a ProgressMap {
     type Item = (&'a u64, &'a Progress);
-    type IntoIter = btree_map::Iter<'a, u64, Progress>;
+    type IntoIter = Iter<'a>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.map.iter()
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// As a map from id to progress.
+impl fmt::Debug for ProgressMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 /// A node's acknowledged index is its `matched` index.
 impl AckedIndexer for ProgressMap {
     fn acked_index(&self, voter_id: u64) -> Option<u64> {
-        self.map.get(&voter_id).map(|pr| pr.matched)
+        self.get(voter_id).map(|pr| pr.matched)
     }
 }
 
 /// One `id: progress` line per node, in id order, each ending in a newline.
 impl fmt::Display for ProgressMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (id, pr) in &self.map {
+        for (id, pr) in self {
             writeln!(f, "{id}: {pr}")?;
         }
         Ok(())
@@ -588,6 +702,34 @@ mod tests {
         assert!(pr.is_learner() && pr.recent_active() && !pr.msg_app_flow_paused());
         assert_eq!(pr.inflights().max_count(), 3);
         assert!(std::panic::catch_unwind(|| Progress::new(0, Inflights::new(1, 0))).is_err());
+    }
+
+    #[test]
+    fn progress_map_keeps_ids_sorted_at_any_size() {
+        // Past LINEAR_SEARCH_MAX the lookups bisect; both must agree.
+        let ids: Vec<u64> = (0..20u64).map(|i| (i * 7) % 20 * 3 + 1).collect();
+        let mut m = ProgressMap::new();
+        for (n, &id) in ids.iter().enumerate() {
+            assert!(m.insert(id, progress(ProgressState::Probe, id, id + 1)).is_none());
+            let mut want: Vec<u64> = ids[..=n].to_vec();
+            want.sort_unstable();
+            assert_eq!(m.ids().copied().collect::<Vec<_>>(), want);
+            for &id in &want {
+                assert_eq!(m.get(id).map(|pr| pr.matched), Some(id));
+            }
+            assert!(!m.contains(0) && !m.contains(2) && !m.contains(100));
+        }
+        assert_eq!(m.iter().next_back().map(|(&id, _)| id), Some(58));
+        assert_eq!(m.iter().len(), 20);
+        let old = m.insert(31, progress(ProgressState::Replicate, 5, 6));
+        assert_eq!(old.map(|pr| pr.matched), Some(31));
+        assert_eq!((m.len(), m.get(31).map(|pr| pr.matched)), (20, Some(5)));
+        for &id in &ids {
+            assert!(m.remove(id).is_some());
+            assert!(m.remove(id).is_none() && !m.contains(id));
+        }
+        assert!(m.is_empty());
+        assert_eq!(format!("{m:?}"), "{}");
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl TestRaft {
         let ents = self.raft_log.next_committed_ents(true);
         let committed = self.raft_log.committed();
         self.raft_log.applied_to(committed, 0);
-        ents
+        ents.into_vec()
     }
 
     /// Appends entries as a leader does, failing the test if the
