@@ -876,6 +876,7 @@ impl Applier {
                     Self::connect(sh, m.id, &m.peer_url);
                 }
                 sh.metrics.snapshots_restored.inc();
+                self.published(sh);
                 tracing::info!(id = sh.id, index = self.applied, "restored a snapshot");
             }
             Err(e) => {
