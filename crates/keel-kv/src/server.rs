@@ -354,22 +354,20 @@ impl Member {
             stop: watch::channel(None).0,
         });
 
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new().name(format!("keel-{name}-{id}")).spawn(f)
+        let spawn = |name: &str, f: Box<dyn FnOnce(&Shared) + Send>| {
+            let sh = Arc::clone(&shared);
+            std::thread::Builder::new().name(format!("keel-{name}-{id}")).spawn(move || f(&sh))
         };
-        let (sh2, sh3, sh4) = (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
         let threads = vec![
-            spawn("append", Box::new(move || append_loop(&sh2)))?,
-            spawn("apply", Box::new(move || apply_loop(&sh3)))?,
-            spawn("tick", Box::new(move || ticker(&sh4)))?,
+            spawn("append", Box::new(append_loop))?,
+            spawn("apply", Box::new(apply_loop))?,
+            spawn("tick", Box::new(ticker))?,
         ];
         // These two wait on queues that outlive the node (the transport's
         // events, the handlers' proposals); they end at the first item after
         // the node stops, or with the process, so `stop` does not join them.
-        let sh5 = Arc::clone(&shared);
-        spawn("events", Box::new(move || event_loop(&sh5, events)))?;
-        let sh6 = Arc::clone(&shared);
-        spawn("propose", Box::new(move || propose_loop(&sh6, proposals_rx)))?;
+        spawn("events", Box::new(move |sh| event_loop(sh, events)))?;
+        spawn("propose", Box::new(move |sh| propose_loop(sh, proposals_rx)))?;
         let read_task = tokio::spawn(read_loop(Arc::clone(&shared)));
         Ok(Member { shared, threads, read_task })
     }

@@ -589,9 +589,8 @@ impl Node {
     /// once the node stops): an idle node is not a failed request, so the
     /// request timeout does not apply, as with [`WorkQueue::recv`]. A node
     /// started with [`NodeOptions::on_ready`] hands every `Ready` to it and
-    /// none here. Dropping
-    /// an unfinished [`Node::ready_async`] loses nothing: the `Ready` waits
-    /// for the next call.
+    /// none here. Dropping an unfinished [`Node::ready_async`] loses
+    /// nothing: the `Ready` waits for the next call.
     pub fn ready(&self) -> Result<Ready> {
         self.live()?;
         let rd = self.inner.readies.recv().map_err(|_| Error::Stopped)?;
