@@ -2,22 +2,27 @@
 # keel-kv against etcd, on the same disk, under the same load tool (kv-load).
 #
 # Starts a 3-member etcd on 127.0.0.1 (Debian's etcd-server, installed if
-# missing), runs kv-load against it at each client count, stops it; then the
-# same with a 3-member keel-kv; prints a table of writes/s and p50/p99 for
-# both and the ratio keel/etcd, with the machine's fdatasync/loopback floor.
-# Only processes this script started are stopped (by pid). See
+# missing) and a 3-member keel-kv side by side, then runs kv-load against
+# each in turn at each client count, for several rounds (which system goes
+# first alternates), so that both see the same moments of a shared machine.
+# Prints each point as it runs, then a table of medians over the rounds:
+# writes/s and p50/p99 for both, and the median of the rounds' keel/etcd
+# ratios, with the machine's fdatasync/loopback floor measured before and
+# after. Only processes this script started are stopped (by pid). See
 # docs/benchmarks.md, "keel-kv vs etcd".
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 usage: bench/kv-vs-etcd.sh [--etcd-only | --keel-only] [--clients "1 8 64 256"]
-                           [--duration SECS] [--warmup SECS] [--keys N]
-                           [--value-size BYTES] [--no-build] [--keep]
+                           [--rounds N] [--duration SECS] [--warmup SECS]
+                           [--keys N] [--value-size BYTES] [--no-build] [--keep]
 
   --etcd-only     run only the etcd half (no keel-kv binary needed)
   --keel-only     run only the keel-kv half
   --clients LIST  client counts, space- or comma-separated (default "1 8 64 256")
+  --rounds N      rounds over every client count; the table gives medians
+                  (default 3)
   --duration S    measured seconds per run (default 10)
   --warmup S      unmeasured seconds before each run (default 2)
   --keys N        key space (default 1000)
@@ -40,6 +45,7 @@ SCRIPT_NAME=kv-vs-etcd
 RUN_ETCD=1
 RUN_KEEL=1
 CLIENTS="1 8 64 256"
+ROUNDS=3
 DURATION=10
 WARMUP=2
 KEYS=1000
@@ -51,6 +57,7 @@ while [ $# -gt 0 ]; do
     --etcd-only) RUN_KEEL=0 ;;
     --keel-only) RUN_ETCD=0 ;;
     --clients) CLIENTS=${2:?--clients needs a value}; shift ;;
+    --rounds) ROUNDS=${2:?--rounds needs a value}; shift ;;
     --duration) DURATION=${2:?--duration needs a value}; shift ;;
     --warmup) WARMUP=${2:?--warmup needs a value}; shift ;;
     --keys) KEYS=${2:?--keys needs a value}; shift ;;
@@ -63,6 +70,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 CLIENTS=${CLIENTS//,/ }
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds needs a positive whole number, not $ROUNDS"
 [ "$RUN_ETCD$RUN_KEEL" != 00 ] || die "--etcd-only and --keel-only exclude each other"
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -118,24 +126,25 @@ json_errors() {
 }
 
 declare -A RESULT
-# run_loads NAME TARGET ENDPOINTS: kv-load at each client count.
-run_loads() {
-    local name=$1 target=$2 endpoints=$3 c line
-    for c in $CLIENTS; do
-        line=$("$KV_LOAD" --target "$target" --endpoints "$endpoints" --clients "$c" \
-            --duration "$DURATION" --warmup "$WARMUP" --keys "$KEYS" \
-            --value-size "$VALUE_SIZE" --op put --json) || die "kv-load against $name failed"
-        RESULT[$name,$c]=$line
-        printf '%s %4s clients: %10.0f writes/s  p50 %7.3f ms  p99 %7.3f ms  errors %s\n' \
-            "$name" "$c" "$(json_num "$line" ops_per_s)" "$(json_num "$line" p50_ms)" \
-            "$(json_num "$line" p99_ms)" "$(json_errors "$line")"
-    done
+# run_load NAME ENDPOINTS CLIENTS ROUND: one kv-load point.
+run_load() {
+    local name=$1 endpoints=$2 c=$3 r=$4 line
+    line=$("$KV_LOAD" --target "$name" --endpoints "$endpoints" --clients "$c" \
+        --duration "$DURATION" --warmup "$WARMUP" --keys "$KEYS" \
+        --value-size "$VALUE_SIZE" --op put --json) || die "kv-load against $name failed"
+    RESULT[$name,$c,$r]=$line
+    printf 'round %s %-4s %4s clients: %10.0f writes/s  p50 %7.3f ms  p99 %7.3f ms  errors %s\n' \
+        "$r" "$name" "$c" "$(json_num "$line" ops_per_s)" "$(json_num "$line" p50_ms)" \
+        "$(json_num "$line" p99_ms)" "$(json_errors "$line")"
 }
 
 # --- baseline --------------------------------------------------------------
-PROBE=$("$KV_LOAD" --probe --probe-dir "$BENCH_DIR") || die "kv-load --probe failed"
+probe() {
+    "$KV_LOAD" --probe --probe-dir "$BENCH_DIR" || die "kv-load --probe failed"
+}
+PROBE_BEFORE=$(probe)
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "probe in $BENCH_DIR, $PROBE"
+echo "probe in $BENCH_DIR, $PROBE_BEFORE"
 
 # --- the two clusters ------------------------------------------------------
 # start_etcd N CLIENT_PORT PEER_PORT CLUSTER: runs (exec) member N.
@@ -148,10 +157,11 @@ start_etcd() {
         --initial-cluster-token kv-vs-etcd
 }
 
-# bench_cluster NAME MEMBER_PREFIX CLIENT_OFFSET: starts 3 members (client
-# ports PORT_BASE+CLIENT_OFFSET+n, peer ports 10 above), waits until healthy,
-# runs the loads, stops them.
-bench_cluster() {
+declare -A ENDPOINTS
+# start_cluster NAME MEMBER_PREFIX CLIENT_OFFSET: starts 3 members (client
+# ports PORT_BASE+CLIENT_OFFSET+n, peer ports 10 above) and waits until they
+# are healthy; their client URLs go to ENDPOINTS[NAME].
+start_cluster() {
     local name=$1 prefix=$2 offset=$3 cluster= endpoints= n
     mkdir -p "$BENCH_DIR/$name"
     for n in 1 2 3; do
@@ -167,31 +177,76 @@ bench_cluster() {
     local urls
     IFS=, read -ra urls <<<"$endpoints"
     wait_healthy "$name" "${urls[@]/%//health}"
+    ENDPOINTS[$name]=$endpoints
     echo "$name: 3 members healthy"
-    run_loads "$name" "$name" "$endpoints"
-    stop_pids
 }
 
+SYSTEMS=()
 if [ "$RUN_ETCD" = 1 ]; then
     echo "etcd: $("$ETCD" --version 2>/dev/null | head -1)"
-    bench_cluster etcd m 0
+    start_cluster etcd m 0
+    SYSTEMS+=(etcd)
 fi
-[ "$RUN_KEEL" = 0 ] || bench_cluster keel "" 20
+if [ "$RUN_KEEL" = 1 ]; then
+    start_cluster keel "" 20
+    SYSTEMS+=(keel)
+fi
+
+# Both clusters stay up (an idle one only heartbeats); each point runs
+# against one of them while the other idles, and the order alternates by
+# round, so a slow spell of the host hits both systems alike.
+for ((r = 1; r <= ROUNDS; r++)); do
+    order=("${SYSTEMS[@]}")
+    if ((r % 2 == 0)) && ((${#order[@]} == 2)); then order=("${order[1]}" "${order[0]}"); fi
+    for c in $CLIENTS; do
+        for name in "${order[@]}"; do
+            run_load "$name" "${ENDPOINTS[$name]}" "$c" "$r"
+        done
+    done
+done
+stop_pids
+PROBE_AFTER=$(probe)
 
 # --- table -----------------------------------------------------------------
-field() { # field NAME CLIENTS FIELD
-    local line=${RESULT[$1,$2]:-}
-    if [ -n "$line" ]; then json_num "$line" "$3"; else echo -; fi
+# median VALUE...: the middle value (the mean of the two middle ones for an
+# even count), or - if none.
+median() {
+    printf '%s\n' "$@" | { grep -v '^-$' || true; } | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+field() { # field NAME CLIENTS ROUND FIELD
+    local line=${RESULT[$1,$2,$3]:-}
+    if [ -n "$line" ]; then json_num "$line" "$4"; else echo -; fi
+}
+median_field() { # median_field NAME CLIENTS FIELD
+    local r values=()
+    for ((r = 1; r <= ROUNDS; r++)); do values+=("$(field "$1" "$2" "$r" "$3")"); done
+    median "${values[@]}"
+}
+whole() { # whole VALUE: rounded to a whole number, or -
+    if [ "$1" = - ]; then echo -; else printf '%.0f' "$1"; fi
+}
+ratio() {
+    awk -v k="$1" -v e="$2" 'BEGIN { if (k == "-" || e == "-" || e == 0) print "-"; else printf "%.2f", k / e }'
 }
 echo
-echo "kv-load put, ${VALUE_SIZE}-byte values, $KEYS keys, ${DURATION}s per run (+${WARMUP}s warmup), 3 members each"
-printf '%7s | %13s %9s %9s | %13s %9s %9s | %9s\n' clients "etcd writes/s" "p50 ms" "p99 ms" \
-    "keel writes/s" "p50 ms" "p99 ms" keel/etcd
+echo "kv-load put, ${VALUE_SIZE}-byte values, $KEYS keys, ${DURATION}s per run (+${WARMUP}s warmup), 3 members each;"
+echo "medians of $ROUNDS rounds; keel/etcd is the median of the rounds' ratios (each round's in brackets)"
+printf '%7s | %13s %9s %9s | %13s %9s %9s | %9s %s\n' clients "etcd writes/s" "p50 ms" "p99 ms" \
+    "keel writes/s" "p50 ms" "p99 ms" keel/etcd "(rounds)"
 for c in $CLIENTS; do
-    ew=$(field etcd "$c" ops_per_s) kw=$(field keel "$c" ops_per_s)
-    ratio=$(awk -v k="$kw" -v e="$ew" 'BEGIN { if (k == "-" || e == "-" || e == 0) print "-"; else printf "%.2f", k / e }')
-    printf '%7s | %13s %9s %9s | %13s %9s %9s | %9s\n' "$c" \
-        "$ew" "$(field etcd "$c" p50_ms)" "$(field etcd "$c" p99_ms)" \
-        "$kw" "$(field keel "$c" p50_ms)" "$(field keel "$c" p99_ms)" "$ratio"
+    ratios=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        ratios+=("$(ratio "$(field keel "$c" "$r" ops_per_s)" "$(field etcd "$c" "$r" ops_per_s)")")
+    done
+    m=$(median "${ratios[@]}")
+    [ "$m" = - ] || m=$(printf '%.2f' "$m")
+    printf '%7s | %13s %9s %9s | %13s %9s %9s | %9s (%s)\n' "$c" \
+        "$(whole "$(median_field etcd "$c" ops_per_s)")" \
+        "$(median_field etcd "$c" p50_ms)" "$(median_field etcd "$c" p99_ms)" \
+        "$(whole "$(median_field keel "$c" ops_per_s)")" \
+        "$(median_field keel "$c" p50_ms)" "$(median_field keel "$c" p99_ms)" \
+        "$m" "${ratios[*]}"
 done
-echo "floor: ${PROBE#*; floor }"
+echo "floor before: ${PROBE_BEFORE#*; floor }"
+echo "floor after:  ${PROBE_AFTER#*; floor }"
