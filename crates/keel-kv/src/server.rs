@@ -12,8 +12,9 @@
 //!   waiting requests, applies configuration changes, and snapshots and
 //!   compacts every `snapshot_count` entries;
 //! - the **ticker** ticks raft;
-//! - the **event thread** steps peers' messages and transport reports into
-//!   raft;
+//! - the **event thread** steps peers' messages (every message queued at
+//!   once, with `Node::step_many`, so a burst makes one `Ready`) and
+//!   transport reports into raft;
 //! - the **proposer thread** batches concurrent writes into one proposal;
 //! - the **read task** batches linearizable reads into one ReadIndex round.
 //!
@@ -509,13 +510,36 @@ fn ticker(sh: &Shared) {
 
 fn event_loop(sh: &Shared, mut events: Events) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
+    let mut msgs = Vec::new();
     while events.blocking_recv_many(&mut batch, EVENT_BATCH) > 0 {
+        // Messages go to raft together (one `Ready` for the lot); a report
+        // first sends the messages queued before it, keeping their order.
         for ev in batch.drain(..) {
-            if !handle_event(sh, ev) {
-                return;
+            match ev {
+                Event::Message(m) => msgs.push(m),
+                ev => {
+                    if !step_messages(sh, &mut msgs) || !handle_event(sh, ev) {
+                        return;
+                    }
+                }
             }
         }
+        if !step_messages(sh, &mut msgs) {
+            return;
+        }
     }
+}
+
+/// Steps the queued peer messages into raft; `false` once the node stopped.
+fn step_messages(sh: &Shared, msgs: &mut Vec<keel::raftpb::Message>) -> bool {
+    let r = if msgs.len() > 1 {
+        sh.node.step_many(std::mem::take(msgs))
+    } else if let Some(m) = msgs.pop() {
+        sh.node.step(m)
+    } else {
+        return true;
+    };
+    outcome(r)
 }
 
 /// Most transport events taken at once.
@@ -539,6 +563,11 @@ fn handle_event(sh: &Shared, ev: Event) -> bool {
             Ok(())
         }
     };
+    outcome(r)
+}
+
+/// Whether the event loop goes on after a call into raft.
+fn outcome(r: keel::Result<()>) -> bool {
     match r {
         Ok(()) => true,
         Err(keel::Error::Stopped) => false,

@@ -609,3 +609,42 @@ fn a_ready_handler_takes_every_ready() {
     assert_eq!(applied, ["a", "b", "c"].map(Bytes::from));
     node.stop();
 }
+
+/// `step_many` steps a burst before the next `Ready`: three appends from a
+/// leader land in one `Ready`, and a local-only message among them is left
+/// out and reported without costing the others their step.
+#[test]
+fn step_many_lands_a_burst_in_one_ready() {
+    let storage = MemoryStorage::new();
+    let node =
+        Node::start_with(&Config::new(2), storage.clone(), &peers(&[1, 2]), options()).unwrap();
+    let rd = node.ready().unwrap();
+    persist(&storage, &rd);
+    node.advance().unwrap();
+    let last = keel::Storage::last_index(&storage).unwrap();
+    let append = |index: u64, log_term: u64| {
+        let mut m = Message::new(MessageType::MsgApp);
+        (m.from, m.to, m.term, m.index, m.log_term) = (1, 2, 2, index, log_term);
+        m.entries =
+            vec![Entry { term: 2, index: index + 1, data: Bytes::from("x"), ..Entry::default() }];
+        m
+    };
+    let burst = vec![
+        append(last, 1),
+        append(last + 1, 2),
+        Message::new(MessageType::MsgHup),
+        append(last + 2, 2),
+    ];
+    assert!(matches!(node.step_many(burst), Err(Error::StepLocalMsg)));
+    let rd = node.ready().unwrap();
+    let indexes: Vec<u64> = rd.entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, [last + 1, last + 2, last + 3]);
+    let acks: Vec<u64> = rd
+        .messages
+        .iter()
+        .filter(|m| m.msg_type() == MessageType::MsgAppResp && !m.reject)
+        .map(|m| m.index)
+        .collect();
+    assert_eq!(acks.last(), Some(&(last + 3)));
+    node.stop();
+}

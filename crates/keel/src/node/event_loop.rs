@@ -138,6 +138,11 @@ impl<S: Storage> Core<S> {
             Request::Step(m) => {
                 let _ = raw.step(m);
             }
+            Request::StepMany(msgs) => {
+                for m in msgs {
+                    let _ = raw.step(m);
+                }
+            }
             Request::StepLocal(m) => {
                 let _ = raw.step_local(m);
             }

@@ -176,6 +176,7 @@ enum Request {
     ProposeBatch(Vec<Bytes>, Replier<Result<Proposed>>),
     ProposeConfChange(AnyConfChange, Replier<Result<Proposed>>),
     Step(Message),
+    StepMany(Vec<Message>),
     StepLocal(Message),
     ApplyConfChange(AnyConfChange, Option<u64>, Replier<Result<ConfState>>),
     TransferLeader(u64),
@@ -462,6 +463,22 @@ impl Node {
     pub fn step(&self, m: Message) -> Result<()> {
         refuse_local(&m)?;
         self.send(Request::Step(m))
+    }
+
+    /// Hands the loop several messages from peers, stepped one after the
+    /// other before the next `Ready` is made: a burst read off the network
+    /// (a leader's appends, followers' acknowledgements) yields one `Ready`,
+    /// one storage write and one send instead of one each.
+    /// Local-only messages are left out (a peer's bad message does not cost
+    /// the others their step), and then reported as [`Error::StepLocalMsg`].
+    pub fn step_many(&self, mut msgs: Vec<Message>) -> Result<()> {
+        let n = msgs.len();
+        msgs.retain(|m| refuse_local(m).is_ok());
+        let refused = msgs.len() < n;
+        if !msgs.is_empty() {
+            self.send(Request::StepMany(msgs))?;
+        }
+        if refused { Err(Error::StepLocalMsg) } else { Ok(()) }
     }
 
     /// Async [`Node::step`].
