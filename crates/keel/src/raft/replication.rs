@@ -163,12 +163,14 @@ impl<S: Storage> Raft<S> {
 
     /// Sends appends to every peer that needs them.
     pub(crate) fn bcast_append(&mut self) {
-        for i in 0..self.peer_ids.len() {
-            let id = self.peer_ids[i];
+        // Walks the progress map itself (sending changes no membership)
+        // rather than looking each peer up.
+        for i in 0..self.trk.progress.len() {
+            let (id, pr) = self.trk.progress.nth(i);
             // A paused follower (its inflight window full, say) gets nothing
             // from `maybe_send_append`, which returns at once: skip the call,
             // as a leader broadcasts on every proposal.
-            if id != self.id && self.trk.progress.get(id).is_some_and(|pr| !pr.is_paused()) {
+            if id != self.id && !pr.is_paused() {
                 self.send_append(id);
             }
         }

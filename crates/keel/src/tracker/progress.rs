@@ -350,6 +350,14 @@ impl ProgressMap {
         self.find(id).ok()
     }
 
+    /// The id and progress of the `i`th tracked node in id order (`i <
+    /// len()`), to walk the map while changing other state.
+    #[inline]
+    pub(crate) fn nth(&self, i: usize) -> (u64, &Progress) {
+        let (id, pr) = &self.entries[i];
+        (*id, pr)
+    }
+
     /// Whether `id` is tracked.
     #[inline]
     pub fn contains(&self, id: u64) -> bool {
