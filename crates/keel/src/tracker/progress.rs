@@ -358,6 +358,20 @@ impl ProgressMap {
         (*id, pr)
     }
 
+    /// [`nth`](ProgressMap::nth), to update the progress.
+    #[inline]
+    pub(crate) fn nth_mut(&mut self, i: usize) -> (u64, &mut Progress) {
+        let (id, pr) = &mut self.entries[i];
+        (*id, pr)
+    }
+
+    /// The position of `id` in id order, if tracked (for
+    /// [`nth`](ProgressMap::nth)).
+    #[inline]
+    pub(crate) fn index_of(&self, id: u64) -> Option<usize> {
+        self.position(id)
+    }
+
     /// Whether `id` is tracked.
     #[inline]
     pub fn contains(&self, id: u64) -> bool {
