@@ -392,6 +392,7 @@ impl<S: Storage> Raft<S> {
 
     /// [`append_entry`](Raft::append_entry), moving the entries out of `es`
     /// when they are appended (left as they are when dropped).
+    #[inline]
     pub(crate) fn append_entry_from(&mut self, es: &mut Vec<Entry>) -> bool {
         let li = self.raft_log.last_index();
         for (i, e) in es.iter_mut().enumerate() {
