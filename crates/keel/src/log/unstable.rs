@@ -484,7 +484,20 @@ impl Unstable {
     /// [`truncate_and_append`](Unstable::truncate_and_append), moving the
     /// entries out of `ents`: it is left empty, usually with its capacity,
     /// so that a caller can reuse it for the next batch.
+    #[inline]
     pub fn truncate_and_append_from(&mut self, ents: &mut Vec<Entry>) {
+        let Some(first) = ents.first() else { return };
+        // The usual case, a leader's proposal: the entries follow on.
+        if !self.buf.is_empty() && first.index == self.offset + self.len() as u64 {
+            self.buf.append(ents);
+            return;
+        }
+        self.truncate_and_append_from_any(ents);
+    }
+
+    /// [`truncate_and_append_from`](Unstable::truncate_and_append_from) in
+    /// every case.
+    fn truncate_and_append_from_any(&mut self, ents: &mut Vec<Entry>) {
         let Some(first) = ents.first() else { return };
         let from = first.index;
         let len = self.len() as u64;
