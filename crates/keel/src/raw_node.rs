@@ -157,6 +157,11 @@ pub struct RawNode<S: Storage> {
     prev_hard_state: HardState,
     /// Self-addressed responses to step on `advance` (synchronous mode).
     steps_on_advance: Vec<Message>,
+    /// A leader's acknowledgements of its own appends to step on `advance`
+    /// before `steps_on_advance`, as indexes (`Raft::own_acks`), all from
+    /// term `acks_on_advance_term` (synchronous mode).
+    acks_on_advance: Vec<u64>,
+    acks_on_advance_term: u64,
     /// The apply acknowledgement to process on `advance`, after
     /// `steps_on_advance` (synchronous mode). etcd steps a
     /// `MsgStorageApplyResp` carrying the applied entries; only their last
@@ -190,7 +195,10 @@ impl<S: Storage> RawNode<S> {
     /// [`RawNode::bootstrap`] or give it storage whose snapshot holds the
     /// initial configuration.
     pub fn new(config: &Config, storage: S) -> Result<RawNode<S>> {
-        let raft = Raft::new(config, storage)?;
+        let mut raft = Raft::new(config, storage)?;
+        // In synchronous mode the leader's own acknowledgements never leave
+        // this node: `advance` steps them, so they are kept as indexes.
+        raft.own_acks_as_indexes = !config.async_storage_writes;
         let prev_soft_state = raft.soft_state();
         let prev_hard_state = raft.hard_state();
         Ok(RawNode {
@@ -199,6 +207,8 @@ impl<S: Storage> RawNode<S> {
             prev_soft_state,
             prev_hard_state,
             steps_on_advance: Vec::new(),
+            acks_on_advance: Vec::new(),
+            acks_on_advance_term: 0,
             applied_on_advance: None,
             ready_outstanding: false,
             deferred_snapshot: None,
@@ -480,6 +490,8 @@ impl<S: Storage> RawNode<S> {
             m.commit = hs.commit;
         }
         m.snapshot = rd.snapshot.clone().map(Box::new);
+        // Asynchronous mode keeps them as messages.
+        debug_assert!(self.raft.own_acks.is_empty());
         // The leader's self-acknowledgements come before the append response,
         // so that they find the new entries still in the unstable log.
         m.responses = std::mem::take(&mut self.raft.msgs_after_append).into();
@@ -555,11 +567,15 @@ impl<S: Storage> RawNode<S> {
             (0, payloads_size(&rd.committed_entries))
         };
         if !self.async_storage_writes {
-            if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
+            if !self.steps_on_advance.is_empty()
+                || !self.acks_on_advance.is_empty()
+                || self.applied_on_advance.is_some()
+            {
                 panicf!(self.raft.logger, "two accepted Ready structs without call to Advance");
             }
             self.ready_outstanding = true;
             self.split_msgs_after_append(rd);
+            self.take_own_acks();
             if self.need_storage_append_resp_msg(rd) {
                 let m = self.new_storage_append_resp_msg(rd);
                 self.steps_on_advance.push(m);
@@ -612,6 +628,27 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// Synchronous mode: moves the leader's own acknowledgements, which
+    /// follow the responses `split_msgs_after_append` took, to be stepped on
+    /// `advance`. Kept as indexes when nothing is stepped before them (the
+    /// usual case); otherwise turned into the messages they stand for, after
+    /// those steps.
+    fn take_own_acks(&mut self) {
+        let r = &mut self.raft;
+        if r.own_acks.is_empty() {
+            return;
+        }
+        if self.steps_on_advance.is_empty() {
+            std::mem::swap(&mut self.acks_on_advance, &mut r.own_acks);
+            self.acks_on_advance_term = r.own_acks_term;
+            return;
+        }
+        for &index in &r.own_acks {
+            self.steps_on_advance.push(r.own_ack(r.own_acks_term, index));
+        }
+        r.own_acks.clear();
+    }
+
     /// Committed entries may be applied before they are locally durable only
     /// in synchronous mode, where the `Ready` persists them first anyway.
     fn apply_unstable_entries(&self) -> bool {
@@ -631,7 +668,7 @@ impl<S: Storage> RawNode<S> {
         if r.raft_log.has_next_unstable_snapshot() {
             return true;
         }
-        if !r.msgs.is_empty() || !r.msgs_after_append.is_empty() {
+        if !r.msgs.is_empty() || !r.msgs_after_append.is_empty() || !r.own_acks.is_empty() {
             return true;
         }
         if r.raft_log.has_next_unstable_ents()
@@ -651,6 +688,12 @@ impl<S: Storage> RawNode<S> {
     pub fn advance(&mut self) {
         if self.async_storage_writes {
             panicf!(self.raft.logger, "Advance must not be called when using AsyncStorageWrites");
+        }
+        let mut acks = std::mem::take(&mut self.acks_on_advance);
+        if !acks.is_empty() {
+            self.step_own_acks(&acks);
+            acks.clear();
+            self.acks_on_advance = acks;
         }
         let mut steps = std::mem::take(&mut self.steps_on_advance);
         let skip = self.own_acks_to_skip(&steps);
@@ -676,6 +719,26 @@ impl<S: Storage> RawNode<S> {
         if let Some(m) = self.deferred_snapshot.take() {
             let res = self.raft.step(m);
             let _ = self.log_refusal(res);
+        }
+    }
+
+    /// Steps the leader's own acknowledgements of `acks_on_advance`, as the
+    /// messages they stand for would be stepped: only the last when that has
+    /// the same effect (as `own_acks_to_skip` decides for messages).
+    fn step_own_acks(&mut self, acks: &[u64]) {
+        let (term, n) = (self.acks_on_advance_term, acks.len());
+        let skip = if n >= 2
+            && term == self.raft.term
+            && acks.windows(2).all(|w| w[0] <= w[1])
+            && self.raft.own_acks_coalesce(acks[n - 1])
+        {
+            n - 1
+        } else {
+            0
+        };
+        for &index in &acks[skip..] {
+            let m = self.raft.own_ack(term, index);
+            let _ = self.raft.step(m);
         }
     }
 

@@ -257,6 +257,7 @@ impl<S: Storage> RaftLog<S> {
 
     /// [`append`](RaftLog::append), moving the entries out of `ents` (left
     /// empty, for the caller to reuse).
+    #[inline]
     pub fn append_from(&mut self, ents: &mut Vec<Entry>) -> u64 {
         let Some(first) = ents.first() else { return self.last_index() };
         let after = first.index - 1;

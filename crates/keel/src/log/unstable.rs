@@ -231,9 +231,16 @@ impl Unstable {
             return SharedEntries::default();
         }
         let start = self.head + (self.offset_in_progress - self.unshared_offset()) as usize;
-        // The vector becomes the run; the next one starts with room for as
-        // many entries, so that a steady state does not regrow it.
-        let room = self.buf.len() - self.head;
+        // The vector becomes the run; the next one starts with as much room
+        // (up to a bound, then with room for as many entries), so that a
+        // steady state does not regrow it: a leader's proposals fill it one
+        // append at a time, and growing a large vector copies it. (A
+        // follower takes over each append's vector unless it is much smaller
+        // than the room; see `truncate_and_append_from`.)
+        let room = match self.buf.capacity() {
+            c if c <= RETAINED_CAPACITY_MAX => c,
+            _ => self.buf.len() - self.head,
+        };
         let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(room));
         let run = SharedEntries::from(buf);
         let (head, end) = (self.head, run.len());
@@ -484,7 +491,20 @@ impl Unstable {
     /// [`truncate_and_append`](Unstable::truncate_and_append), moving the
     /// entries out of `ents`: it is left empty, usually with its capacity,
     /// so that a caller can reuse it for the next batch.
+    #[inline]
     pub fn truncate_and_append_from(&mut self, ents: &mut Vec<Entry>) {
+        let Some(first) = ents.first() else { return };
+        // The usual case, a leader's proposal: the entries follow on.
+        if !self.buf.is_empty() && first.index == self.offset + self.len() as u64 {
+            self.buf.append(ents);
+            return;
+        }
+        self.truncate_and_append_from_any(ents);
+    }
+
+    /// [`truncate_and_append_from`](Unstable::truncate_and_append_from) in
+    /// every case.
+    fn truncate_and_append_from_any(&mut self, ents: &mut Vec<Entry>) {
         let Some(first) = ents.first() else { return };
         let from = first.index;
         let len = self.len() as u64;
@@ -504,8 +524,10 @@ impl Unstable {
             // Only in-progress entries before `from` are still in progress.
             self.offset_in_progress = self.offset_in_progress.min(from);
         }
-        if self.buf.is_empty() && self.buf.capacity() < ents.len() {
-            // Adopt the caller's buffer rather than copying into a smaller one.
+        if self.buf.is_empty() && self.buf.capacity() < ents.len().saturating_mul(2) {
+            // Adopt the caller's buffer rather than copying into a smaller
+            // one, or into one not much larger (the room kept for a leader's
+            // proposals, when a follower).
             std::mem::swap(&mut self.buf, ents);
         } else {
             self.buf.append(ents);

@@ -95,7 +95,6 @@ impl<S: Storage> Raft<S> {
     /// entry (unless validation is disabled). Remembers the index of the
     /// last accepted change.
     pub(crate) fn check_proposed_conf_changes(&mut self, entries: &mut [Entry]) -> Result<()> {
-        let last_index = self.raft_log.last_index();
         for (i, e) in entries.iter_mut().enumerate() {
             if matches!(e.entry_type, None | Some(0)) {
                 // A normal entry (the usual case), without a call to decode.
@@ -160,7 +159,8 @@ impl<S: Storage> Raft<S> {
                         ..Entry::default()
                     };
                 }
-                _ => self.pending_conf_index = last_index + i as u64 + 1,
+                // (Looked up here: a normal proposal does not need it.)
+                _ => self.pending_conf_index = self.raft_log.last_index() + i as u64 + 1,
             }
         }
         Ok(())

@@ -94,6 +94,18 @@ pub(crate) struct Raft<S: Storage> {
     /// entries, snapshot) is durable: `MsgAppResp`, `MsgVoteResp` and
     /// `MsgPreVoteResp`. They may target this node itself.
     pub(crate) msgs_after_append: Vec<Message>,
+    /// Whether this leader's acknowledgements of its own appends are
+    /// recorded in `own_acks` rather than as messages: set by a
+    /// synchronous-mode `RawNode`, which steps them itself on `advance`.
+    pub(crate) own_acks_as_indexes: bool,
+    /// With `own_acks_as_indexes`: the leader's acknowledgements of its own
+    /// appends that follow `msgs_after_append` in order, one per append, as
+    /// the indexes they acknowledge, all from term `own_acks_term`. Each
+    /// stands for the `MsgAppResp` that `append_entry_from` would otherwise
+    /// queue (see `own_ack`); one proposal then costs an index, not a
+    /// message to build, move and drop.
+    pub(crate) own_acks: Vec<u64>,
+    pub(crate) own_acks_term: u64,
     pub(crate) lead: u64,
     /// The target of a leadership transfer in progress, or `NONE`.
     pub(crate) lead_transferee: u64,
@@ -152,6 +164,9 @@ impl<S: Storage> Raft<S> {
             is_learner: false,
             msgs: Vec::new(),
             msgs_after_append: Vec::new(),
+            own_acks_as_indexes: false,
+            own_acks: Vec::new(),
+            own_acks_term: 0,
             lead: NONE,
             lead_transferee: NONE,
             pending_conf_index: 0,
@@ -268,6 +283,7 @@ impl<S: Storage> Raft<S> {
             // Acknowledging an append or granting a vote must wait until the
             // entries or vote are durable (Raft thesis 3.8); rejections wait
             // too, erring on the side of safety as etcd does.
+            self.own_acks_to_messages();
             self.msgs_after_append.push(m);
         } else {
             if m.to == self.id {
@@ -376,6 +392,7 @@ impl<S: Storage> Raft<S> {
 
     /// [`append_entry`](Raft::append_entry), moving the entries out of `es`
     /// when they are appended (left as they are when dropped).
+    #[inline]
     pub(crate) fn append_entry_from(&mut self, es: &mut Vec<Entry>) -> bool {
         let li = self.raft_log.last_index();
         for (i, e) in es.iter_mut().enumerate() {
@@ -394,15 +411,49 @@ impl<S: Storage> Raft<S> {
         // The leader acknowledges its own entries once they are durable: this
         // response is delivered back to it after the next storage write.
         // (What `send` makes of it, built complete: one per proposal.)
-        self.msgs_after_append.push(Message {
+        if self.own_acks_as_indexes {
+            if self.own_acks_term != self.term {
+                self.own_acks_to_messages();
+                self.own_acks_term = self.term;
+            }
+            self.own_acks.push(li);
+        } else {
+            self.msgs_after_append.push(self.own_ack(self.term, li));
+        }
+        true
+    }
+
+    /// The leader's acknowledgement, at `term`, of its own entries up to
+    /// `index` once they are durable.
+    pub(crate) fn own_ack(&self, term: u64, index: u64) -> Message {
+        Message {
             to: self.id,
             from: self.id,
-            term: self.term,
+            term,
             msg_type: MessageType::MsgAppResp as i32,
-            index: li,
+            index,
             ..Message::default()
-        });
-        true
+        }
+    }
+
+    /// Turns the acknowledgements recorded in `own_acks` into the messages
+    /// they stand for, at the end of `msgs_after_append`, so that what is
+    /// queued after them keeps its place.
+    #[inline]
+    pub(crate) fn own_acks_to_messages(&mut self) {
+        if !self.own_acks.is_empty() {
+            self.own_acks_to_messages_now();
+        }
+    }
+
+    #[cold]
+    fn own_acks_to_messages_now(&mut self) {
+        let mut acks = std::mem::take(&mut self.own_acks);
+        for &index in &acks {
+            self.msgs_after_append.push(self.own_ack(self.own_acks_term, index));
+        }
+        acks.clear();
+        self.own_acks = acks;
     }
 
     /// Advances the logical clock by one tick.

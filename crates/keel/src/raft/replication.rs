@@ -24,7 +24,15 @@ impl<S: Storage> Raft<S> {
     /// snapshot when the entries are compacted away. Returns whether a
     /// message was sent.
     pub(crate) fn maybe_send_append(&mut self, to: u64, send_if_empty: bool) -> bool {
-        let Some(pr) = self.trk.progress.get(to) else { return false };
+        let Some(at) = self.trk.progress.index_of(to) else { return false };
+        self.maybe_send_append_at(at, send_if_empty)
+    }
+
+    /// [`maybe_send_append`](Raft::maybe_send_append) to the peer at
+    /// position `at` of the progress map, which is looked up once: sending
+    /// changes no membership.
+    fn maybe_send_append_at(&mut self, at: usize, send_if_empty: bool) -> bool {
+        let (to, pr) = self.trk.progress.nth(at);
         if pr.is_paused() {
             return false;
         }
@@ -77,10 +85,9 @@ impl<S: Storage> Raft<S> {
             context: Context::default(),
             responses: Responses::default(),
         });
-        if let Some(pr) = self.trk.progress.get_mut(to) {
-            pr.update_on_entries_send(n, bytes);
-            pr.update_on_commit_send(commit);
-        }
+        let pr = self.trk.progress.nth_mut(at).1;
+        pr.update_on_entries_send(n, bytes);
+        pr.update_on_commit_send(commit);
         true
     }
 
@@ -163,13 +170,15 @@ impl<S: Storage> Raft<S> {
 
     /// Sends appends to every peer that needs them.
     pub(crate) fn bcast_append(&mut self) {
-        for i in 0..self.peer_ids.len() {
-            let id = self.peer_ids[i];
+        // Walks the progress map itself (sending changes no membership)
+        // rather than looking each peer up.
+        for i in 0..self.trk.progress.len() {
+            let (id, pr) = self.trk.progress.nth(i);
             // A paused follower (its inflight window full, say) gets nothing
             // from `maybe_send_append`, which returns at once: skip the call,
             // as a leader broadcasts on every proposal.
-            if id != self.id && self.trk.progress.get(id).is_some_and(|pr| !pr.is_paused()) {
-                self.send_append(id);
+            if id != self.id && !pr.is_paused() {
+                self.maybe_send_append_at(i, true);
             }
         }
     }

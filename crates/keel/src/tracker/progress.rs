@@ -350,6 +350,28 @@ impl ProgressMap {
         self.find(id).ok()
     }
 
+    /// The id and progress of the `i`th tracked node in id order (`i <
+    /// len()`), to walk the map while changing other state.
+    #[inline]
+    pub(crate) fn nth(&self, i: usize) -> (u64, &Progress) {
+        let (id, pr) = &self.entries[i];
+        (*id, pr)
+    }
+
+    /// [`nth`](ProgressMap::nth), to update the progress.
+    #[inline]
+    pub(crate) fn nth_mut(&mut self, i: usize) -> (u64, &mut Progress) {
+        let (id, pr) = &mut self.entries[i];
+        (*id, pr)
+    }
+
+    /// The position of `id` in id order, if tracked (for
+    /// [`nth`](ProgressMap::nth)).
+    #[inline]
+    pub(crate) fn index_of(&self, id: u64) -> Option<usize> {
+        self.position(id)
+    }
+
     /// Whether `id` is tracked.
     #[inline]
     pub fn contains(&self, id: u64) -> bool {
