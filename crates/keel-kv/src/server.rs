@@ -557,6 +557,15 @@ fn handle_event(sh: &Shared, ev: Event) -> bool {
             };
             sh.node.report_snapshot(to, status)
         }
+        Event::UnknownPeer { id, addr } => {
+            // A member added while this one was down (it may lead now): let
+            // it in, and answer it, until the log's membership catches up.
+            // Its advertised address stands in for the URL the log holds.
+            let addr = sh.opts.peer_addresses.get(&id).copied().unwrap_or(addr);
+            tracing::info!(id = sh.id, peer = id, %addr, "an unknown member dialed in; adding it as a peer");
+            sh.transport.add_peer(id, addr);
+            Ok(())
+        }
         Event::Removed { by } => {
             tracing::warn!(id = sh.id, by, "a peer says this member was removed; stopping");
             sh.request_stop(StopReason::Removed);

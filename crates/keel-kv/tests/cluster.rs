@@ -152,6 +152,61 @@ fn members_are_added_as_learners_promoted_and_removed() {
     assert_eq!(ids, [2, 3, 4]);
 }
 
+/// A member down while the membership changed comes back knowing only the
+/// old members, and the only other live voter is one it has never heard of.
+/// It must let that stranger in (the stranger's handshake names its port) to
+/// hear the log that names it; refusing it would leave the two without a
+/// leader for good.
+#[test]
+fn a_member_restarted_with_a_stale_membership_lets_a_new_leader_in() {
+    let mut c = Cluster::start(3, &[]);
+    let first_flags = c.initial_cluster();
+    let leader = c.index_of(c.wait_leader(&[]));
+    let stale = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    c.put_ok(leader, "before", "1");
+    c.kill(stale);
+    // Member 4 joins as a learner and is promoted, then the leader is
+    // removed: the voters are the stale member, `other` and 4.
+    let four = c.add_slot(4, &[]);
+    let body = json!({"id": 4, "peer_url": c.members[four].peer_url(), "learner": true});
+    let r = c.http.post(c.members[leader].url("/members")).json(&body).send().unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    c.spawn(four, true);
+    wait_for(Duration::from_secs(20), "the learner to catch up", || {
+        (c.try_status(four, "/kv/before?consistency=serializable") == Some(200)).then_some(())
+    });
+    let promote = |c: &Cluster| {
+        let leader = c.index_of(c.wait_leader(&[]));
+        c.http.post(c.members[leader].url("/members/4/promote")).send().unwrap().status()
+    };
+    wait_for(Duration::from_secs(20), "the promotion", || (promote(&c) == 200).then_some(()));
+    let removed = c.members[leader].id;
+    let r = c.http.delete(c.members[other].url(&format!("/members/{removed}"))).send().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let status = c.wait_exit(leader, Duration::from_secs(20));
+    assert!(status.success(), "the removed member exits cleanly: {status}");
+    wait_for(Duration::from_secs(20), "a leader among the remaining members", || {
+        (c.wait_leader(&[]) != removed).then_some(())
+    });
+    c.put_ok(four, "while-down", "2");
+    // Only 4 and the stale member are left to make a quorum.
+    c.kill(other);
+    c.spawn_with(stale, false, &first_flags);
+    let new_leader = c.wait_leader(&[]);
+    assert!([c.members[stale].id, 4].contains(&new_leader));
+    assert_eq!(c.value(stale, "while-down", false).as_deref(), Some("2"));
+    c.put_ok(stale, "after", "3");
+    assert_eq!(c.value(four, "after", false).as_deref(), Some("3"));
+    let ids: Vec<u64> = c.json(stale, "/members")["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.contains(&4) && !ids.contains(&removed), "{ids:?}");
+}
+
 fn error_kind(r: reqwest::blocking::Response, status: u16) -> String {
     assert_eq!(r.status().as_u16(), status);
     let v: Value = r.json().expect("errors are JSON");

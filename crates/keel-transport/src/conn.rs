@@ -55,6 +55,7 @@ pub(crate) async fn dial(
             cluster_id: shared.cluster_id,
             from: shared.local_id,
             to,
+            listen_port: shared.listen_port,
         };
         conn.write_all(&hello.encode()).await?;
         conn.flush().await?;
@@ -96,6 +97,11 @@ pub(crate) async fn accept(
         crate::wire::read_exact(&mut conn, &mut raw).await?;
         let hello = Hello::decode(&raw)?;
         let verdict = judge(shared, &hello);
+        if verdict == Verdict::UnknownSender && hello.listen_port != 0 {
+            shared
+                .inbox
+                .report_unknown_peer(hello.from, SocketAddr::new(remote.ip(), hello.listen_port));
+        }
         conn.write_u8(verdict as u8).await?;
         conn.flush().await?;
         match verdict {

@@ -10,7 +10,9 @@
 //! good. So they are never dropped but coalesced per peer (one unreachable
 //! flag, the latest snapshot outcome, one removed flag), which bounds their
 //! room by the number of peers raft has addressed. Every report key is an id
-//! the local member chose, never one read from the network.
+//! the local member chose, never one read from the network, except unknown
+//! senders' ids, which a handshake carries: at most
+//! [`UNKNOWN_PEERS_MAX`] of those wait at once, and more are dropped.
 //!
 //! Producers (stream readers, snapshot tasks, `send`) push under one mutex,
 //! a whole read's worth of messages at a time, and wake the receiver only if
@@ -38,6 +40,20 @@ pub enum Event {
         /// The peer that refused.
         by: u64,
     },
+    /// A member this one does not know tried to connect: its handshake was
+    /// refused (`Verdict::UnknownSender`), and it listens at `addr` (its
+    /// connection's source IP, the port it announced). A member that missed
+    /// the sender's addition while down cannot learn of it from the log
+    /// while it refuses the leader that would send it (the sender may be
+    /// that leader); the application decides whether to
+    /// [`add_peer`](crate::Transport::add_peer) it so that the next dial is
+    /// accepted and answers reach it. Never reported for a removed sender.
+    UnknownPeer {
+        /// The sender's id.
+        id: u64,
+        /// Where it listens, as seen from here.
+        addr: std::net::SocketAddr,
+    },
     /// A snapshot transfer ended (give to `report_snapshot`).
     SnapshotStatus {
         /// The peer the snapshot was for.
@@ -56,6 +72,10 @@ pub enum SnapshotStatus {
     Failed,
 }
 
+/// Most unknown senders reported and not yet taken (their ids come off the
+/// network, so their room is bounded here rather than by raft).
+pub(crate) const UNKNOWN_PEERS_MAX: usize = 64;
+
 /// Where events wait for the raft loop.
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
@@ -70,6 +90,9 @@ struct InboxState {
     /// `StateSnapshot`, and the latest is the one that describes the peer.
     snapshots: BTreeMap<u64, SnapshotStatus>,
     unreachable: BTreeSet<u64>,
+    /// The latest address per unknown sender (bounded by the ids that dial:
+    /// each is one entry, replaced by its next dial).
+    unknown: BTreeMap<u64, std::net::SocketAddr>,
     /// The receiver waiting for the next push, if it waits.
     waker: Option<Waker>,
     transport_gone: bool,
@@ -100,6 +123,9 @@ impl InboxState {
         }
         if let Some((to, status)) = self.snapshots.pop_first() {
             return Some(Event::SnapshotStatus { to, status });
+        }
+        if let Some((id, addr)) = self.unknown.pop_first() {
+            return Some(Event::UnknownPeer { id, addr });
         }
         self.unreachable.pop_first().map(Event::Unreachable)
     }
@@ -169,6 +195,16 @@ impl Inbox {
         let mut state = self.lock();
         state.snapshots.insert(to, status);
         notify(state);
+    }
+
+    pub(crate) fn report_unknown_peer(&self, id: u64, addr: std::net::SocketAddr) {
+        let mut state = self.lock();
+        if state.unknown.len() >= UNKNOWN_PEERS_MAX && !state.unknown.contains_key(&id) {
+            return;
+        }
+        if state.unknown.insert(id, addr) != Some(addr) {
+            notify(state);
+        }
     }
 
     pub(crate) fn report_removed(&self, by: u64) {

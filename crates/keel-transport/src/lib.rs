@@ -6,7 +6,9 @@
 //! by its own writer task over one long-lived connection (frames batched,
 //! flushed once, TCP_NODELAY, order kept). Snapshots use a connection of
 //! their own, chunked and checksummed. Every connection starts with a
-//! handshake (protocol version, cluster id, sender, expected receiver).
+//! handshake (protocol version, cluster id, sender, expected receiver, the
+//! sender's listening port); an unknown sender is refused and reported with
+//! its address, for the application to let in.
 //! Incoming messages and reports for the raft loop (`report_unreachable`,
 //! `report_snapshot`) arrive on one [`Events`] receiver, one at a time or in
 //! batches. Messages wait in a bounded queue and are dropped (counted) when

@@ -20,6 +20,8 @@ use crate::tls::TlsConfig;
 pub(crate) struct Shared {
     pub(crate) local_id: u64,
     pub(crate) cluster_id: u64,
+    /// The port peers dial this member on (sent in every handshake).
+    pub(crate) listen_port: u16,
     pub(crate) limits: Limits,
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) runtime: Handle,
@@ -96,6 +98,7 @@ impl Transport {
         let shared = Arc::new(Shared {
             local_id: config.local_id,
             cluster_id: config.cluster_id,
+            listen_port: local_addr.port(),
             limits: config.limits,
             tls: config.tls,
             runtime: handle.clone(),

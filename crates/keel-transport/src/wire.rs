@@ -1,8 +1,9 @@
 //! The wire format: a fixed-size handshake, then length-prefixed frames.
 //!
-//! Handshake (client to server, 30 bytes): `b"KEEL"`, protocol version (u8),
+//! Handshake (client to server, 32 bytes): `b"KEEL"`, protocol version (u8),
 //! connection kind (u8), cluster id, sender id, expected receiver id (u64 big
-//! endian each). The server answers one [`Verdict`] byte. Frames: a u32 big
+//! endian each), the sender's listening port (u16 big endian; 0 if unknown).
+//! The server answers one [`Verdict`] byte. Frames: a u32 big
 //! endian length, then that many bytes of a prost-encoded `Message`.
 
 use std::fmt;
@@ -15,9 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::error::WireError;
 
 /// The protocol version this build speaks; a peer with another is refused.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 const MAGIC: [u8; 4] = *b"KEEL";
-pub(crate) const HELLO_LEN: usize = 30;
+pub(crate) const HELLO_LEN: usize = 32;
 
 /// What a connection carries after the handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +37,10 @@ pub(crate) struct Hello {
     pub(crate) cluster_id: u64,
     pub(crate) from: u64,
     pub(crate) to: u64,
+    /// Where the sender listens for peers, with the connection's source IP:
+    /// a receiver that does not know the sender yet (it missed, while
+    /// down, the sender's addition) can still answer it.
+    pub(crate) listen_port: u16,
 }
 
 impl Hello {
@@ -47,6 +52,7 @@ impl Hello {
         out[6..14].copy_from_slice(&self.cluster_id.to_be_bytes());
         out[14..22].copy_from_slice(&self.from.to_be_bytes());
         out[22..30].copy_from_slice(&self.to.to_be_bytes());
+        out[30..32].copy_from_slice(&self.listen_port.to_be_bytes());
         out
     }
 
@@ -65,7 +71,14 @@ impl Hello {
             b.copy_from_slice(&raw[at..at + 8]);
             u64::from_be_bytes(b)
         };
-        Ok(Hello { version: raw[4], kind, cluster_id: word(6), from: word(14), to: word(22) })
+        Ok(Hello {
+            version: raw[4],
+            kind,
+            cluster_id: word(6),
+            from: word(14),
+            to: word(22),
+            listen_port: u16::from_be_bytes([raw[30], raw[31]]),
+        })
     }
 }
 
@@ -81,7 +94,8 @@ pub enum Verdict {
     /// The client expected another member at this address.
     WrongReceiver = 3,
     /// The sender is not a member (perhaps not yet: a joining member is
-    /// refused until the receiver applies its addition).
+    /// refused until the receiver applies its addition; the receiver reports
+    /// it as [`Event::UnknownPeer`](crate::Event::UnknownPeer)).
     UnknownSender = 4,
     /// The sender was removed from the cluster (for good: ids are never
     /// reused).
@@ -237,7 +251,14 @@ mod tests {
 
     #[test]
     fn hello_round_trips() {
-        let h = Hello { version: 1, kind: ConnKind::Snapshot, cluster_id: 7, from: 2, to: 3 };
+        let h = Hello {
+            version: 1,
+            kind: ConnKind::Snapshot,
+            cluster_id: 7,
+            from: 2,
+            to: 3,
+            listen_port: 2380,
+        };
         assert_eq!(Hello::decode(&h.encode()).ok(), Some(h));
     }
 

@@ -256,6 +256,37 @@ async fn handshake_mismatches_are_refused() {
     assert_no_message(&mut b_events);
 }
 
+/// A member that does not know the sender (it missed the sender's addition
+/// while down) refuses it but reports it with the address it listens at;
+/// once added, the sender's next dial is accepted and answers reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_sender_is_reported_with_its_address_and_can_be_let_in() {
+    let (stale, mut stale_events) = start(1, CLUSTER, any_port());
+    let (newcomer, mut newcomer_events) = start(9, CLUSTER, any_port());
+    newcomer.add_peer(1, stale.local_addr());
+    newcomer.send(vec![heartbeat(9, 1, 1)]);
+    let addr = newcomer.local_addr();
+    wait_for(&mut stale_events, |e| *e == Event::UnknownPeer { id: 9, addr }).await;
+    assert_no_message(&mut stale_events);
+    stale.add_peer(9, addr);
+    // The newcomer dials again after its backoff, and is let in.
+    let got = async {
+        for commit in 2.. {
+            newcomer.send(vec![heartbeat(9, 1, commit)]);
+            if let Ok(Some(Event::Message(m))) =
+                timeout(Duration::from_millis(100), stale_events.recv()).await
+            {
+                return m;
+            }
+        }
+        unreachable!()
+    };
+    let m = timeout(WAIT, got).await.expect("the newcomer's message in time");
+    assert_eq!(m.from, 9);
+    stale.send(vec![heartbeat(1, 9, 7)]);
+    assert_eq!(next_message(&mut newcomer_events).await.commit, 7);
+}
+
 /// A removed member's connections are refused from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_member_is_refused() {
@@ -388,10 +419,11 @@ async fn snapshot_to_a_down_peer_fails() {
 /// The documented handshake bytes, as a hostile or buggy client writes them.
 fn hello(kind: u8, cluster: u64, from: u64, to: u64) -> Vec<u8> {
     let mut out = b"KEEL".to_vec();
-    out.extend_from_slice(&[1, kind]);
+    out.extend_from_slice(&[keel_transport::PROTOCOL_VERSION, kind]);
     for word in [cluster, from, to] {
         out.extend_from_slice(&word.to_be_bytes());
     }
+    out.extend_from_slice(&0u16.to_be_bytes()); // No listening port.
     out
 }
 
@@ -608,7 +640,7 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
         let mut redialled = Some(redialled_tx);
         loop {
             let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut raw = [0u8; 30];
+            let mut raw = [0u8; 32];
             if s.read_exact(&mut raw).await.is_err() || s.write_all(&[0]).await.is_err() {
                 continue;
             }
@@ -725,7 +757,7 @@ async fn a_stuck_peer_never_delays_another() {
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((mut s, _)) = listener.accept().await {
-            let mut raw = [0u8; 30];
+            let mut raw = [0u8; 32];
             if s.read_exact(&mut raw).await.is_ok() && s.write_all(&[0]).await.is_ok() {
                 held.push(s); // Kept open, never read.
             }

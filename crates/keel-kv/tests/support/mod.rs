@@ -115,10 +115,16 @@ impl Cluster {
     /// Starts (or restarts) member `i` on its data directory.
     pub fn spawn(&mut self, i: usize, join: bool) {
         let initial = self.initial_cluster();
+        self.spawn_with(i, join, &initial);
+    }
+
+    /// [`Cluster::spawn`] with the `--initial-cluster` given (as an operator
+    /// restarting a member with its first flags would).
+    pub fn spawn_with(&mut self, i: usize, join: bool, initial: &str) {
         let m = &mut self.members[i];
         assert!(m.child.is_none(), "member {} is running", m.id);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel-kv"));
-        cmd.args(["serve", "--id", &m.id.to_string(), "--initial-cluster", &initial])
+        cmd.args(["serve", "--id", &m.id.to_string(), "--initial-cluster", initial])
             .args(["--listen-client", &format!("127.0.0.1:{}", m.client_port)])
             .args(["--data-dir", m.data_dir.to_str().unwrap()])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
