@@ -138,6 +138,14 @@ echo "load: $(json_num "$load" ops_per_s) writes/s, p99 $(json_num "$load" p99_m
 for pid in "${MEMBER_PIDS[@]}"; do
     kill -0 "$pid" 2>/dev/null || die "a member died during the soak; logs in $BENCH_DIR/keel"
 done
+# The kernel's high-water mark catches the short peaks (a snapshot being
+# encoded and written) that a sample every --interval seconds misses.
+hwm=
+for n in 1 2 3; do
+    kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/${MEMBER_PIDS[$((n - 1))]}/status" 2>/dev/null) || kib=
+    hwm+="${hwm:+, }member $n $(awk -v k="${kib:-0}" 'BEGIN { printf "%.1f", k / 1024 }')"
+done
+echo "peak rss MiB (VmHWM over the whole run): $hwm"
 
 # Bounded: the second half's peaks within 25% (plus 16 MiB of slack for
 # allocator noise) of the first half's, and the applied index still moving.

@@ -9,8 +9,10 @@
 //! - the **append thread** makes every queued `MsgStorageAppend` durable with
 //!   one fdatasync (group commit), then steps or sends their responses;
 //! - the **apply thread** applies committed entries to the map, wakes the
-//!   waiting requests, applies configuration changes, and snapshots and
-//!   compacts every `snapshot_count` entries;
+//!   waiting requests, applies configuration changes, and every
+//!   `snapshot_count` entries hands an O(1) copy of the map to
+//! - the **snapshot thread**, which encodes it, writes the snapshot and
+//!   compacts the log, so that applies never wait for a snapshot;
 //! - the **ticker** ticks raft;
 //! - the **event thread** steps peers' messages (every message queued at
 //!   once, with `Node::step_many`, so a burst makes one `Ready`) and
@@ -31,6 +33,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -127,6 +130,9 @@ pub struct Shared {
     /// The apply thread's state; the append thread takes it to restore a
     /// snapshot.
     applier: Mutex<Applier>,
+    /// The index of the newest durable snapshot, created here (by the
+    /// snapshot thread) or restored (by the append thread).
+    snap_index: AtomicU64,
     /// The metrics.
     pub metrics: Metrics,
     /// The options it runs with.
@@ -338,10 +344,10 @@ impl Member {
             state: RwLock::new(state),
             applier: Mutex::new(Applier {
                 applied: snap.metadata.index,
-                snap_index: snap.metadata.index,
-                snapshot_now: false,
+                member_added: 0,
                 conf_state,
             }),
+            snap_index: AtomicU64::new(snap.metadata.index),
             metrics,
             opts: opts.clone(),
             applied: watch::channel(snap.metadata.index).0,
@@ -359,9 +365,15 @@ impl Member {
             let sh = Arc::clone(&shared);
             std::thread::Builder::new().name(format!("keel-{name}-{id}")).spawn(move || f(&sh))
         };
+        // A rendezvous channel: a hand-off succeeds only while the snapshot
+        // thread is idle, so at most one snapshot is in flight and the apply
+        // thread never queues (or keeps alive) a second frozen state. The
+        // apply thread owns the sender: the snapshot thread ends after it.
+        let (snapshots, snapshot_jobs) = std::sync::mpsc::sync_channel(0);
         let threads = vec![
             spawn("append", Box::new(append_loop))?,
-            spawn("apply", Box::new(apply_loop))?,
+            spawn("apply", Box::new(move |sh| apply_loop(sh, snapshots)))?,
+            spawn("snapshot", Box::new(move |sh| snapshot_loop(sh, snapshot_jobs)))?,
             spawn("tick", Box::new(ticker))?,
         ];
         // These two wait on queues that outlive the node (the transport's
@@ -480,11 +492,51 @@ fn append_loop(sh: &Shared) {
 /// The apply thread: each `MsgStorageApply` in log order. The append thread
 /// restores snapshots under the same lock; entries at or below a restored
 /// snapshot are skipped, so the two may interleave in any order.
-fn apply_loop(sh: &Shared) {
+fn apply_loop(sh: &Shared, snapshots: SyncSender<SnapshotJob>) {
     let work = sh.node.apply_work();
     while let Ok(w) = work.recv() {
-        if !lock(&sh.applier).apply_work(sh, w) {
+        if !lock(&sh.applier).apply_work(sh, w, &snapshots) {
             return;
+        }
+    }
+}
+
+/// The state at an applied index, frozen for the snapshot thread.
+struct SnapshotJob {
+    index: u64,
+    conf_state: ConfState,
+    state: KvState,
+}
+
+/// The snapshot thread: encodes a frozen state, makes it durable, then
+/// compacts the log behind it; a failure is logged, and the apply thread
+/// tries again at a later apply (the snapshot index did not move). Ends
+/// when the apply thread does (which drops the sender), after the snapshot
+/// in hand is written.
+fn snapshot_loop(sh: &Shared, jobs: Receiver<SnapshotJob>) {
+    while let Ok(job) = jobs.recv() {
+        let SnapshotJob { index, conf_state, state } = job;
+        let started = Instant::now();
+        let data = state.encode();
+        // Frees the nodes the apply thread has replaced since the copy.
+        drop(state);
+        if index <= sh.snap_index.load(Ordering::SeqCst) {
+            // A snapshot received meanwhile covers it.
+            continue;
+        }
+        match sh.storage.create_snapshot(index, conf_state, data) {
+            Ok(_) => {
+                sh.snap_index.fetch_max(index, Ordering::SeqCst);
+                sh.metrics.snapshots_created.inc();
+                let compact_to = index.saturating_sub(sh.opts.snapshot_catchup_entries);
+                if compact_to > 0
+                    && let Err(e) = sh.storage.compact(compact_to)
+                {
+                    tracing::warn!(index = compact_to, "compaction failed: {e}");
+                }
+                tracing::debug!(id = sh.id, index, took = ?started.elapsed(), "snapshot created");
+            }
+            Err(e) => tracing::warn!(index, "snapshot failed: {e}"),
         }
     }
 }
@@ -857,17 +909,22 @@ impl Drop for WaiterGuard<'_> {
 /// The apply thread's state.
 struct Applier {
     applied: u64,
-    snap_index: u64,
     conf_state: ConfState,
-    /// A member was added since the last snapshot: snapshot at once, so
-    /// that a new member that needs one gets one listing it (raft sends
-    /// the stored snapshot, and a member not in its conf state refuses it).
-    snapshot_now: bool,
+    /// The index at which a member was last added: until a durable snapshot
+    /// covers it, snapshot at once, so that a new member that needs one gets
+    /// one listing it (raft sends the stored snapshot, and a member not in
+    /// its conf state refuses it).
+    member_added: u64,
 }
 
 impl Applier {
     /// Applies one `MsgStorageApply`; `false` once the node stopped.
-    fn apply_work(&mut self, sh: &Shared, w: keel::node::ApplyWork) -> bool {
+    fn apply_work(
+        &mut self,
+        sh: &Shared,
+        w: keel::node::ApplyWork,
+        snapshots: &SyncSender<SnapshotJob>,
+    ) -> bool {
         let started = Instant::now();
         let (entries, responses) = w.into_parts();
         if !entries.is_empty() {
@@ -887,7 +944,7 @@ impl Applier {
         }
         self.published(sh);
         Metrics::observe(&sh.metrics.apply_seconds, started.elapsed());
-        self.maybe_snapshot(sh);
+        self.maybe_snapshot(sh, snapshots);
         true
     }
 
@@ -906,7 +963,7 @@ impl Applier {
                 let members: Vec<_> = state.members().values().cloned().collect();
                 *sh.state_mut() = state;
                 self.applied = s.metadata.index;
-                self.snap_index = s.metadata.index;
+                sh.snap_index.fetch_max(s.metadata.index, Ordering::SeqCst);
                 self.conf_state = s.metadata.conf_state;
                 for m in members {
                     Self::connect(sh, m.id, &m.peer_url);
@@ -970,11 +1027,11 @@ impl Applier {
             let mut st = sh.state_mut();
             match ConfChangeType::try_from(ch.change_type) {
                 Ok(ConfChangeType::ConfChangeAddNode) => {
-                    self.snapshot_now = true;
+                    self.member_added = index;
                     st.set_member(id, url.clone(), false)
                 }
                 Ok(ConfChangeType::ConfChangeAddLearnerNode) => {
-                    self.snapshot_now = true;
+                    self.member_added = index;
                     st.set_member(id, url.clone(), true)
                 }
                 Ok(ConfChangeType::ConfChangeRemoveNode) => {
@@ -1017,28 +1074,24 @@ impl Applier {
         }
     }
 
-    fn maybe_snapshot(&mut self, sh: &Shared) {
-        let opts = &sh.opts;
-        let due = self.applied >= self.snap_index + opts.snapshot_count;
-        if !(due || self.snapshot_now && self.applied > self.snap_index) {
+    /// Hands the state at the applied index to the snapshot thread when a
+    /// snapshot is due. Never waits for it: while the previous snapshot is
+    /// still being written the hand-off fails, and the next apply tries
+    /// again (with a newer index).
+    fn maybe_snapshot(&mut self, sh: &Shared, snapshots: &SyncSender<SnapshotJob>) {
+        let snap_index = sh.snap_index.load(Ordering::SeqCst);
+        let due = self.applied >= snap_index + sh.opts.snapshot_count;
+        if !(due || self.member_added > snap_index) || self.applied <= snap_index {
             return;
         }
-        self.snapshot_now = false;
-        let data = sh.state().encode();
-        match sh.storage.create_snapshot(self.applied, self.conf_state.clone(), data) {
-            Ok(_) => {
-                self.snap_index = self.applied;
-                sh.metrics.snapshots_created.inc();
-                let compact_to = self.applied.saturating_sub(opts.snapshot_catchup_entries);
-                if compact_to > 0
-                    && let Err(e) = sh.storage.compact(compact_to)
-                {
-                    tracing::warn!(index = compact_to, "compaction failed: {e}");
-                }
-                tracing::debug!(id = sh.id, index = self.applied, "snapshot created");
-            }
-            Err(e) => tracing::warn!(index = self.applied, "snapshot failed: {e}"),
-        }
+        let job = SnapshotJob {
+            index: self.applied,
+            conf_state: self.conf_state.clone(),
+            state: sh.state().clone(),
+        };
+        // `Full`: busy, try again later. `Disconnected`: the snapshot
+        // thread panicked (and said so); applies go on without snapshots.
+        let _: Result<(), TrySendError<_>> = snapshots.try_send(job);
     }
 }
 

@@ -2,8 +2,10 @@
 //! snapshot format that carries both.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use bytes::Bytes;
+use imbl::OrdMap;
 use prost::Message as _;
 
 use crate::command::{Command, Op};
@@ -20,9 +22,14 @@ pub struct Member {
 }
 
 /// The applied state of one member.
-#[derive(Debug, Default)]
+///
+/// Cloning it is O(1): the map is a persistent B+tree whose nodes are shared
+/// between clones and copied only when one of them writes to them. The apply
+/// thread freezes the state that way and goes on applying while the snapshot
+/// thread encodes the copy.
+#[derive(Clone, Debug, Default)]
 pub struct KvState {
-    data: BTreeMap<String, Bytes>,
+    data: OrdMap<String, Bytes>,
     members: BTreeMap<u64, Member>,
     bytes: usize,
 }
@@ -52,6 +59,38 @@ struct SnapshotRecord {
     pairs: Vec<PairRecord>,
     #[prost(message, repeated, tag = "2")]
     members: Vec<MemberRecord>,
+}
+
+/// The keys of fields 1 and 2 when length-delimited (`number << 3 | 2`):
+/// `SnapshotRecord.pairs`, `PairRecord.key` and `PairRecord.value`.
+const FIELD_1: u8 = 1 << 3 | 2;
+const FIELD_2: u8 = 2 << 3 | 2;
+
+/// The encoded size of a `PairRecord` (proto3: empty fields are left out).
+fn pair_len(key: &str, value: &[u8]) -> usize {
+    let opt = |n: usize| if n == 0 { 0 } else { field_len(n) };
+    opt(key.len()) + opt(value.len())
+}
+
+/// The size of a length-delimited field holding `n` bytes.
+fn field_len(n: usize) -> usize {
+    1 + prost::length_delimiter_len(n) + n
+}
+
+fn put_len(buf: &mut Vec<u8>, key: u8, mut n: usize) {
+    buf.push(key);
+    while n >= 0x80 {
+        buf.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+fn put_field(buf: &mut Vec<u8>, key: u8, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        put_len(buf, key, bytes.len());
+        buf.extend_from_slice(bytes);
+    }
 }
 
 /// A snapshot payload that does not decode.
@@ -94,7 +133,7 @@ impl KvState {
     pub fn range(&self, prefix: &str, limit: usize) -> (Vec<(String, Bytes)>, bool) {
         let mut it = self
             .data
-            .range(prefix.to_string()..)
+            .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()));
         let out: Vec<_> = it.by_ref().take(limit).collect();
@@ -136,14 +175,13 @@ impl KvState {
         self.members.remove(&id);
     }
 
-    /// The snapshot payload of this state.
+    /// The snapshot payload of this state: a `SnapshotRecord`, with the
+    /// pairs written straight from the map into a buffer of the exact size
+    /// (a record built first would copy every key once more), then the
+    /// members as prost encodes them.
     pub fn encode(&self) -> Bytes {
-        let record = SnapshotRecord {
-            pairs: self
-                .data
-                .iter()
-                .map(|(k, v)| PairRecord { key: k.clone(), value: v.clone() })
-                .collect(),
+        let members = SnapshotRecord {
+            pairs: Vec::new(),
             members: self
                 .members
                 .values()
@@ -153,8 +191,17 @@ impl KvState {
                     learner: m.learner,
                 })
                 .collect(),
-        };
-        Bytes::from(record.encode_to_vec())
+        }
+        .encode_to_vec();
+        let pairs: usize = self.data.iter().map(|(k, v)| field_len(pair_len(k, v))).sum();
+        let mut buf = Vec::with_capacity(pairs + members.len());
+        for (k, v) in &self.data {
+            put_len(&mut buf, FIELD_1, pair_len(k, v));
+            put_field(&mut buf, FIELD_1, k.as_bytes());
+            put_field(&mut buf, FIELD_2, v);
+        }
+        buf.extend_from_slice(&members);
+        Bytes::from(buf)
     }
 
     /// The state a snapshot payload holds.
@@ -195,6 +242,47 @@ mod tests {
         assert_eq!(back.members(), s.members());
         assert_eq!(back.bytes(), s.bytes());
         assert_eq!(back.bytes(), (1 + 2) + (3 + 1));
+    }
+
+    #[test]
+    fn a_clone_keeps_its_contents_while_the_original_is_written() {
+        let mut s = KvState::default();
+        s.apply(put("a", b"1"));
+        s.apply(put("b", b"2"));
+        let frozen = s.clone();
+        s.apply(put("a", b"changed"));
+        s.apply(put("c", b"new"));
+        let del = Command { id: 2, op: Op::Delete as i32, key: "b".into(), value: Bytes::new() };
+        s.apply(del);
+        assert_eq!(frozen.get("a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(frozen.get("b").as_deref(), Some(&b"2"[..]));
+        assert_eq!(frozen.get("c"), None);
+        let back = KvState::decode(&frozen.encode()).unwrap();
+        assert_eq!((back.len(), back.bytes()), (2, frozen.bytes()));
+        assert_eq!((s.len(), s.get("a").as_deref()), (2, Some(&b"changed"[..])));
+    }
+
+    #[test]
+    fn the_payload_is_what_prost_encodes_for_the_record() {
+        let mut s = KvState::default();
+        let big = Bytes::from(vec![b'x'; 300]);
+        s.apply(Command { id: 1, op: Op::Put as i32, key: "big".into(), value: big.clone() });
+        s.apply(put("empty", b""));
+        s.apply(put("k", b"v"));
+        s.set_member(2, Some("http://127.0.0.1:2".into()), true);
+        let record = SnapshotRecord {
+            pairs: [("big", big), ("empty", Bytes::new()), ("k", Bytes::from_static(b"v"))]
+                .into_iter()
+                .map(|(key, value)| PairRecord { key: key.into(), value })
+                .collect(),
+            members: vec![MemberRecord {
+                id: 2,
+                peer_url: "http://127.0.0.1:2".into(),
+                learner: true,
+            }],
+        };
+        assert_eq!(s.encode(), record.encode_to_vec());
+        assert_eq!(KvState::default().encode(), SnapshotRecord::default().encode_to_vec());
     }
 
     #[test]

@@ -51,12 +51,17 @@ impl SnapStore {
 
     /// Durably writes `snap`, then removes files beyond the newest `keep`.
     pub fn save(&self, snap: &Snapshot) -> Result<()> {
-        let body = snap.encode_to_vec();
-        let mut buf = Vec::with_capacity(HEADER + body.len());
+        // Encoded in place behind its header: a snapshot is as large as the
+        // application's state, and a second copy of it would be the peak of
+        // the process's memory.
+        let body_len = snap.encoded_len();
+        let mut buf = Vec::with_capacity(HEADER + body_len);
         buf.extend_from_slice(MAGIC);
-        buf.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        buf.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        buf.extend_from_slice(&body);
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&(body_len as u64).to_le_bytes());
+        snap.encode(&mut buf).map_err(|e| WalError::Invalid(format!("snapshot encoding: {e}")))?;
+        let crc = crc32c::crc32c(&buf[HEADER..]);
+        buf[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&crc.to_le_bytes());
         let path = self.dir.join(name(snap));
         let tmp = self.dir.join(format!("{}.tmp", name(snap)));
         (|| {

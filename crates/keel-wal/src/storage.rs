@@ -93,9 +93,13 @@ pub struct DiskStorage {
     /// What readers see; held only for memory updates and reads, never
     /// across a sync, so that raft reads the log while a write is in flight.
     inner: Mutex<Inner>,
-    /// Serializes writers (persist, snapshot, compact) from their first
-    /// write to their last sync; holds the snapshot files.
-    writer: Mutex<SnapStore>,
+    /// Serializes WAL writers (persist, a snapshot's marker, compact) from
+    /// their first write to their last sync.
+    writer: Mutex<()>,
+    /// The snapshot files, held while one is written. Taken before `writer`
+    /// (never after it), so that a snapshot the application creates is
+    /// written while entries go on being persisted.
+    snaps: Mutex<SnapStore>,
 }
 
 fn other(e: WalError) -> StorageError {
@@ -151,15 +155,23 @@ impl DiskStorage {
         for (e, loc) in replay.entries {
             inner.push(e, loc);
         }
-        Ok(DiskStorage { inner: Mutex::new(inner), writer: Mutex::new(snaps) })
+        Ok(DiskStorage {
+            inner: Mutex::new(inner),
+            writer: Mutex::new(()),
+            snaps: Mutex::new(snaps),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn writer(&self) -> MutexGuard<'_, SnapStore> {
+    fn writer(&self) -> MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snaps(&self) -> MutexGuard<'_, SnapStore> {
+        self.snaps.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes the request durable (snapshot file first, then one WAL batch and
@@ -180,10 +192,11 @@ impl DiskStorage {
     /// them (group commit): what an append thread does with every
     /// `MsgStorageAppend` that queued up during the previous sync.
     pub fn persist_all(&self, reqs: &[PersistRequest<'_>]) -> Result<()> {
-        let snaps = self.writer();
+        let snaps = reqs.iter().any(|r| r.snapshot.is_some()).then(|| self.snaps());
+        let writer = self.writer();
         let mut pending = None;
         for req in reqs {
-            if let Some(s) = req.snapshot {
+            if let (Some(s), Some(snaps)) = (req.snapshot, &snaps) {
                 // The WAL marker must not be durable before its file.
                 if let Some(sync) = pending.take() {
                     PendingSync::wait(sync)?;
@@ -197,7 +210,7 @@ impl DiskStorage {
         if let Some(sync) = pending {
             sync.wait()?;
         }
-        drop(snaps);
+        drop(writer);
         Ok(())
     }
 
@@ -246,7 +259,9 @@ impl DiskStorage {
         conf_state: ConfState,
         data: bytes::Bytes,
     ) -> Result<Snapshot> {
-        let snaps = self.writer();
+        // No other snapshot can be installed before this one is: a received
+        // one is persisted under `snaps` too.
+        let snaps = self.snaps();
         let term = {
             let g = self.lock();
             if index <= g.snapshot.metadata.index {
@@ -259,8 +274,10 @@ impl DiskStorage {
                 .ok_or_else(|| WalError::Invalid(format!("index {index} is not in the log")))?
         };
         let snap = Snapshot { data, metadata: SnapshotMetadata { conf_state, index, term } };
-        // The file (large) is written and synced without blocking readers.
+        // The file (large) is written and synced without blocking readers,
+        // nor writers of entries.
         snaps.save(&snap)?;
+        let writer = self.writer();
         let sync = {
             let mut g = self.lock();
             let (_, sync) = g.wal.append_unsynced(&[WalRecord::Snapshot(&snap.metadata)])?;
@@ -268,6 +285,7 @@ impl DiskStorage {
             sync
         };
         sync.wait()?;
+        drop(writer);
         drop(snaps);
         Ok(snap)
     }
