@@ -614,7 +614,7 @@ fn handle_event(sh: &Shared, ev: Event) -> bool {
             // it in, and answer it, until the log's membership catches up.
             // Its advertised address stands in for the URL the log holds.
             let addr = sh.opts.peer_addresses.get(&id).copied().unwrap_or(addr);
-            tracing::info!(id = sh.id, peer = id, %addr, "an unknown member dialed in; adding it as a peer");
+            tracing::info!(id = sh.id, peer = id, %addr, "an unknown member dialed in; let it in");
             sh.transport.add_peer(id, addr);
             Ok(())
         }
