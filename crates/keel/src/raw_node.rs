@@ -726,16 +726,8 @@ impl<S: Storage> RawNode<S> {
     /// messages they stand for would be stepped: only the last when that has
     /// the same effect (as `own_acks_to_skip` decides for messages).
     fn step_own_acks(&mut self, acks: &[u64]) {
-        let (term, n) = (self.acks_on_advance_term, acks.len());
-        let skip = if n >= 2
-            && term == self.raft.term
-            && acks.windows(2).all(|w| w[0] <= w[1])
-            && self.raft.own_acks_coalesce(acks[n - 1])
-        {
-            n - 1
-        } else {
-            0
-        };
+        let term = self.acks_on_advance_term;
+        let skip = self.own_ack_run_skip(term, acks.len(), |i| acks[i]);
         for &index in &acks[skip..] {
             let m = self.raft.own_ack(term, index);
             let _ = self.raft.step(m);
@@ -758,10 +750,21 @@ impl<S: Storage> RawNode<S> {
                     && !m.reject
             })
             .count();
-        if run < 2 || !steps[..run].windows(2).all(|w| w[0].index <= w[1].index) {
+        self.own_ack_run_skip(term, run, |i| steps[i].index)
+    }
+
+    /// How many of a run of `n` acknowledgements by the leader of its own
+    /// appends, at `term` and with indexes `index(0..n)`, can be skipped:
+    /// all but the last when they rise, are of the current term, and
+    /// stepping the last alone has the same effect
+    /// (`Raft::own_acks_coalesce`). One
+    /// rule for the messages of `own_acks_to_skip` and the indexes of
+    /// `step_own_acks`.
+    fn own_ack_run_skip(&self, term: u64, n: usize, index: impl Fn(usize) -> u64) -> usize {
+        if n < 2 || term != self.raft.term || !(1..n).all(|i| index(i - 1) <= index(i)) {
             return 0;
         }
-        if self.raft.own_acks_coalesce(steps[run - 1].index) { run - 1 } else { 0 }
+        if self.raft.own_acks_coalesce(index(n - 1)) { n - 1 } else { 0 }
     }
 
     /// The node's state, with the configuration and (on a leader) a copy of
