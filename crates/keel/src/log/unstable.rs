@@ -92,6 +92,20 @@ impl fmt::Debug for Unstable {
     }
 }
 
+/// Keeps the first `keep` entries of `runs` (and no empty run).
+fn truncate_runs(runs: &mut VecDeque<SharedEntries>, mut keep: usize) {
+    let mut n = 0;
+    for run in runs.iter_mut() {
+        if keep == 0 {
+            break;
+        }
+        run.truncate(keep);
+        keep -= run.len();
+        n += 1;
+    }
+    runs.truncate(n);
+}
+
 impl Unstable {
     /// An empty unstable log whose next entry has index `offset` (the last
     /// index in storage plus one).
@@ -390,21 +404,12 @@ impl Unstable {
     /// Drops the kept entries from index `from` on.
     fn truncate_kept(&mut self, from: u64) {
         let start = self.kept_offset();
-        let mut keep = from.saturating_sub(start).min(self.kept_len as u64) as usize;
+        let keep = from.saturating_sub(start).min(self.kept_len as u64) as usize;
         if keep == self.kept_len {
             return;
         }
         self.kept_len = keep;
-        let mut runs = 0;
-        for run in &mut self.kept {
-            if keep == 0 {
-                break;
-            }
-            run.truncate(keep);
-            keep -= run.len();
-            runs += 1;
-        }
-        self.kept.truncate(runs);
+        truncate_runs(&mut self.kept, keep);
     }
 
     /// The entries with indexes in `lo..hi` as a share of one run, when a
@@ -544,18 +549,9 @@ impl Unstable {
         }
         // The cut is inside the shared runs: keep what precedes it, and none
         // of the unshared entries.
-        let mut keep = (from - self.offset) as usize;
+        let keep = (from - self.offset) as usize;
         self.shared_len = keep;
-        let mut runs = 0;
-        for run in &mut self.shared {
-            if keep == 0 {
-                break;
-            }
-            run.truncate(keep);
-            keep -= run.len();
-            runs += 1;
-        }
-        self.shared.truncate(runs);
+        truncate_runs(&mut self.shared, keep);
         self.clear_unshared();
     }
 
