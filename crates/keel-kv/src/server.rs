@@ -584,14 +584,7 @@ fn event_loop(sh: &Shared, mut events: Events) {
 
 /// Steps the queued peer messages into raft; `false` once the node stopped.
 fn step_messages(sh: &Shared, msgs: &mut Vec<keel::raftpb::Message>) -> bool {
-    let r = if msgs.len() > 1 {
-        sh.node.step_many(std::mem::take(msgs))
-    } else if let Some(m) = msgs.pop() {
-        sh.node.step(m)
-    } else {
-        return true;
-    };
-    outcome(r)
+    msgs.is_empty() || outcome(sh.node.step_many(std::mem::take(msgs)))
 }
 
 /// Most transport events taken at once.

@@ -77,13 +77,9 @@ fn field_len(n: usize) -> usize {
     1 + prost::length_delimiter_len(n) + n
 }
 
-fn put_len(buf: &mut Vec<u8>, key: u8, mut n: usize) {
+fn put_len(buf: &mut Vec<u8>, key: u8, n: usize) {
     buf.push(key);
-    while n >= 0x80 {
-        buf.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
+    prost::encoding::encode_varint(n as u64, buf);
 }
 
 fn put_field(buf: &mut Vec<u8>, key: u8, bytes: &[u8]) {
