@@ -648,3 +648,189 @@ fn step_many_lands_a_burst_in_one_ready() {
     assert_eq!(acks.last(), Some(&(last + 3)));
     node.stop();
 }
+
+/// Storage work done where raft makes it, for a one-voter node: persists
+/// to `storage`, records the indexes of applied normal entries in `log`
+/// (shared with any consumer thread, so that the order of all applies
+/// shows), and refuses applies while `refuse_apply` is set.
+#[derive(Default)]
+struct InlineWork {
+    storage: MemoryStorage,
+    log: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    refuse_apply: std::sync::atomic::AtomicBool,
+    applies: std::sync::atomic::AtomicUsize,
+}
+
+impl InlineWork {
+    fn record(&self, entries: &[Entry]) {
+        let normal = entries
+            .iter()
+            .filter(|e| e.entry_type() == EntryType::EntryNormal && !e.data.is_empty());
+        self.log.lock().unwrap().extend(normal.map(|e| e.index));
+    }
+}
+
+impl keel::node::InlineStorage for InlineWork {
+    fn append(
+        &self,
+        mut w: keel::node::AppendWork,
+    ) -> Result<Vec<Message>, keel::node::AppendWork> {
+        if let Some(hs) = w.hard_state() {
+            self.storage.set_hard_state(hs);
+        }
+        self.storage.append(w.entries()).unwrap();
+        let responses = w.take_responses();
+        assert!(responses.peers.is_empty(), "one voter");
+        Ok(responses.local)
+    }
+
+    fn apply(&self, w: keel::node::ApplyWork) -> Result<Vec<Message>, keel::node::ApplyWork> {
+        if self.refuse_apply.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(w);
+        }
+        self.applies.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.record(w.entries());
+        Ok(w.into_parts().1)
+    }
+}
+
+fn start_inline(work: &std::sync::Arc<InlineWork>) -> Node {
+    let mut config = Config::new(1);
+    config.async_storage_writes = true;
+    let inline: std::sync::Arc<dyn keel::node::InlineStorage> = work.clone();
+    // One voter: its Readys hold nothing to send.
+    let opts = NodeOptions {
+        inline_storage: Some(inline),
+        on_ready: Some(keel::ReadyHandler::new(|_| {})),
+        ..options()
+    };
+    let node = Node::start_with(&config, work.storage.clone(), &peers(&[1]), opts).unwrap();
+    // The bootstrap configuration is applied by the loop's first run.
+    for attempt in 0.. {
+        node.campaign().unwrap();
+        if node.status().unwrap().basic.soft_state.raft_state == StateType::Leader {
+            return node;
+        }
+        assert!(attempt < 5000, "no leader: {:?}", node.status().unwrap());
+        thread::sleep(Duration::from_millis(1));
+    }
+    unreachable!()
+}
+
+/// Proposes `v` on a leader; its index.
+fn propose_index(node: &Node, v: &str) -> u64 {
+    match node.propose(Bytes::from(v.to_string())).unwrap() {
+        Proposed::Appended(id) => id.index,
+        other => panic!("a leader appends, got {other:?}"),
+    }
+}
+
+/// With no storage or apply thread at all, a blocking call does the storage
+/// work it causes: a proposal is durable, committed and applied by the time
+/// `propose` returns, and nothing is queued.
+#[test]
+fn inline_storage_does_the_work_on_the_calling_thread() {
+    let work = std::sync::Arc::new(InlineWork::default());
+    let node = start_inline(&work);
+    let mut indexes = Vec::new();
+    for v in ["a", "b", "c"] {
+        indexes.push(propose_index(&node, v));
+        assert_eq!(*work.log.lock().unwrap(), indexes, "applied on return");
+    }
+    assert_eq!(keel::Storage::last_index(&work.storage).unwrap(), indexes[2]);
+    assert!(node.append_work().try_recv().unwrap().is_none());
+    assert!(node.apply_work().try_recv().unwrap().is_none());
+    node.stop();
+}
+
+/// Work is done where it is made only once the queue's consumer did all it
+/// took and came back for more: behind queued work, later work queues too,
+/// so that applies (and the responses raft must take in order) keep the
+/// log's order.
+#[test]
+fn inline_storage_queues_behind_work_the_consumer_has_not_finished() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::task::{Context, Waker};
+    let work = std::sync::Arc::new(InlineWork::default());
+    let node = start_inline(&work);
+    let inline_applies = work.applies.load(SeqCst);
+    work.refuse_apply.store(true, SeqCst);
+    let a = propose_index(&node, "a"); // refused: queued
+    work.refuse_apply.store(false, SeqCst);
+    propose_index(&node, "b"); // behind "a": queued although accepted
+    assert_eq!(work.applies.load(SeqCst), inline_applies);
+    assert!(work.log.lock().unwrap().is_empty());
+
+    // The consumer takes both, in order, and steps their responses.
+    let queue = node.apply_work();
+    for _ in 0..2 {
+        let w = queue.try_recv().unwrap().expect("queued");
+        work.record(w.entries());
+        for r in w.into_parts().1 {
+            node.step_local(r).unwrap();
+        }
+    }
+    // Taken but not finished: the consumer has not come back for more.
+    propose_index(&node, "c");
+    assert_eq!(work.applies.load(SeqCst), inline_applies);
+    let w = queue.try_recv().unwrap().expect("queued behind the unfinished");
+    work.record(w.entries());
+    for r in w.into_parts().1 {
+        node.step_local(r).unwrap();
+    }
+    // Coming back for more (one poll of the wait) finishes what it took.
+    let mut wait = std::pin::pin!(queue.recv_async());
+    assert!(wait.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+    propose_index(&node, "d");
+    assert_eq!(work.applies.load(SeqCst), inline_applies + 1, "applied where it was made");
+    assert_eq!(*work.log.lock().unwrap(), [a, a + 1, a + 2, a + 3]);
+    node.stop();
+}
+
+/// The `try_` calls run on the calling thread when the loop is idle and
+/// give their input back, without waiting, while another thread holds it.
+#[test]
+fn try_calls_give_their_input_back_while_the_loop_is_busy() {
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    // The loop's thread hands out the bootstrap Ready at once, and the
+    // handler holds the loop until released.
+    let opts = NodeOptions {
+        on_ready: Some(keel::ReadyHandler::new(move |_| {
+            if entered_tx.send(()).is_ok() {
+                release_rx.lock().unwrap().recv().unwrap();
+            }
+        })),
+        ..options()
+    };
+    let node = Node::start_with(&Config::new(1), MemoryStorage::new(), &peers(&[1]), opts).unwrap();
+    entered.recv_timeout(WAIT).expect("the handler holds the loop");
+    drop(entered);
+    match node.try_propose(Bytes::from("y")) {
+        Ok(Err(back)) => assert_eq!(back, "y"),
+        other => panic!("expected the data back, got {other:?}"),
+    }
+    let heartbeat = {
+        let mut m = Message::new(MessageType::MsgHeartbeat);
+        (m.from, m.to, m.term) = (2, 1, 1);
+        m
+    };
+    match node.try_step_many(vec![heartbeat.clone()]) {
+        Ok(Err(back)) => assert_eq!(back, [heartbeat]),
+        other => panic!("expected the messages back, got {other:?}"),
+    }
+    release.send(()).unwrap();
+    // Idle again (once the handler returns): run here, and refused, as
+    // the node has no leader.
+    for attempt in 0.. {
+        match node.try_propose(Bytes::from("x")) {
+            Ok(Err(_)) if attempt < 5000 => thread::sleep(Duration::from_millis(1)),
+            idle => {
+                assert!(matches!(idle, Err(Error::ProposalDropped(_))), "run: {idle:?}");
+                break;
+            }
+        }
+    }
+    node.stop();
+}

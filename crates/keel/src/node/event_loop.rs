@@ -14,8 +14,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
-use super::Request;
-use super::work::{AppendWork, ApplyWork};
+use std::sync::Arc;
+
+use super::work::{AppendWork, ApplyWork, InlineStorage, Lane};
+use super::{Lanes, Request};
 use crate::error::Error;
 use crate::raftpb::MessageType;
 use crate::raw_node::{RawNode, Ready};
@@ -28,6 +30,12 @@ pub(super) struct Core<S: Storage> {
     pub(super) ready_tx: flume::Sender<Ready>,
     /// Takes each `Ready` instead of `ready_tx`.
     pub(super) on_ready: Option<super::ReadyHandler>,
+    /// Runs storage work here while its queue's consumer is idle.
+    pub(super) inline_storage: Option<Arc<dyn InlineStorage>>,
+    pub(super) lanes: Arc<Lanes>,
+    /// Items sent on `append_tx` and `apply_tx`.
+    pub(super) append_queued: u64,
+    pub(super) apply_queued: u64,
     pub(super) append_tx: flume::Sender<AppendWork>,
     pub(super) apply_tx: flume::Sender<ApplyWork>,
     pub(super) async_storage_writes: bool,
@@ -171,42 +179,104 @@ impl<S: Storage> Core<S> {
         true
     }
 
-    /// Hands out the next `Ready` if there is one, the last was taken (and
+    /// Hands out `Ready`s while there are some, the last was taken (and
     /// acknowledged, in synchronous mode), and the storage queues have room.
     fn offer_ready(&mut self) {
+        // Storage work run here steps its responses, which may make another.
+        while self.offer_one_ready() {}
+    }
+
+    /// Hands out one `Ready`; true if storage work for it ran here (and
+    /// stepped its responses).
+    fn offer_one_ready(&mut self) -> bool {
         if self.awaiting_advance || !self.ready_tx.is_empty() || !self.raw.has_ready() {
-            return;
+            return false;
         }
         if self.async_storage_writes && (self.append_tx.is_full() || self.apply_tx.is_full()) {
-            return;
+            return false;
         }
         let mut rd = self.raw.ready();
-        if self.async_storage_writes {
-            let mut rest = Vec::with_capacity(rd.messages.len());
-            for m in rd.messages.drain(..) {
-                // Only the loop's holder sends on the queues, and it checked
-                // for room (a Ready holds at most one message for each).
-                match m.msg_type() {
-                    MessageType::MsgStorageAppend => {
-                        let _ = self.append_tx.try_send(AppendWork::new(m));
-                    }
-                    MessageType::MsgStorageApply => {
-                        let _ = self.apply_tx.try_send(ApplyWork::new(m));
-                    }
-                    _ => rest.push(m),
-                }
-            }
-            rd.messages = rest;
-            // What is left for the application is messages to send, a soft
-            // state and read states. A `Ready` with none of them (a
-            // follower's append, a leader's apply) is not handed out: the
-            // next one need not wait for the application's loop to wake.
-            if rd.messages.is_empty() && rd.soft_state.is_none() && rd.read_states.is_empty() {
-                return;
-            }
-        } else {
+        if !self.async_storage_writes {
             self.awaiting_advance = true;
+            self.hand_out(rd);
+            return false;
         }
+        let (mut append, mut apply) = (None, None);
+        let mut rest = Vec::with_capacity(rd.messages.len());
+        for m in rd.messages.drain(..) {
+            // A Ready holds at most one message for each queue.
+            match m.msg_type() {
+                MessageType::MsgStorageAppend => append = Some(AppendWork::new(m)),
+                MessageType::MsgStorageApply => apply = Some(ApplyWork::new(m)),
+                _ => rest.push(m),
+            }
+        }
+        rd.messages = rest;
+        // What is left for the application is messages to send, a soft
+        // state and read states. A `Ready` with none of them (a follower's
+        // append, a leader's apply) is not handed out: the next one need not
+        // wait for the application's loop to wake. Messages leave first: a
+        // leader's appends go out while its own write is in progress.
+        if !rd.messages.is_empty() || rd.soft_state.is_some() || !rd.read_states.is_empty() {
+            self.hand_out(rd);
+        }
+        let mut stepped = false;
+        if let Some(w) = append {
+            stepped |= self.append(w);
+        }
+        if let Some(w) = apply {
+            stepped |= self.apply(w);
+        }
+        stepped
+    }
+
+    /// Whether work may run here rather than on the thread behind `lane`:
+    /// that thread did all it was sent, and stepped back its responses
+    /// (which, if they were queued, are still in the inbox, and raft must
+    /// take them in order).
+    fn may_run_here(&self, lane: &Lane, queued: u64) -> bool {
+        lane.idle(queued) && self.inbox.is_empty()
+    }
+
+    /// Runs `w` here if the storage thread is idle (true), or queues it.
+    fn append(&mut self, w: AppendWork) -> bool {
+        let here = self.may_run_here(&self.lanes.append, self.append_queued);
+        let w = match &self.inline_storage {
+            Some(inline) if here => match inline.append(w) {
+                Ok(responses) => return self.step_responses(responses),
+                Err(w) => w,
+            },
+            _ => w,
+        };
+        // Only the loop's holder sends on the queue, and it checked for room.
+        self.append_queued += 1;
+        let _ = self.append_tx.try_send(w);
+        false
+    }
+
+    /// Runs `w` here if the apply thread is idle (true), or queues it.
+    fn apply(&mut self, w: ApplyWork) -> bool {
+        let here = self.may_run_here(&self.lanes.apply, self.apply_queued);
+        let w = match &self.inline_storage {
+            Some(inline) if here => match inline.apply(w) {
+                Ok(responses) => return self.step_responses(responses),
+                Err(w) => w,
+            },
+            _ => w,
+        };
+        self.apply_queued += 1;
+        let _ = self.apply_tx.try_send(w);
+        false
+    }
+
+    fn step_responses(&mut self, responses: Vec<crate::raftpb::Message>) -> bool {
+        for m in responses {
+            let _ = self.raw.step_local(m);
+        }
+        true
+    }
+
+    fn hand_out(&mut self, rd: Ready) {
         match &self.on_ready {
             Some(handler) => handler.call(rd),
             // The channel is empty and only the loop's holder fills it.

@@ -93,7 +93,8 @@ use bytes::Bytes;
 
 use self::event_loop::{Core, Drive};
 use self::reply::{Pending, Replier, Reply};
-pub use self::work::{AppendWork, ApplyWork, WorkQueue};
+use self::work::Lane;
+pub use self::work::{AppendWork, ApplyWork, InlineStorage, WorkQueue};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::raftpb::{AnyConfChange, ConfState, Message};
@@ -103,7 +104,7 @@ use crate::storage::Storage;
 use crate::util::is_local_msg;
 
 /// How a [`Node`]'s channels and waits are sized.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeOptions {
     /// Requests queued for the loop before callers block (or await).
     pub queue_capacity: usize,
@@ -121,6 +122,9 @@ pub struct NodeOptions {
     pub thread_name: String,
     /// Where `Ready`s go instead of [`Node::ready`]: see [`ReadyHandler`].
     pub on_ready: Option<ReadyHandler>,
+    /// Runs storage work where it is made while its queue's consumer is
+    /// idle (asynchronous storage writes): see [`InlineStorage`].
+    pub inline_storage: Option<Arc<dyn InlineStorage>>,
 }
 
 /// A function that takes each `Ready` where it is made, instead of a thread
@@ -156,6 +160,19 @@ impl std::fmt::Debug for ReadyHandler {
     }
 }
 
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("queue_capacity", &self.queue_capacity)
+            .field("storage_queue_capacity", &self.storage_queue_capacity)
+            .field("request_timeout", &self.request_timeout)
+            .field("thread_name", &self.thread_name)
+            .field("on_ready", &self.on_ready)
+            .field("inline_storage", &self.inline_storage.is_some())
+            .finish()
+    }
+}
+
 impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
@@ -164,6 +181,7 @@ impl Default for NodeOptions {
             request_timeout: None,
             thread_name: "keel-raft".to_string(),
             on_ready: None,
+            inline_storage: None,
         }
     }
 }
@@ -191,6 +209,13 @@ enum Request {
     Stop,
 }
 
+/// The progress of the two work queues' consumers.
+#[derive(Debug, Default)]
+struct Lanes {
+    append: Lane,
+    apply: Lane,
+}
+
 /// A handle on a Raft node whose loop runs on its own thread. Clones share
 /// the node; the loop stops on [`Node::stop`] or when the last handle drops.
 #[derive(Clone)]
@@ -210,6 +235,8 @@ struct Inner {
     readies: flume::Receiver<Ready>,
     append_work: flume::Receiver<AppendWork>,
     apply_work: flume::Receiver<ApplyWork>,
+    /// How far the storage and apply threads have got.
+    lanes: Arc<Lanes>,
     async_storage_writes: bool,
     timeout: Option<Duration>,
     stopping: AtomicBool,
@@ -294,11 +321,16 @@ impl Node {
         let (apply_tx, apply_work) = flume::bounded(storage_cap);
         let (doorbell, rings) = flume::bounded(1);
         let exited = Arc::new(AtomicBool::new(false));
+        let lanes = Arc::new(Lanes::default());
         let core = Arc::new(Mutex::new(Core {
             raw,
             inbox: inbox.clone(),
             ready_tx,
             on_ready: options.on_ready.clone(),
+            inline_storage: options.inline_storage.clone(),
+            lanes: Arc::clone(&lanes),
+            append_queued: 0,
+            apply_queued: 0,
             append_tx,
             apply_tx,
             async_storage_writes,
@@ -321,6 +353,7 @@ impl Node {
                 readies,
                 append_work,
                 apply_work,
+                lanes,
                 async_storage_writes,
                 timeout: options.request_timeout,
                 stopping: AtomicBool::new(false),
@@ -430,6 +463,23 @@ impl Node {
         self.call_async(|r| Request::Propose(data, r)).await?
     }
 
+    /// [`Node::propose`] on this thread if the loop is idle, never waiting
+    /// for it: `Ok(Err(data))` gives the data back while the loop is busy
+    /// (queue it for a thread that may wait, or call `propose_async`). For
+    /// a caller that must not block, such as an async runtime's worker,
+    /// that would rather not wake a thread for a lone proposal. Raft's
+    /// work, the [`ReadyHandler`] and [`InlineStorage`] run on this thread.
+    pub fn try_propose(&self, data: Bytes) -> Result<std::result::Result<Proposed, Bytes>> {
+        self.live()?;
+        let (pending, replier) = Pending::new();
+        match self.inner.core.try_inline(Request::Propose(data, replier)) {
+            // Run: the answer is in this thread's slot.
+            None => pending.wait(self.inner.timeout)?.map(Ok),
+            Some(Request::Propose(data, _)) => Ok(Err(data)),
+            Some(_) => unreachable!("try_inline gives back the request it was given"),
+        }
+    }
+
     /// Proposes several entries at once; all are taken or none. On a leader
     /// the outcome names the last entry.
     pub fn propose_batch(&self, data: Vec<Bytes>) -> Result<Proposed> {
@@ -479,6 +529,30 @@ impl Node {
             self.send(Request::StepMany(msgs))?;
         }
         if refused { Err(Error::StepLocalMsg) } else { Ok(()) }
+    }
+
+    /// [`Node::step_many`] on this thread if the loop is idle, never waiting
+    /// for it: `Ok(Err(msgs))` gives the messages back while the loop is
+    /// busy (queue them for a thread that may wait). For a network reader
+    /// on an async runtime's worker that would rather not wake a thread for
+    /// a lone message. Raft's work, the [`ReadyHandler`] and
+    /// [`InlineStorage`] run on this thread.
+    pub fn try_step_many(
+        &self,
+        mut msgs: Vec<Message>,
+    ) -> Result<std::result::Result<(), Vec<Message>>> {
+        self.live()?;
+        let n = msgs.len();
+        msgs.retain(|m| refuse_local(m).is_ok());
+        let refused = msgs.len() < n;
+        if !msgs.is_empty() {
+            match self.inner.core.try_inline(Request::StepMany(msgs)) {
+                None => {}
+                Some(Request::StepMany(msgs)) => return Ok(Err(msgs)),
+                Some(_) => unreachable!("try_inline gives back the request it was given"),
+            }
+        }
+        if refused { Err(Error::StepLocalMsg) } else { Ok(Ok(())) }
     }
 
     /// Async [`Node::step`].
@@ -661,13 +735,13 @@ impl Node {
     /// The `MsgStorageAppend`s for the storage thread, in order
     /// (asynchronous storage writes).
     pub fn append_work(&self) -> WorkQueue<'_, AppendWork> {
-        WorkQueue { node: self, rx: &self.inner.append_work }
+        WorkQueue { node: self, rx: &self.inner.append_work, lane: &self.inner.lanes.append }
     }
 
     /// The `MsgStorageApply`s for the apply thread, in order (asynchronous
     /// storage writes).
     pub fn apply_work(&self) -> WorkQueue<'_, ApplyWork> {
-        WorkQueue { node: self, rx: &self.inner.apply_work }
+        WorkQueue { node: self, rx: &self.inner.apply_work, lane: &self.inner.lanes.apply }
     }
 
     /// Stops the loop and joins its thread. Idempotent; every call made

@@ -4,6 +4,8 @@
 //! it from a [`WorkQueue`] and read through the typed views of
 //! [`crate::raw_node`] rather than by the message's wire fields.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{Error, Result};
 use crate::raftpb::{Entry, HardState, Message, MessageType, Snapshot};
 use crate::raw_node::{StorageAppend, StorageApply, StorageResponses};
@@ -128,28 +130,92 @@ impl ApplyWork {
 pub struct WorkQueue<'a, W> {
     pub(super) node: &'a Node,
     pub(super) rx: &'a flume::Receiver<W>,
+    pub(super) lane: &'a Lane,
 }
 
 impl<W> WorkQueue<'_, W> {
     /// Waits for the next work; [`Error::Stopped`] once the node stops.
+    /// Calling it says that all work taken before is done.
     pub fn recv(&self) -> Result<W> {
         self.node.live()?;
-        self.rx.recv().map_err(|_| Error::Stopped)
+        self.lane.finished();
+        let w = self.rx.recv().map_err(|_| Error::Stopped)?;
+        self.lane.took();
+        Ok(w)
     }
 
     /// Async [`WorkQueue::recv`].
     pub async fn recv_async(&self) -> Result<W> {
         self.node.live()?;
-        self.rx.recv_async().await.map_err(|_| Error::Stopped)
+        self.lane.finished();
+        let w = self.rx.recv_async().await.map_err(|_| Error::Stopped)?;
+        self.lane.took();
+        Ok(w)
     }
 
     /// The next work, if some is waiting.
     pub fn try_recv(&self) -> Result<Option<W>> {
         self.node.live()?;
         match self.rx.try_recv() {
-            Ok(w) => Ok(Some(w)),
+            Ok(w) => {
+                self.lane.took();
+                Ok(Some(w))
+            }
             Err(flume::TryRecvError::Empty) => Ok(None),
             Err(flume::TryRecvError::Disconnected) => Err(Error::Stopped),
         }
+    }
+}
+
+/// How far the consumer of one work queue has got, so that the loop can
+/// tell when it is idle: every item queued has been taken, and the
+/// consumer came back to [`WorkQueue::recv`] after the last one.
+#[derive(Debug, Default)]
+pub(super) struct Lane {
+    /// Items taken from the queue.
+    taken: AtomicU64,
+    /// `taken` when the consumer last came back to wait for more.
+    done: AtomicU64,
+}
+
+impl Lane {
+    fn took(&self) {
+        self.taken.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn finished(&self) {
+        self.done.store(self.taken.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// Whether all of the `queued` items are taken and done: work run now,
+    /// elsewhere, comes after them. Only the loop's holder queues items.
+    pub(super) fn idle(&self, queued: u64) -> bool {
+        self.done.load(Ordering::Acquire) == queued
+    }
+}
+
+/// Storage work run where it is made, under the loop's lock, whenever the
+/// queue's consumer is idle: on a lightly loaded node a write then crosses
+/// no thread on its way to disk, and a commit none on its way to the state
+/// machine. Under load the consumer is busy and work queues (and batches)
+/// as before. Set with [`NodeOptions::inline_storage`](super::NodeOptions).
+///
+/// Each queue must then have one consumer, which calls
+/// [`WorkQueue::recv`] only once all work it took is done, responses
+/// stepped back included. A method must not make a [`Node`] call that
+/// waits for an answer (it holds the lock the answer needs); it gives work
+/// it cannot do at once back, to be queued in order.
+pub trait InlineStorage: Send + Sync {
+    /// Does `w` as the storage thread would, sending its responses to
+    /// peers, and returns those to this node, which the loop steps at
+    /// once; or gives `w` back.
+    fn append(&self, w: AppendWork) -> std::result::Result<Vec<Message>, AppendWork> {
+        Err(w)
+    }
+
+    /// Applies `w` and returns its responses, which the loop steps at
+    /// once; or gives `w` back.
+    fn apply(&self, w: ApplyWork) -> std::result::Result<Vec<Message>, ApplyWork> {
+        Err(w)
     }
 }
