@@ -76,10 +76,16 @@ pub enum SnapshotStatus {
 /// network, so their room is bounded here rather than by raft).
 pub(crate) const UNKNOWN_PEERS_MAX: usize = 64;
 
+/// Takes a batch of incoming messages on the reader's task, instead of
+/// the queue, or gives it back: see
+/// [`Transport::deliver_inline`](crate::Transport::deliver_inline).
+pub type DeliverInline = Arc<dyn Fn(Vec<Message>) -> Result<(), Vec<Message>> + Send + Sync>;
+
 /// Where events wait for the raft loop.
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
     capacity: usize,
+    deliver: Mutex<Option<DeliverInline>>,
 }
 
 #[derive(Default)]
@@ -133,7 +139,51 @@ impl InboxState {
 
 impl Inbox {
     pub(crate) fn new(capacity: usize) -> Arc<Inbox> {
-        Arc::new(Inbox { state: Mutex::new(InboxState::default()), capacity })
+        Arc::new(Inbox {
+            state: Mutex::new(InboxState::default()),
+            capacity,
+            deliver: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn set_deliver(&self, deliver: Option<DeliverInline>) {
+        *self.deliver.lock().unwrap_or_else(|e| e.into_inner()) = deliver;
+    }
+
+    /// Hands `batch` to the delivery hook if there is one and the receiver
+    /// waits with nothing in hand (its waker is registered only once it
+    /// found the queue empty, and every push takes it), so that the batch
+    /// comes after everything the receiver took. `true` if the hook took
+    /// it; what it gives back stays in `batch`, for the queue.
+    pub(crate) fn deliver_inline(
+        &self,
+        batch: &mut Vec<Message>,
+        frame_bytes: usize,
+        counters: &Counters,
+    ) -> bool {
+        let Some(deliver) = self.deliver.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return false;
+        };
+        {
+            let state = self.lock();
+            if state.waker.is_none() || state.receiver_gone {
+                return false;
+            }
+        }
+        let n = batch.len();
+        match deliver(std::mem::take(batch)) {
+            Ok(()) => {
+                // Counted under the queue's lock, as queued messages are.
+                let _state = self.lock();
+                bump(&counters.msgs_received, n as u64);
+                bump(&counters.bytes_received, frame_bytes as u64);
+                true
+            }
+            Err(back) => {
+                *batch = back;
+                false
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, InboxState> {

@@ -58,7 +58,7 @@ mod wire;
 
 pub use config::{Config, Limits};
 pub use error::{StartError, WireError};
-pub use events::{Event, Events, SnapshotStatus};
+pub use events::{DeliverInline, Event, Events, SnapshotStatus};
 pub use stats::{PeerStats, Stats};
 pub use tls::TlsConfig;
 pub use transport::Transport;

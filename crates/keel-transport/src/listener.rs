@@ -77,6 +77,9 @@ async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), Wi
                 local: shared.local_id,
             });
         }
+        if shared.inbox.deliver_inline(&mut batch, frame_bytes, &counters) {
+            continue;
+        }
         match shared.inbox.push_messages(&mut batch, frame_bytes, &counters) {
             None => return Ok(()),
             Some(0) => {}

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, Limits};
 use crate::error::StartError;
-use crate::events::{Events, Inbox};
+use crate::events::{DeliverInline, Events, Inbox};
 use crate::peer::PeerQueue;
 use crate::stats::{Registry, Stats, bump};
 use crate::tls::TlsConfig;
@@ -116,6 +116,16 @@ impl Transport {
         }
         tracing::info!(id = config.local_id, %local_addr, "transport listening");
         Ok((transport, Events::new(inbox)))
+    }
+
+    /// Lets `deliver` take incoming messages on the task that read them,
+    /// whenever the [`Events`] receiver waits with nothing in hand: a raft
+    /// loop that can step them at once (`keel::Node::try_step_many`) then
+    /// wakes no thread for a lone message. What it gives back is queued as
+    /// usual. `None` removes it (a hook that holds the raft node should be
+    /// removed when the node stops, or the two keep each other alive).
+    pub fn deliver_inline(&self, deliver: Option<DeliverInline>) {
+        self.shared.inbox.set_deliver(deliver);
     }
 
     /// The address peers connect to (the OS-chosen port when the config said 0).

@@ -783,3 +783,53 @@ async fn a_stuck_peer_never_delays_another() {
     let to3 = stats.peers.iter().find(|p| p.id == 3).expect("peer 3 stats");
     assert!(to3.msgs_sent < 512, "peer 3 is stuck: {to3:?}");
 }
+
+/// A delivery hook takes incoming messages only while the receiver waits
+/// with nothing in hand (so they come after everything it took); what it
+/// gives back, and everything read while the receiver is busy, is queued.
+/// Every message is counted once either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_hook_takes_messages_only_while_the_receiver_waits() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Waker};
+
+    let (t1, _e1) = start(1, CLUSTER, any_port());
+    let (t2, mut e2) = start(2, CLUSTER, any_port());
+    t1.add_peer(2, t2.local_addr());
+    t2.add_peer(1, t1.local_addr());
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let accept = Arc::new(AtomicBool::new(true));
+    t2.deliver_inline(Some(Arc::new({
+        let (taken, accept) = (Arc::clone(&taken), Arc::clone(&accept));
+        move |msgs: Vec<Message>| {
+            if !accept.load(SeqCst) {
+                return Err(msgs);
+            }
+            taken.lock().unwrap().extend(msgs.iter().map(|m| m.commit));
+            Ok(())
+        }
+    })));
+    let mut cx = Context::from_waker(Waker::noop());
+
+    // The receiver waits (one poll registered its waker): the hook takes it.
+    let mut waiting = Box::pin(e2.recv());
+    assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    t1.send(vec![heartbeat(1, 2, 1)]);
+    eventually(&t2, |s| s.peers.iter().any(|p| p.id == 1 && p.msgs_received == 1)).await;
+    assert_eq!(*taken.lock().unwrap(), [1]);
+
+    // Given back: queued, and the waiting receiver gets it.
+    accept.store(false, SeqCst);
+    t1.send(vec![heartbeat(1, 2, 2)]);
+    let got = timeout(WAIT, waiting).await.expect("queued in time");
+    assert!(matches!(got, Some(Event::Message(m)) if m.commit == 2));
+
+    // Nobody waits now (the receiver is not polled until the message is
+    // counted): queued without asking the hook.
+    accept.store(true, SeqCst);
+    t1.send(vec![heartbeat(1, 2, 3)]);
+    eventually(&t2, |s| s.peers.iter().any(|p| p.id == 1 && p.msgs_received == 3)).await;
+    assert!(matches!(e2.try_recv(), Some(Event::Message(m)) if m.commit == 3));
+    assert_eq!(*taken.lock().unwrap(), [1]);
+}
