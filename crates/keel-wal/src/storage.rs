@@ -229,11 +229,7 @@ impl DiskStorage {
             return Ok(None);
         }
         let mut g = self.lock();
-        let must_sync = !req.entries.is_empty()
-            || req.snapshot.is_some()
-            || req
-                .hard_state
-                .is_some_and(|hs| hs.term != g.hard_state.term || hs.vote != g.hard_state.vote);
+        let must_sync = must_sync(req, &g.hard_state);
         let (locs, sync) = g.wal.append_unsynced(&records)?;
         let mut locs = locs.into_iter();
         if let Some(s) = req.snapshot {
@@ -305,6 +301,13 @@ impl DiskStorage {
         g.wal.release(index)
     }
 
+    /// Whether persisting `req` now would wait for a sync (etcd's
+    /// `MustSync`: entries, a snapshot, or a new term or vote). One that
+    /// only moves the commit index is written and left for the next sync.
+    pub fn needs_sync(&self, req: &PersistRequest<'_>) -> bool {
+        must_sync(req, &self.lock().hard_state)
+    }
+
     /// The persisted hard state.
     pub fn hard_state(&self) -> HardState {
         self.lock().hard_state
@@ -314,6 +317,12 @@ impl DiskStorage {
     pub fn segment_count(&self) -> usize {
         self.lock().wal.segment_count()
     }
+}
+
+fn must_sync(req: &PersistRequest<'_>, persisted: &HardState) -> bool {
+    !req.entries.is_empty()
+        || req.snapshot.is_some()
+        || req.hard_state.is_some_and(|hs| hs.term != persisted.term || hs.vote != persisted.vote)
 }
 
 impl Inner {
