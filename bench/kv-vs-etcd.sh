@@ -5,6 +5,8 @@
 # missing) and a 3-member keel-kv side by side, then runs kv-load against
 # each in turn at each client count, for several rounds (which system goes
 # first alternates), so that both see the same moments of a shared machine.
+# Each run lists the current leader's endpoint first: the single client
+# writes to the leader on both systems, as the floor below assumes.
 # Prints each point as it runs, then a table of medians over the rounds:
 # writes/s and p50/p99 for both, and the median of the rounds' keel/etcd
 # ratios, with the machine's fdatasync/loopback floor measured before and
@@ -181,6 +183,38 @@ start_cluster() {
     echo "$name: 3 members healthy"
 }
 
+# is_leader NAME URL: whether the member at URL leads its cluster now.
+is_leader() {
+    local body
+    case $1 in
+    etcd)
+        body=$(curl -fsS --max-time 1 -X POST "$2/v3/maintenance/status" -d '{}' 2>/dev/null) ||
+            return 1
+        local id lead
+        id=$(sed -n 's/.*"member_id":"\([0-9]*\)".*/\1/p' <<<"$body")
+        lead=$(sed -n 's/.*"leader":"\([0-9]*\)".*/\1/p' <<<"$body")
+        [ -n "$id" ] && [ "$id" = "$lead" ]
+        ;;
+    keel)
+        body=$(curl -fsS --max-time 1 "$2/status" 2>/dev/null) || return 1
+        [ "$(json_num "$body" id)" = "$(json_num "$body" leader)" ]
+        ;;
+    esac
+}
+
+# leader_first NAME ENDPOINTS: the same endpoints, the leader's first. The
+# floor (client to leader, leader to follower) describes a write sent to
+# the leader, so kv-load's first client, the only one at 1 client, talks to
+# it on both systems; a follower would add a forward.
+leader_first() {
+    local urls u first="" rest=""
+    IFS=, read -ra urls <<<"$2"
+    for u in "${urls[@]}"; do
+        if [ -z "$first" ] && is_leader "$1" "$u"; then first=$u; else rest+="${rest:+,}$u"; fi
+    done
+    echo "$first${first:+${rest:+,}}$rest"
+}
+
 SYSTEMS=()
 if [ "$RUN_ETCD" = 1 ]; then
     echo "etcd: $("$ETCD" --version 2>/dev/null | head -1)"
@@ -200,7 +234,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2 == 0)) && ((${#order[@]} == 2)); then order=("${order[1]}" "${order[0]}"); fi
     for c in $CLIENTS; do
         for name in "${order[@]}"; do
-            run_load "$name" "${ENDPOINTS[$name]}" "$c" "$r"
+            run_load "$name" "$(leader_first "$name" "${ENDPOINTS[$name]}")" "$c" "$r"
         done
     done
 done
