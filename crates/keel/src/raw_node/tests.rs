@@ -830,13 +830,14 @@ fn commit_pagination() {
 }
 
 /// The bytes handed out for applying are measured only when bounded; the
-/// payload bytes are released from the uncommitted quota either way.
+/// payload bytes are released from a bounded uncommitted quota either way.
 #[test]
 fn applying_size_is_measured_only_when_bounded() {
     for (limit, measured) in [(1 << 20, true), (crate::NO_LIMIT, false)] {
         let s = new_test_storage(&[1]);
         let mut cfg = new_test_config(1, 10, 1);
         cfg.max_committed_size_per_ready = limit;
+        cfg.max_uncommitted_entries_size = 1 << 20;
         let mut rn = new_raw_node(&cfg, &s);
         rn.campaign().unwrap();
         while rn.has_ready() {
@@ -857,6 +858,34 @@ fn applying_size_is_measured_only_when_bounded() {
         handle_ready(&mut rn, &s, &rd);
         assert_eq!(rn.raft.raft_log.applying_ents_size(), 0);
         assert_eq!(rn.raft.uncommitted_size, 0, "limit {limit}");
+    }
+}
+
+/// Without an uncommitted-size quota nothing can be refused, so the
+/// payloads are not counted when proposed nor released when applied; with
+/// one, they are (above).
+#[test]
+fn uncommitted_size_is_not_counted_without_a_quota() {
+    for apply_size_bounded in [false, true] {
+        let s = new_test_storage(&[1]);
+        let mut cfg = new_test_config(1, 10, 1);
+        assert_eq!(cfg.max_uncommitted_entries_size, 0, "no quota by default");
+        if apply_size_bounded {
+            cfg.max_committed_size_per_ready = 1 << 20;
+        }
+        let mut rn = single_node_leader(&cfg, &s);
+        assert!(!rn.raft.uncommitted_size_bounded());
+        rn.propose_batch([Bytes::from_static(b"a"), Bytes::from_static(b"bc")]).unwrap();
+        rn.propose(Bytes::from_static(b"def")).unwrap();
+        assert_eq!(rn.raft.uncommitted_size, 0);
+        let mut applied = 0;
+        while rn.has_ready() {
+            let rd = rn.ready();
+            applied += rd.committed_entries.len();
+            handle_ready(&mut rn, &s, &rd);
+        }
+        assert_eq!(applied, 3);
+        assert_eq!(rn.raft.uncommitted_size, 0);
     }
 }
 
