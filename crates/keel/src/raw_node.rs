@@ -561,10 +561,13 @@ impl<S: Storage> RawNode<S> {
         let (committed_size, committed_payloads) = if self.raft.raft_log.applying_size_bounded() {
             // Both sizes in one pass over the entries.
             ents_and_payloads_size(&rd.committed_entries)
-        } else {
+        } else if self.raft.uncommitted_size_bounded() {
             // No bound for the encoded size to count against: only the
             // payload bytes (the uncommitted quota) matter.
             (0, payloads_size(&rd.committed_entries))
+        } else {
+            // Neither is bounded: nothing to measure.
+            (0, 0)
         };
         if !self.async_storage_writes {
             if !self.steps_on_advance.is_empty()

@@ -85,7 +85,9 @@ fn extend_with_tail(out: &mut Vec<Entry>, start: usize, tail: &[Entry], max_size
     let ents = &out[start..];
     // Usually all of it fits by far, which a bound from the payload lengths
     // shows without measuring every entry.
-    if ents_size_bound(ents.iter()).saturating_add(ents_size_bound(tail.iter())) <= max_size {
+    let bound = ents_size_bound(ents.iter(), ents.len())
+        .saturating_add(ents_size_bound(tail.iter(), tail.len()));
+    if bound <= max_size {
         out.extend_from_slice(tail);
         return;
     }

@@ -39,7 +39,7 @@ use crate::raftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot}
 use crate::state::{ReadState, SoftState, StateType};
 use crate::storage::Storage;
 use crate::tracker::{Inflights, Progress, ProgressTracker};
-use crate::util::{NONE, payloads_size};
+use crate::util::{NO_LIMIT, NONE, payloads_size};
 
 pub(crate) use configuration::{conf_change_defect, conf_change_to_msg};
 pub(crate) use election::CampaignType;
@@ -114,7 +114,7 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) pending_conf_index: u64,
     pub(crate) disable_conf_change_validation: bool,
     /// Payload bytes of the leader's uncommitted tail (an estimate that never
-    /// overestimates).
+    /// overestimates); kept only under a quota (`uncommitted_size_bounded`).
     pub(crate) uncommitted_size: u64,
     pub(crate) read_only: ReadOnly,
     pub(crate) election_elapsed: usize,
@@ -582,7 +582,9 @@ impl<S: Storage> Raft<S> {
                 if let Some(last) = m.entries.last() {
                     let index = last.index;
                     let size = crate::storage::ents_size(&m.entries);
-                    self.entries_applied(index, size, payloads_size(&m.entries));
+                    let payloads =
+                        if self.uncommitted_size_bounded() { payloads_size(&m.entries) } else { 0 };
+                    self.entries_applied(index, size, payloads);
                 }
             }
             MessageType::MsgVote | MessageType::MsgPreVote => self.handle_vote_request(&m),
@@ -764,6 +766,11 @@ impl<S: Storage> Raft<S> {
     /// Counts proposed entries against the uncommitted-size quota. An empty
     /// tail accepts any proposal, and empty payloads are always accepted.
     pub(crate) fn increase_uncommitted_size(&mut self, ents: &[Entry]) -> bool {
+        if !self.uncommitted_size_bounded() {
+            // Nothing to refuse against, and nothing else reads the count:
+            // not measured (see `uncommitted_size_bounded`).
+            return true;
+        }
         let s = payloads_size(ents);
         if self.uncommitted_size > 0
             && s > 0
@@ -773,6 +780,15 @@ impl<S: Storage> Raft<S> {
         }
         self.uncommitted_size += s;
         true
+    }
+
+    /// Whether proposals count against an uncommitted-size quota. Without
+    /// one (`NO_LIMIT`, the default) `uncommitted_size` is not kept: the
+    /// quota check could never refuse and nothing else reads it, so neither
+    /// proposing nor applying measures payloads for it.
+    #[inline]
+    pub(crate) fn uncommitted_size_bounded(&self) -> bool {
+        self.max_uncommitted_size != NO_LIMIT
     }
 
     /// Releases quota for entries now committed (saturating at zero, since

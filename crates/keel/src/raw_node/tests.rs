@@ -830,13 +830,14 @@ fn commit_pagination() {
 }
 
 /// The bytes handed out for applying are measured only when bounded; the
-/// payload bytes are released from the uncommitted quota either way.
+/// payload bytes are released from a bounded uncommitted quota either way.
 #[test]
 fn applying_size_is_measured_only_when_bounded() {
     for (limit, measured) in [(1 << 20, true), (crate::NO_LIMIT, false)] {
         let s = new_test_storage(&[1]);
         let mut cfg = new_test_config(1, 10, 1);
         cfg.max_committed_size_per_ready = limit;
+        cfg.max_uncommitted_entries_size = 1 << 20;
         let mut rn = new_raw_node(&cfg, &s);
         rn.campaign().unwrap();
         while rn.has_ready() {
@@ -857,6 +858,34 @@ fn applying_size_is_measured_only_when_bounded() {
         handle_ready(&mut rn, &s, &rd);
         assert_eq!(rn.raft.raft_log.applying_ents_size(), 0);
         assert_eq!(rn.raft.uncommitted_size, 0, "limit {limit}");
+    }
+}
+
+/// Without an uncommitted-size quota nothing can be refused, so the
+/// payloads are not counted when proposed nor released when applied; with
+/// one, they are (above).
+#[test]
+fn uncommitted_size_is_not_counted_without_a_quota() {
+    for apply_size_bounded in [false, true] {
+        let s = new_test_storage(&[1]);
+        let mut cfg = new_test_config(1, 10, 1);
+        assert_eq!(cfg.max_uncommitted_entries_size, 0, "no quota by default");
+        if apply_size_bounded {
+            cfg.max_committed_size_per_ready = 1 << 20;
+        }
+        let mut rn = single_node_leader(&cfg, &s);
+        assert!(!rn.raft.uncommitted_size_bounded());
+        rn.propose_batch([Bytes::from_static(b"a"), Bytes::from_static(b"bc")]).unwrap();
+        rn.propose(Bytes::from_static(b"def")).unwrap();
+        assert_eq!(rn.raft.uncommitted_size, 0);
+        let mut applied = 0;
+        while rn.has_ready() {
+            let rd = rn.ready();
+            applied += rd.committed_entries.len();
+            handle_ready(&mut rn, &s, &rd);
+        }
+        assert_eq!(applied, 3);
+        assert_eq!(rn.raft.uncommitted_size, 0);
     }
 }
 
@@ -1779,5 +1808,212 @@ fn proposals_leave_the_entry_type_unset_and_batch_as_go_does() {
     let types: Vec<_> = rd.entries.iter().map(|e| e.entry_type).collect();
     let (v2, normal) = (EntryType::EntryConfChangeV2 as i32, EntryType::EntryNormal as i32);
     assert_eq!(types, vec![Some(v2), Some(normal)]);
+    handle_ready(&mut rn, &s, &rd);
+}
+
+// ---- A synchronous leader's own acknowledgements ----
+//
+// In synchronous mode a leader records its acknowledgement of each of its
+// own appends as an index (`Raft::own_acks`) instead of a `MsgAppResp` to
+// itself; `accept_ready` hands them to `advance` (`acks_on_advance`), or
+// turns them back into the messages they stand for when something must be
+// stepped or sent before them.
+
+/// A three-member leader at term 1 whose followers have not answered, with
+/// its empty entry (index 1) persisted and its own acknowledgement stepped.
+fn three_member_leader(s: &MemoryStorage) -> RawNode<MemoryStorage> {
+    let mut rn = new_raw_node(&new_test_config(1, 10, 1), s);
+    rn.raft.become_candidate();
+    rn.raft.become_leader();
+    let rd = rn.ready();
+    handle_ready(&mut rn, s, &rd);
+    assert_eq!((rn.raft.term, rn.raft.raft_log.last_index()), (1, 1));
+    assert_eq!(rn.raft.trk.progress.get(1).unwrap().matched, 1);
+    rn
+}
+
+/// Each append records one index, no message; the `Ready` hands them to
+/// `advance` as indexes, and nothing commits until `advance` steps them.
+#[test]
+fn own_acks_are_kept_as_indexes_until_advance() {
+    let s = new_test_storage(&[1]);
+    let mut rn = single_node_leader(&new_test_config(1, 10, 1), &s);
+    let (term, last) = (rn.raft.term, rn.raft.raft_log.last_index());
+    rn.propose(Bytes::from_static(b"a")).unwrap();
+    rn.propose_batch([Bytes::from_static(b"b"), Bytes::from_static(b"c")]).unwrap();
+    rn.propose(Bytes::from_static(b"d")).unwrap();
+    assert_eq!(rn.raft.own_acks, [last + 1, last + 3, last + 4]);
+    assert_eq!(rn.raft.own_acks_term, term);
+    assert!(rn.raft.msgs_after_append.is_empty());
+    assert!(rn.has_ready());
+
+    let rd = rn.ready();
+    assert!(rd.messages.is_empty());
+    assert!(rn.raft.own_acks.is_empty());
+    // Only the storage's own response is a message (stepped after them).
+    assert_eq!(types(&rn.steps_on_advance), [MessageType::MsgStorageAppendResp]);
+    assert_eq!(rn.acks_on_advance, [last + 1, last + 3, last + 4]);
+    assert_eq!(rn.acks_on_advance_term, term);
+    assert_eq!(rn.raft.raft_log.committed(), last, "the entries are not durable yet");
+
+    handle_ready(&mut rn, &s, &rd);
+    assert!(rn.acks_on_advance.is_empty());
+    assert_eq!(rn.raft.trk.progress.get(1).unwrap().matched, last + 4);
+    assert_eq!(rn.raft.raft_log.committed(), last + 4);
+    let rd = rn.ready();
+    assert_eq!(rd.committed_entries.len(), 4);
+    handle_ready(&mut rn, &s, &rd);
+    assert!(!rn.has_ready());
+}
+
+/// `own_ack_run_skip`: all but the last of a run are skipped only when they
+/// rise, are of the current term, and the last alone cannot commit anything
+/// (so the intermediate ones could not either).
+#[test]
+fn own_acks_skip_all_but_the_last_only_when_equivalent() {
+    let s = new_test_storage(&[1, 2, 3]);
+    let mut rn = three_member_leader(&s);
+    for data in [b"a", b"b", b"c"] {
+        rn.propose(Bytes::from_static(data)).unwrap();
+    }
+    let acks = [2, 3, 4];
+    let skip = |rn: &RawNode<MemoryStorage>, term: u64, acks: &[u64]| {
+        rn.own_ack_run_skip(term, acks.len(), |i| acks[i])
+    };
+    // No follower holds anything past 1: no ack of the leader's commits.
+    assert_eq!(skip(&rn, 1, &acks), 2);
+    assert_eq!(skip(&rn, 1, &acks[..1]), 0, "a single ack is stepped");
+    assert_eq!(skip(&rn, 1, &[2, 4, 3]), 0, "not rising");
+    assert_eq!(skip(&rn, 2, &acks), 0, "another term");
+
+    // Once a follower holds 3, the leader's ack of 3 commits it: each ack
+    // must be stepped for the commit index to move as etcd moves it.
+    let matched = std::mem::replace(&mut rn.raft.trk.progress.get_mut(2).unwrap().matched, 3);
+    assert_eq!(skip(&rn, 1, &acks), 0);
+    rn.raft.trk.progress.get_mut(2).unwrap().matched = matched;
+
+    // Skipped or not, the leader ends up acknowledging the last index.
+    let rd = rn.ready();
+    assert_eq!(rn.acks_on_advance, acks);
+    handle_ready(&mut rn, &s, &rd);
+    assert_eq!(rn.raft.trk.progress.get(1).unwrap().matched, 4);
+    assert_eq!(rn.raft.raft_log.committed(), 0, "no follower has acknowledged");
+    let ack =
+        Message { from: 2, to: 1, term: 1, index: 4, ..Message::new(MessageType::MsgAppResp) };
+    rn.step(ack).unwrap();
+    assert_eq!(rn.raft.raft_log.committed(), 4);
+}
+
+/// A response queued after the leader's acknowledgements turns them into
+/// messages first, so that everything keeps its order; acknowledgements
+/// recorded after that follow as messages too.
+#[test]
+fn own_acks_become_messages_when_a_response_is_queued_after_them() {
+    let s = new_test_storage(&[1, 2, 3]);
+    let mut rn = three_member_leader(&s);
+    rn.propose(Bytes::from_static(b"x")).unwrap();
+    assert_eq!(rn.raft.own_acks, [2]);
+
+    // A pre-vote from 3 at a higher term, with a log as long as ours: the
+    // leader grants it (without changing its term), a response that waits
+    // for durability like the acknowledgements do.
+    let pre_vote = Message {
+        from: 3,
+        to: 1,
+        term: 2,
+        log_term: 1,
+        index: 2,
+        ..Message::new(MessageType::MsgPreVote)
+    };
+    rn.step(pre_vote).unwrap();
+    assert_eq!((rn.raft.state, rn.raft.term), (StateType::Leader, 1));
+    assert!(rn.raft.own_acks.is_empty());
+    let after: Vec<_> =
+        rn.raft.msgs_after_append.iter().map(|m| (m.msg_type(), m.to, m.term, m.index)).collect();
+    assert_eq!(after, [(MessageType::MsgAppResp, 1, 1, 2), (MessageType::MsgPreVoteResp, 3, 2, 0)]);
+
+    // A proposal after the response records an index again...
+    rn.propose(Bytes::from_static(b"y")).unwrap();
+    assert_eq!(rn.raft.own_acks, [3]);
+    // ...which the Ready turns into a message after the one stepped before
+    // it, since indexes are stepped first on advance.
+    let rd = rn.ready();
+    // (The appends to 2 and 3 went out with x; they are paused since.)
+    let sent = [MessageType::MsgApp, MessageType::MsgApp, MessageType::MsgPreVoteResp];
+    assert_eq!(types(&rd.messages), sent);
+    assert!(rn.acks_on_advance.is_empty());
+    let steps: Vec<_> = rn.steps_on_advance.iter().map(|m| (m.msg_type(), m.index)).collect();
+    let app_resp = MessageType::MsgAppResp;
+    let storage_resp = MessageType::MsgStorageAppendResp;
+    assert_eq!(steps, [(app_resp, 2), (app_resp, 3), (storage_resp, 3)]);
+    handle_ready(&mut rn, &s, &rd);
+    assert_eq!(rn.raft.trk.progress.get(1).unwrap().matched, 3);
+    assert!(rn.steps_on_advance.is_empty());
+}
+
+/// Acknowledgements keep the term they were recorded at: a new term's
+/// append turns the old ones into messages of the old term, which `advance`
+/// then steps as the stale responses they are.
+#[test]
+fn own_acks_keep_their_term_across_a_term_change() {
+    let s = new_test_storage(&[1]);
+    let mut rn = single_node_leader(&new_test_config(1, 10, 1), &s);
+    let (term, last) = (rn.raft.term, rn.raft.raft_log.last_index());
+    rn.propose(Bytes::from_static(b"a")).unwrap();
+    assert_eq!((rn.raft.own_acks.as_slice(), rn.raft.own_acks_term), ([last + 1].as_slice(), term));
+
+    // Elected again two terms later without sending anything in between:
+    // the new leader's empty entry is acknowledged at the new term.
+    rn.raft.become_follower(term + 1, NONE);
+    rn.raft.become_candidate();
+    rn.raft.become_leader();
+    let new_term = term + 2;
+    assert_eq!(rn.raft.term, new_term);
+    let after: Vec<_> =
+        rn.raft.msgs_after_append.iter().map(|m| (m.msg_type(), m.term, m.index)).collect();
+    assert_eq!(after, [(MessageType::MsgAppResp, term, last + 1)]);
+    assert_eq!(
+        (rn.raft.own_acks.as_slice(), rn.raft.own_acks_term),
+        ([last + 2].as_slice(), new_term)
+    );
+
+    let rd = rn.ready();
+    assert!(rn.acks_on_advance.is_empty());
+    let steps: Vec<_> = rn
+        .steps_on_advance
+        .iter()
+        .filter(|m| m.msg_type() == MessageType::MsgAppResp)
+        .map(|m| (m.term, m.index))
+        .collect();
+    assert_eq!(steps, [(term, last + 1), (new_term, last + 2)]);
+    handle_ready(&mut rn, &s, &rd);
+    // The stale acknowledgement is ignored; the new one commits both
+    // entries (the new term's entry carries the old one with it).
+    assert_eq!(rn.raft.raft_log.committed(), last + 2);
+}
+
+/// Acknowledgements handed to `advance` whose term has passed by then (the
+/// leader stepped down in between) are stepped as stale and change
+/// nothing; the next `Ready` starts clean.
+#[test]
+fn own_acks_of_a_past_term_are_ignored_on_advance() {
+    let s = new_test_storage(&[1, 2, 3]);
+    let mut rn = three_member_leader(&s);
+    rn.propose(Bytes::from_static(b"x")).unwrap();
+    let rd = rn.ready();
+    assert_eq!((rn.acks_on_advance.as_slice(), rn.acks_on_advance_term), ([2].as_slice(), 1));
+
+    // 2 leads at term 2 before this Ready is handled.
+    let heartbeat = Message { from: 2, to: 1, term: 2, ..Message::new(MessageType::MsgHeartbeat) };
+    rn.step(heartbeat).unwrap();
+    assert_eq!(rn.raft.state, StateType::Follower);
+    assert_eq!(rn.own_ack_run_skip(1, 2, |i| [2, 2][i]), 0, "a past term is never skipped");
+    handle_ready(&mut rn, &s, &rd);
+    assert!(rn.acks_on_advance.is_empty());
+    assert_eq!((rn.raft.state, rn.raft.term), (StateType::Follower, 2));
+    assert_eq!(rn.raft.raft_log.committed(), 0);
+    // The heartbeat's response is all that is left to send.
+    let rd = rn.ready();
+    assert_eq!(types(&rd.messages), [MessageType::MsgHeartbeatResp]);
     handle_ready(&mut rn, &s, &rd);
 }

@@ -189,10 +189,13 @@ const ENTRY_OVERHEAD_MAX: u64 = 4 + 3 * 10 + 10;
 /// An upper bound on [`ents_size`] from the payload lengths alone, much
 /// cheaper than encoding each entry's size: enough to show that a batch is
 /// far below a limit.
-pub(crate) fn ents_size_bound<'a>(ents: impl Iterator<Item = &'a Entry>) -> u64 {
-    ents.fold(0u64, |sum, e| {
-        sum.saturating_add(ENTRY_OVERHEAD_MAX).saturating_add(e.data.len() as u64)
-    })
+/// `len` is the number of entries `ents` yields.
+pub(crate) fn ents_size_bound<'a>(ents: impl Iterator<Item = &'a Entry>, len: usize) -> u64 {
+    // The payload lengths are summed on their own and the overhead added
+    // once: one addition per entry, on a path that sees every entry a
+    // leader sends.
+    let payloads = ents.fold(0u64, |sum, e| sum.saturating_add(e.data.len() as u64));
+    payloads.saturating_add((len as u64).saturating_mul(ENTRY_OVERHEAD_MAX))
 }
 
 /// How many entries of `ents`, from the front, fit in `max_size` bytes of
@@ -215,7 +218,7 @@ where
     // Usually everything fits by far (a Ready's or a message's worth of
     // entries against a 1 MiB limit): a bound from the payload lengths
     // alone settles that without encoding sizes entry by entry.
-    if ents_size_bound(ents.clone()) <= max_size {
+    if ents_size_bound(ents.clone(), len) <= max_size {
         return len;
     }
     let mut size = 0u64;
