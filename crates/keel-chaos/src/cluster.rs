@@ -90,6 +90,10 @@ pub enum HarnessError {
     /// The cluster did not reach a required state in time.
     #[error("{0}")]
     Timeout(String),
+    /// The output directory holds an earlier run, whose members' data
+    /// would be restarted instead of a fresh cluster.
+    #[error("{0} holds an earlier run (member data); remove it or choose another --out")]
+    OutputInUse(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {

@@ -133,6 +133,11 @@ fn spare_ids(o: &Options) -> u64 {
 /// Runs the whole test: cluster, clients and nemesis, heal, checks.
 pub async fn run(o: Options) -> Result<Report, HarnessError> {
     let started = Instant::now();
+    if std::fs::read_dir(&o.out).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("member-")))
+    }) {
+        return Err(HarnessError::OutputInUse(o.out.display().to_string()));
+    }
     std::fs::create_dir_all(&o.out).map_err(|source| HarnessError::Io {
         what: format!("creating {}", o.out.display()),
         source,
@@ -247,5 +252,21 @@ async fn wait_up(cluster: &Cluster, limit: Duration) -> Result<u64, HarnessError
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory holding an earlier run's member data is refused before
+    /// anything starts: its members would restart from that data.
+    #[tokio::test]
+    async fn an_output_directory_with_an_earlier_run_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("member-1")).expect("member dir");
+        let program = Program { exe: PathBuf::from("/nonexistent"), prefix: Vec::new() };
+        let o = Options::new(program, dir.path().to_path_buf(), Duration::from_secs(1));
+        assert!(matches!(run(o).await, Err(HarnessError::OutputInUse(_))));
     }
 }

@@ -610,14 +610,14 @@ struct SnapshotJob {
 fn snapshot_loop(sh: &Shared, jobs: Receiver<SnapshotJob>) {
     while let Ok(job) = jobs.recv() {
         let SnapshotJob { index, conf_state, state } = job;
-        let started = Instant::now();
-        let data = state.encode();
-        // Frees the nodes the apply thread has replaced since the copy.
-        drop(state);
         if index <= sh.snap_index.load(Ordering::SeqCst) {
             // A snapshot received meanwhile covers it.
             continue;
         }
+        let started = Instant::now();
+        let data = state.encode();
+        // Frees the nodes the apply thread has replaced since the copy.
+        drop(state);
         match sh.storage.create_snapshot(index, conf_state, data) {
             Ok(_) => {
                 sh.snap_index.fetch_max(index, Ordering::SeqCst);
