@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::work::{AppendWork, ApplyWork, InlineStorage, Lane};
 use super::{Lanes, Request};
 use crate::error::Error;
-use crate::raftpb::MessageType;
+use crate::raftpb::{Message, MessageType};
 use crate::raw_node::{RawNode, Ready};
 use crate::storage::Storage;
 
@@ -241,39 +241,47 @@ impl<S: Storage> Core<S> {
     /// Runs `w` here if the storage thread is idle (true), or queues it.
     fn append(&mut self, w: AppendWork) -> bool {
         let here = self.may_run_here(&self.lanes.append, self.append_queued);
-        let w = match &self.inline_storage {
-            Some(inline) if here => match inline.append(w) {
-                Ok(responses) => return self.step_responses(responses),
-                Err(w) => w,
-            },
-            _ => w,
-        };
-        // Only the loop's holder sends on the queue, and it checked for room.
-        self.append_queued += 1;
-        let _ = self.append_tx.try_send(w);
-        false
+        match self.run_here(here, w, |inline, w| inline.append(w)) {
+            Ok(()) => true,
+            Err(w) => {
+                // Only the loop's holder sends on the queue, and it checked
+                // for room.
+                self.append_queued += 1;
+                let _ = self.append_tx.try_send(w);
+                false
+            }
+        }
     }
 
     /// Runs `w` here if the apply thread is idle (true), or queues it.
     fn apply(&mut self, w: ApplyWork) -> bool {
         let here = self.may_run_here(&self.lanes.apply, self.apply_queued);
-        let w = match &self.inline_storage {
-            Some(inline) if here => match inline.apply(w) {
-                Ok(responses) => return self.step_responses(responses),
-                Err(w) => w,
-            },
-            _ => w,
-        };
-        self.apply_queued += 1;
-        let _ = self.apply_tx.try_send(w);
-        false
+        match self.run_here(here, w, |inline, w| inline.apply(w)) {
+            Ok(()) => true,
+            Err(w) => {
+                self.apply_queued += 1;
+                let _ = self.apply_tx.try_send(w);
+                false
+            }
+        }
     }
 
-    fn step_responses(&mut self, responses: Vec<crate::raftpb::Message>) -> bool {
+    /// Has the inline storage do `w` if `here` allows it, and steps the
+    /// responses; gives `w` back otherwise.
+    fn run_here<W>(
+        &mut self,
+        here: bool,
+        w: W,
+        run: impl FnOnce(&dyn InlineStorage, W) -> std::result::Result<Vec<Message>, W>,
+    ) -> std::result::Result<(), W> {
+        let responses = match &self.inline_storage {
+            Some(inline) if here => run(inline.as_ref(), w)?,
+            _ => return Err(w),
+        };
         for m in responses {
             let _ = self.raw.step_local(m);
         }
-        true
+        Ok(())
     }
 
     fn hand_out(&mut self, rd: Ready) {
