@@ -12,7 +12,10 @@
 //! made while the loop is idle runs on the calling thread instead of waking
 //! the node's thread (and is answered without a thread hand-off); an async
 //! call is always queued, so raft's work never runs on a runtime's worker
-//! (from async code, use the `_async` forms).
+//! (from async code, use the `_async` forms). Code that must not block but
+//! would rather not wake a thread for a lone input can call
+//! [`Node::try_propose`] or [`Node::try_step_many`]: they run on the calling
+//! thread if the loop is idle, and otherwise give the input back at once.
 //! Blocking calls give up after [`NodeOptions::request_timeout`]; waiting
 //! for output ([`Node::ready`], [`WorkQueue::recv`]) does not.
 //!
@@ -34,7 +37,9 @@
 //! then hands out only the `Ready`s that hold something besides storage
 //! work (messages to send, a changed soft state, read states); the
 //! entries, hard state and snapshot they still show are the storage
-//! messages' and need no handling.
+//! messages' and need no handling. With [`NodeOptions::inline_storage`]
+//! the loop's holder does that work itself whenever the thread it would go
+//! to is idle ([`InlineStorage`]), so a lightly loaded node wakes neither.
 //!
 //! ```
 //! use bytes::Bytes;
