@@ -535,6 +535,10 @@ fn apply_loop(sh: &Shared) {
     lock(&sh.applier).snapshots = None;
 }
 
+/// Most committed entries applied where raft made them; more go to the
+/// apply thread.
+const INLINE_APPLY_MAX: usize = 64;
+
 /// Storage work done where raft made it (see [`InlineStorage`]) while the
 /// append or apply thread is idle, so that a lone write wakes neither:
 /// - applies: a lone write is applied, and its request answered, by the
@@ -582,7 +586,11 @@ impl InlineStorage for Inline {
 
     fn apply(&self, w: ApplyWork) -> Result<Vec<Message>, ApplyWork> {
         let Some(sh) = self.shared() else { return Err(w) };
-        if w.entries().iter().any(|e| e.entry_type() != EntryType::EntryNormal) {
+        // A long run (a member catching up) would hold up the thread that
+        // stepped it in, maybe a runtime's worker serving requests.
+        if w.entries().len() > INLINE_APPLY_MAX
+            || w.entries().iter().any(|e| e.entry_type() != EntryType::EntryNormal)
+        {
             return Err(w);
         }
         // The append thread may be restoring a snapshot.
