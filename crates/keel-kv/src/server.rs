@@ -523,15 +523,15 @@ fn persisted(sh: &Shared, req: &PersistRequest<'_>) {
 /// snapshot are skipped, so the two may interleave in any order.
 fn apply_loop(sh: &Shared) {
     let work = sh.node.apply_work();
-    while let Ok(w) = work.recv() {
+    'work: while let Ok(w) = work.recv() {
         let responses = lock(&sh.applier).apply_work(sh, w);
         for r in responses {
             if let Err(keel::Error::Stopped) = sh.node.step_local(r) {
-                lock(&sh.applier).snapshots = None;
-                return;
+                break 'work;
             }
         }
     }
+    // The snapshot thread ends once it has written the snapshot in hand.
     lock(&sh.applier).snapshots = None;
 }
 
@@ -567,10 +567,10 @@ impl Inline {
 impl InlineStorage for Inline {
     fn append(&self, mut w: AppendWork) -> Result<Vec<Message>, AppendWork> {
         let Some(sh) = self.shared() else { return Err(w) };
-        if sh.storage.needs_sync(&PersistRequest::from_storage_append(w.view())) {
+        let req = PersistRequest::from_storage_append(w.view());
+        if sh.storage.needs_sync(&req) {
             return Err(w);
         }
-        let req = PersistRequest::from_storage_append(w.view());
         if let Err(e) = sh.storage.persist(req) {
             tracing::error!(id = sh.id, "cannot write to the WAL, stopping: {e}");
             sh.request_stop(StopReason::Fatal);

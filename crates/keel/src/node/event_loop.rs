@@ -12,9 +12,7 @@
 //! worker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
-
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use super::work::{AppendWork, ApplyWork, InlineStorage, Lane};
 use super::{Lanes, Request};

@@ -527,9 +527,7 @@ impl Node {
     /// Local-only messages are left out (a peer's bad message does not cost
     /// the others their step), and then reported as [`Error::StepLocalMsg`].
     pub fn step_many(&self, mut msgs: Vec<Message>) -> Result<()> {
-        let n = msgs.len();
-        msgs.retain(|m| refuse_local(m).is_ok());
-        let refused = msgs.len() < n;
+        let refused = drop_local(&mut msgs);
         if !msgs.is_empty() {
             self.send(Request::StepMany(msgs))?;
         }
@@ -547,9 +545,7 @@ impl Node {
         mut msgs: Vec<Message>,
     ) -> Result<std::result::Result<(), Vec<Message>>> {
         self.live()?;
-        let n = msgs.len();
-        msgs.retain(|m| refuse_local(m).is_ok());
-        let refused = msgs.len() < n;
+        let refused = drop_local(&mut msgs);
         if !msgs.is_empty() {
             match self.inner.core.try_inline(Request::StepMany(msgs)) {
                 None => {}
@@ -768,6 +764,14 @@ impl Node {
     pub fn is_stopped(&self) -> bool {
         self.inner.stopping.load(Ordering::Acquire)
     }
+}
+
+/// Leaves out local-only messages (a peer's bad message does not cost the
+/// others their step); whether there were any.
+fn drop_local(msgs: &mut Vec<Message>) -> bool {
+    let n = msgs.len();
+    msgs.retain(|m| refuse_local(m).is_ok());
+    msgs.len() < n
 }
 
 fn refuse_local(m: &Message) -> Result<()> {
