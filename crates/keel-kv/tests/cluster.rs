@@ -75,17 +75,25 @@ fn killing_the_leader_loses_no_acknowledged_write_and_the_member_catches_up() {
     assert!(c.metric(old, "keel_leader_changes_total") >= 1.0);
 }
 
-#[test]
-fn a_member_behind_the_compacted_log_catches_up_through_a_snapshot() {
-    let flags = ["--snapshot-count", "10", "--snapshot-catchup-entries", "2"];
-    let mut c = Cluster::start(3, &flags);
+/// Starts a cluster with `flags`, writes `before` = `kill` on the leader,
+/// kills a follower, then writes `{prefix}{n}` = `n` for `n` in `0..count`
+/// without it; the cluster, the leader's index and the killed member's.
+fn write_past_a_killed_member(flags: &[&str], prefix: &str, count: u32) -> (Cluster, usize, usize) {
+    let mut c = Cluster::start(3, flags);
     let leader = c.index_of(c.wait_leader(&[]));
     let behind = (leader + 1) % 3;
     c.put_ok(leader, "before", "kill");
     c.kill(behind);
-    for n in 0..60 {
-        c.put_ok(leader, &format!("s{n}"), &format!("{n}"));
+    for n in 0..count {
+        c.put_ok(leader, &format!("{prefix}{n}"), &format!("{n}"));
     }
+    (c, leader, behind)
+}
+
+#[test]
+fn a_member_behind_the_compacted_log_catches_up_through_a_snapshot() {
+    let flags = ["--snapshot-count", "10", "--snapshot-catchup-entries", "2"];
+    let (mut c, leader, behind) = write_past_a_killed_member(&flags, "s", 60);
     assert!(c.metric(leader, "keel_snapshots_created_total") >= 1.0);
     c.spawn(behind, false);
     wait_for(Duration::from_secs(20), "the member to restore a snapshot", || {
@@ -112,14 +120,7 @@ fn a_member_behind_the_compacted_log_catches_up_through_a_snapshot() {
 #[test]
 fn a_linearizable_read_on_a_member_restored_from_a_snapshot_succeeds_while_idle() {
     let flags = ["--snapshot-count", "1", "--snapshot-catchup-entries", "2"];
-    let mut c = Cluster::start(3, &flags);
-    let leader = c.index_of(c.wait_leader(&[]));
-    let behind = (leader + 1) % 3;
-    c.put_ok(leader, "before", "kill");
-    c.kill(behind);
-    for n in 0..20 {
-        c.put_ok(leader, &format!("i{n}"), &format!("{n}"));
-    }
+    let (mut c, _, behind) = write_past_a_killed_member(&flags, "i", 20);
     // No write from here on.
     c.spawn(behind, false);
     wait_for(Duration::from_secs(20), "the member to restore a snapshot", || {
