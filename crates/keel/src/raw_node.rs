@@ -399,6 +399,24 @@ impl<S: Storage> RawNode<S> {
         self.log_refusal(res)
     }
 
+    /// Whether `m`, a `MsgStorageAppendResp`, would change nothing if
+    /// stepped: it names entries that an earlier response already made
+    /// stable, and carries no snapshot. Such a response answers a
+    /// commit-only append issued while entries were still being written
+    /// (it repeats their last id), and raft ignores it with an info line.
+    /// `Node` drops it unstepped so that a busy node does not print that
+    /// line for most writes; [`step_local`](Self::step_local) keeps etcd's
+    /// behaviour.
+    pub(crate) fn is_stale_append_response(&self, m: &Message) -> bool {
+        let unstable = self.raft.raft_log.unstable();
+        m.msg_type() == MessageType::MsgStorageAppendResp
+            && m.snapshot.is_none()
+            && m.index != 0
+            && m.term == self.raft.term
+            && m.index < unstable.offset()
+            && unstable.maybe_term(m.index).is_none()
+    }
+
     /// Logs a refused message once, at warn level.
     fn log_refusal(&self, res: Result<()>) -> Result<()> {
         if let Err(Error::InvalidMessage(reason)) = &res {

@@ -70,6 +70,15 @@ impl<S: Storage + Send> Drive for Mutex<Core<S>> {
     }
 }
 
+/// Steps a storage thread's (or inline storage's) response. One that would
+/// change nothing is dropped: see `RawNode::is_stale_append_response`.
+fn step_local<S: Storage>(raw: &mut RawNode<S>, m: Message) {
+    if !raw.is_stale_append_response(&m) {
+        // The core logs what it refuses.
+        let _ = raw.step_local(m);
+    }
+}
+
 fn lock<S: Storage>(core: &Mutex<Core<S>>) -> MutexGuard<'_, Core<S>> {
     core.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -149,9 +158,7 @@ impl<S: Storage> Core<S> {
                     let _ = raw.step(m);
                 }
             }
-            Request::StepLocal(m) => {
-                let _ = raw.step_local(m);
-            }
+            Request::StepLocal(m) => step_local(raw, m),
             Request::ApplyConfChange(cc, at, r) => {
                 let cs = match at {
                     Some(index) => raw.apply_conf_change_at(index, &cc),
@@ -277,7 +284,7 @@ impl<S: Storage> Core<S> {
             _ => return Err(w),
         };
         for m in responses {
-            let _ = self.raw.step_local(m);
+            step_local(&mut self.raw, m);
         }
         Ok(())
     }

@@ -1222,7 +1222,9 @@ fn async_append_response_of_an_earlier_term_is_ignored() {
     rn.step(Message { from: 2, to: 1, term, ..Message::new(MessageType::MsgHeartbeat) }).unwrap();
     assert_eq!(rn.raft.state, StateType::Follower);
 
-    // The old write completes: its responses carry the old term.
+    // The old write completes: its responses carry the old term (which
+    // raft ignores with its own log line, so it is not called stale).
+    assert!(!rn.is_stale_append_response(write.responses.last().unwrap()));
     deliver(&mut rn, persist(&s, &write));
     assert_eq!(rn.raft.raft_log.unstable().entries().len(), 2, "stabilized by a stale response");
 
@@ -1235,8 +1237,53 @@ fn async_append_response_of_an_earlier_term_is_ignored() {
     let resp = write.responses.last().unwrap();
     assert_eq!(resp.msg_type(), MessageType::MsgStorageAppendResp);
     assert_eq!((resp.term, resp.index, resp.log_term), (term, 2, 1));
+    assert!(!rn.is_stale_append_response(resp), "the response that stabilizes is not stale");
     deliver(&mut rn, persist(&s, &write));
     assert!(rn.raft.raft_log.unstable().entries().is_empty());
+}
+
+/// A commit-only append made while the entries are still being written
+/// repeats their last id in its response. Once the entries' own response
+/// made them stable, that repeat would change nothing (raft would ignore it
+/// with an info line): `is_stale_append_response` says so, and only then.
+#[test]
+fn a_commit_only_append_response_after_the_entries_response_is_stale() {
+    let s = new_test_storage(&[1, 2, 3]);
+    let mut rn = new_raw_node(&async_config(1), &s);
+    rn.raft.become_candidate();
+    rn.raft.become_leader();
+    rn.propose(Bytes::from_static(b"somedata")).unwrap();
+    let rd = rn.ready();
+    let entries_write =
+        rd.messages.into_iter().find(|m| m.msg_type() == MessageType::MsgStorageAppend).unwrap();
+    assert_eq!(entries_write.entries.len(), 2);
+
+    // Both followers acknowledge before the leader's own write completes:
+    // the entries commit, and the next write holds only the commit index.
+    let term = rn.raft.term;
+    for from in [2, 3] {
+        let ack = Message { from, to: 1, term, index: 2, ..Message::new(MessageType::MsgAppResp) };
+        rn.step(ack).unwrap();
+    }
+    let rd = rn.ready();
+    let commit_write =
+        rd.messages.into_iter().find(|m| m.msg_type() == MessageType::MsgStorageAppend).unwrap();
+    assert!(commit_write.entries.is_empty());
+    assert_eq!(commit_write.commit, 2);
+    let repeat = commit_write.responses.last().unwrap().clone();
+    assert_eq!((repeat.msg_type(), repeat.index), (MessageType::MsgStorageAppendResp, 2));
+
+    // While the entries are unstable, neither response is stale.
+    let first = entries_write.responses.last().unwrap();
+    assert!(!rn.is_stale_append_response(first));
+    assert!(!rn.is_stale_append_response(&repeat));
+    deliver(&mut rn, persist(&s, &entries_write));
+    assert!(rn.raft.raft_log.unstable().entries().is_empty());
+    assert!(rn.is_stale_append_response(&repeat));
+    // Other local responses are never stale.
+    let apply =
+        Message { from: LOCAL_APPLY_THREAD, ..Message::new(MessageType::MsgStorageApplyResp) };
+    assert!(!rn.is_stale_append_response(&apply));
 }
 
 /// In synchronous mode, the responses that wait for durability are in the
