@@ -496,14 +496,17 @@ fn append_loop(sh: &Shared) {
                 // is durable (and so before any later entry is applied).
                 lock(&sh.applier).restore(sh, snap);
             }
+            // Acknowledgements leave first: stepping the local responses
+            // may make and run more work (a follower applies what the
+            // write made stable), and a leader waits for these to commit.
             let responses = w.take_responses();
+            if !responses.peers.is_empty() {
+                sh.transport.send(responses.peers);
+            }
             for r in responses.local {
                 if let Err(keel::Error::Stopped) = sh.node.step_local(r) {
                     return;
                 }
-            }
-            if !responses.peers.is_empty() {
-                sh.transport.send(responses.peers);
             }
         }
     }

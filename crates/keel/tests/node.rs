@@ -659,6 +659,9 @@ struct InlineWork {
     log: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
     refuse_apply: std::sync::atomic::AtomicBool,
     applies: std::sync::atomic::AtomicUsize,
+    /// ("commit", index) for each append of a hard state alone and
+    /// ("apply", last index) for each apply, in the order they ran.
+    order: std::sync::Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl InlineWork {
@@ -677,6 +680,9 @@ impl keel::node::InlineStorage for InlineWork {
     ) -> Result<Vec<Message>, keel::node::AppendWork> {
         if let Some(hs) = w.hard_state() {
             self.storage.set_hard_state(hs);
+            if w.entries().is_empty() && w.snapshot().is_none() {
+                self.order.lock().unwrap().push(("commit", hs.commit));
+            }
         }
         self.storage.append(w.entries()).unwrap();
         let responses = w.take_responses();
@@ -690,6 +696,9 @@ impl keel::node::InlineStorage for InlineWork {
         }
         self.applies.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.record(w.entries());
+        if let Some(last) = w.entries().last() {
+            self.order.lock().unwrap().push(("apply", last.index));
+        }
         Ok(w.into_parts().1)
     }
 }
@@ -740,6 +749,21 @@ fn inline_storage_does_the_work_on_the_calling_thread() {
     assert_eq!(keel::Storage::last_index(&work.storage).unwrap(), indexes[2]);
     assert!(node.append_work().try_recv().unwrap().is_none());
     assert!(node.apply_work().try_recv().unwrap().is_none());
+    node.stop();
+}
+
+/// When one `Ready` holds both, committed entries are applied (answering
+/// their requests) before the append that only records the new commit index.
+#[test]
+fn applies_go_before_an_append_of_the_commit_index_alone() {
+    let work = std::sync::Arc::new(InlineWork::default());
+    let node = start_inline(&work);
+    let i = propose_index(&node, "a");
+    let order = work.order.lock().unwrap().clone();
+    let at = |e: (&'static str, u64)| order.iter().position(|&x| x == e);
+    let (apply, commit) = (at(("apply", i)), at(("commit", i)));
+    assert!(apply.is_some() && commit.is_some(), "{order:?}");
+    assert!(apply < commit, "{order:?}");
     node.stop();
 }
 

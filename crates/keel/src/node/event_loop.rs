@@ -225,7 +225,15 @@ impl<S: Storage> Core<S> {
         if !rd.messages.is_empty() || rd.soft_state.is_some() || !rd.read_states.is_empty() {
             self.hand_out(rd);
         }
+        // An append of the hard state alone (a new commit index, as a rule)
+        // answers no one, while applying the entries it committed answers
+        // requests: they go first. The two queues are independent; their
+        // threads may run in either order.
+        let commit_only = append.as_ref().is_some_and(AppendWork::is_state_only);
         let mut stepped = false;
+        if commit_only && let Some(w) = apply.take() {
+            stepped |= self.apply(w);
+        }
         if let Some(w) = append {
             stepped |= self.append(w);
         }

@@ -51,6 +51,12 @@ impl AppendWork {
         self.view().snapshot()
     }
 
+    /// Whether only the hard state is to be written (no entries, no
+    /// snapshot): at most a new term, vote or commit index.
+    pub(super) fn is_state_only(&self) -> bool {
+        self.m.entries.is_empty() && self.m.snapshot.is_none()
+    }
+
     /// Every response, in order, to deliver once everything above (and
     /// everything in earlier work) is durable.
     pub fn responses(&self) -> &[Message] {
