@@ -1202,11 +1202,9 @@ fn commit_pagination_with_async_storage_writes() {
     assert_eq!(rn.raft.raft_log.applied(), 4);
 }
 
-/// An append response from an earlier term does not mark entries stable
-/// (they may have been overwritten since); the next response, of the
-/// current term and covering the whole unstable log, does.
-#[test]
-fn async_append_response_of_an_earlier_term_is_ignored() {
+/// Node 1 of three, leader with async storage writes, and the write of its
+/// empty entry and one proposal (not done yet).
+fn async_leader_writing_a_proposal() -> (MemoryStorage, RawNode<MemoryStorage>, Message) {
     let s = new_test_storage(&[1, 2, 3]);
     let mut rn = new_raw_node(&async_config(1), &s);
     rn.raft.become_candidate();
@@ -1216,6 +1214,15 @@ fn async_append_response_of_an_earlier_term_is_ignored() {
     let write =
         rd.messages.into_iter().find(|m| m.msg_type() == MessageType::MsgStorageAppend).unwrap();
     assert_eq!(write.entries.len(), 2);
+    (s, rn, write)
+}
+
+/// An append response from an earlier term does not mark entries stable
+/// (they may have been overwritten since); the next response, of the
+/// current term and covering the whole unstable log, does.
+#[test]
+fn async_append_response_of_an_earlier_term_is_ignored() {
+    let (s, mut rn, write) = async_leader_writing_a_proposal();
 
     // Before the write completes, 2 is elected at a higher term.
     let term = rn.raft.term + 1;
@@ -1248,15 +1255,7 @@ fn async_append_response_of_an_earlier_term_is_ignored() {
 /// with an info line): `is_stale_append_response` says so, and only then.
 #[test]
 fn a_commit_only_append_response_after_the_entries_response_is_stale() {
-    let s = new_test_storage(&[1, 2, 3]);
-    let mut rn = new_raw_node(&async_config(1), &s);
-    rn.raft.become_candidate();
-    rn.raft.become_leader();
-    rn.propose(Bytes::from_static(b"somedata")).unwrap();
-    let rd = rn.ready();
-    let entries_write =
-        rd.messages.into_iter().find(|m| m.msg_type() == MessageType::MsgStorageAppend).unwrap();
-    assert_eq!(entries_write.entries.len(), 2);
+    let (s, mut rn, entries_write) = async_leader_writing_a_proposal();
 
     // Both followers acknowledge before the leader's own write completes:
     // the entries commit, and the next write holds only the commit index.
