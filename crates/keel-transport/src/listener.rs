@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use keel::raftpb::{Message, MessageType};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
@@ -68,7 +69,10 @@ async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), Wi
             tracing::info!(peer = hello.from, "closing the stream of a removed member");
             return Ok(());
         }
-        if let Some(msg) = batch.iter().find(|m| m.from != hello.from || m.to != shared.local_id) {
+        let misaddressed = |m: &Message| {
+            m.to != shared.local_id || (m.from != hello.from && !forwarded_by_raft(m))
+        };
+        if let Some(msg) = batch.iter().find(|m| misaddressed(m)) {
             let (from, to) = (msg.from, msg.to);
             return Err(WireError::Misaddressed {
                 from,
@@ -93,4 +97,15 @@ async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), Wi
         }
     }
     Ok(())
+}
+
+/// Whether raft may hand `msg` on with its first sender in `from`: a
+/// follower forwards a proposal, a read index request or a leadership
+/// transfer (whose `from` names the transferee) to the leader unchanged, as
+/// etcd-raft does. A member that stepped down with such a message from
+/// another member still queued sends it on under that member's id.
+fn forwarded_by_raft(msg: &Message) -> bool {
+    [MessageType::MsgProp, MessageType::MsgReadIndex, MessageType::MsgTransferLeader]
+        .iter()
+        .any(|&t| msg.msg_type == t as i32)
 }

@@ -486,6 +486,32 @@ async fn bad_input_message_with_a_forged_sender() {
     check_bad_input(bytes, false).await;
 }
 
+/// A follower forwards a proposal, a read index request or a leadership
+/// transfer to the leader with the first sender's id (the transferee's, for
+/// a transfer): these arrive, on the same connection as what follows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_raft_forwards_keep_their_first_sender() {
+    let (a, _a_events) = start(1, CLUSTER, any_port());
+    let (b, mut b_events) = start(2, CLUSTER, any_port());
+    a.add_peer(2, b.local_addr());
+    b.add_peer(1, a.local_addr());
+    let forwarded =
+        [MessageType::MsgProp, MessageType::MsgReadIndex, MessageType::MsgTransferLeader];
+    let mut msgs: Vec<Message> = forwarded
+        .iter()
+        .map(|&t| Message { msg_type: t as i32, from: 3, to: 2, ..Default::default() })
+        .collect();
+    msgs.push(heartbeat(1, 2, 9));
+    a.send(msgs);
+    for t in forwarded {
+        let m = next_message(&mut b_events).await;
+        assert_eq!((m.msg_type(), m.from), (t, 3));
+    }
+    assert_eq!(next_message(&mut b_events).await.commit, 9);
+    assert_eq!(b.stats().connections_dropped_bad_input, 0);
+    assert_eq!(a.stats().peers.iter().map(|p| p.reconnects).sum::<u64>(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_client_that_never_speaks() {
     // Connects and says nothing: the handshake timeout (500 ms here) drops it.
