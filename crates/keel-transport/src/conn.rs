@@ -67,7 +67,11 @@ pub(crate) async fn dial(
     };
     match timeout(deadline, work).await {
         Ok(Err(WireError::Refused(v))) => {
-            tracing::error!(peer = to, %addr, reason = %v, "peer refused our handshake");
+            if v.is_membership() {
+                tracing::warn!(peer = to, %addr, reason = %v, "peer refused our handshake");
+            } else {
+                tracing::error!(peer = to, %addr, reason = %v, "peer refused our handshake");
+            }
             if v == Verdict::RemovedSender {
                 shared.inbox.report_removed(to);
             }
@@ -108,10 +112,16 @@ pub(crate) async fn accept(
             Verdict::Accept => Ok((conn, hello)),
             refused => {
                 crate::stats::bump(&shared.stats.handshakes_refused, 1);
-                tracing::error!(
-                    %remote, from = hello.from, to = hello.to, cluster = hello.cluster_id,
-                    version = hello.version, reason = %refused, "refused a peer's handshake"
-                );
+                if refused.is_membership() {
+                    tracing::warn!(
+                        %remote, from = hello.from, reason = %refused, "refused a peer's handshake"
+                    );
+                } else {
+                    tracing::error!(
+                        %remote, from = hello.from, to = hello.to, cluster = hello.cluster_id,
+                        version = hello.version, reason = %refused, "refused a peer's handshake"
+                    );
+                }
                 Err(WireError::Refused(refused))
             }
         }

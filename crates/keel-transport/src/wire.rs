@@ -103,6 +103,12 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// A refusal that membership changes bring about in normal operation
+    /// (logged as a warning), rather than a misconfiguration (an error).
+    pub(crate) fn is_membership(self) -> bool {
+        matches!(self, Verdict::UnknownSender | Verdict::RemovedSender)
+    }
+
     pub(crate) fn from_byte(b: u8) -> Result<Verdict, WireError> {
         Ok(match b {
             0 => Verdict::Accept,
