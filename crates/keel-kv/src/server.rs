@@ -828,6 +828,10 @@ impl Shared {
     }
 
     async fn one_read_index(&self) -> Result<u64, KvError> {
+        // Raft drops (and logs) a read index request made with no leader known.
+        if self.leader() == 0 {
+            return Err(KvError::NoLeader);
+        }
         let ctx = Bytes::copy_from_slice(&self.next_id().to_be_bytes());
         let (tx, rx) = oneshot::channel();
         lock(&self.outbound.reads).insert(ctx.clone(), tx);
@@ -885,7 +889,7 @@ impl Shared {
                     return Ok(());
                 }
                 Err(KvError::NoLeader | KvError::Timeout(_)) => {
-                    let pause = tokio::time::Instant::now() + Duration::from_millis(20);
+                    let pause = tokio::time::Instant::now() + NO_LEADER_RETRY;
                     if pause >= deadline {
                         return Err(self.no_leader_or_timeout());
                     }
@@ -968,6 +972,11 @@ impl Shared {
         self.metrics.proposals.inc();
         let r = tokio::time::timeout_at(deadline, async {
             loop {
+                // Raft drops (and logs) a proposal made with no leader known.
+                if self.leader() == 0 {
+                    tokio::time::sleep(NO_LEADER_RETRY).await;
+                    continue;
+                }
                 let r = match &p {
                     Proposal::Data(d) => self.queue_proposal(d.clone()).await,
                     Proposal::Conf(cc) => self
@@ -979,7 +988,7 @@ impl Shared {
                 };
                 match r {
                     Ok(()) => break,
-                    Err(KvError::NoLeader) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(KvError::NoLeader) => tokio::time::sleep(NO_LEADER_RETRY).await,
                     Err(e) => return Err(e),
                 }
             }
@@ -996,6 +1005,9 @@ impl Shared {
         r
     }
 }
+
+/// How long a request waits before trying again while no leader is known.
+const NO_LEADER_RETRY: Duration = Duration::from_millis(20);
 
 enum Proposal {
     Data(Bytes),

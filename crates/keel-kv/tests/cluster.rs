@@ -291,4 +291,17 @@ fn bad_input_gets_a_json_4xx_and_no_leader_gets_a_bounded_503() {
     assert_eq!(error_kind(c.get(0, "/kv/fine"), 503), "no_leader");
     assert_eq!(c.get(0, "/health").status(), 503);
     assert_eq!(c.value(0, "fine", true).as_deref(), Some("yes"), "serializable reads still work");
+
+    // Requests wait for a leader without asking raft, which would drop
+    // (and log) a proposal or read every retry: ~50 lines per request here.
+    c.kill(0);
+    c.log_filter = "warn,keel=info".into();
+    c.spawn(0, false);
+    wait_for(Duration::from_secs(20), "member 1 to serve again", || c.try_status(0, "/status"));
+    assert_eq!(error_kind(c.put(0, "lost", "v"), 503), "no_leader");
+    assert_eq!(error_kind(c.get(0, "/kv/fine"), 503), "no_leader");
+    let log = c.log(0);
+    assert!(log.contains("became follower"), "raft's info lines are not in the log:\n{log}");
+    let dropped = log.lines().filter(|l| l.contains("no leader at term")).count();
+    assert_eq!(dropped, 0, "requests without a leader reached raft:\n{log}");
 }

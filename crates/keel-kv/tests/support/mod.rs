@@ -62,6 +62,9 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub members: Vec<Member>,
     pub http: Client,
+    /// `RUST_LOG` of members started from now on (default: `KEEL_TEST_LOG`,
+    /// or `warn`).
+    pub log_filter: String,
 }
 
 impl Drop for Cluster {
@@ -94,7 +97,8 @@ impl Cluster {
             })
             .collect();
         let http = Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-        let mut c = Cluster { dir, members, http };
+        let log_filter = std::env::var("KEEL_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut c = Cluster { dir, members, http, log_filter };
         for i in 0..c.members.len() {
             c.spawn(i, false);
         }
@@ -121,6 +125,7 @@ impl Cluster {
     /// [`Cluster::spawn`] with the `--initial-cluster` given (as an operator
     /// restarting a member with its first flags would).
     pub fn spawn_with(&mut self, i: usize, join: bool, initial: &str) {
+        let log_path = self.log_path(i);
         let m = &mut self.members[i];
         assert!(m.child.is_none(), "member {} is running", m.id);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel-kv"));
@@ -129,19 +134,29 @@ impl Cluster {
             .args(["--data-dir", m.data_dir.to_str().unwrap()])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&m.extra)
-            .env("RUST_LOG", std::env::var("KEEL_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        // KEEL_TEST_LOG_DIR keeps each member's log (for debugging a failure).
-        if let Ok(dir) = std::env::var("KEEL_TEST_LOG_DIR") {
-            let path = PathBuf::from(dir).join(format!("member-{}.log", m.id));
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-            cmd.stderr(f);
-        }
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
+        cmd.stderr(f);
         if join {
             cmd.arg("--join");
         }
         m.child = Some(cmd.spawn().unwrap());
+    }
+
+    /// Where member `i` logs: `KEEL_TEST_LOG_DIR` if set (kept, for
+    /// debugging a failure), else the cluster's temporary directory.
+    fn log_path(&self, i: usize) -> PathBuf {
+        let dir = std::env::var("KEEL_TEST_LOG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| self.dir.path().to_path_buf());
+        dir.join(format!("member-{}.log", self.members[i].id))
+    }
+
+    /// What member `i` has logged so far (every start of it).
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
     }
 
     /// Adds a member entry (not started) with its own ports.
