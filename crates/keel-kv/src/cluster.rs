@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -111,13 +111,24 @@ fn spawn(exe: &PathBuf, slot: &mut Slot) -> Result<(), String> {
     Ok(())
 }
 
-fn command_line(slot: &Slot) -> String {
-    let quoted: Vec<String> = slot
-        .args
-        .iter()
-        .map(|a| if a.contains(',') { format!("'{a}'") } else { a.clone() })
-        .collect();
-    format!("keel-kv {}", quoted.join(" "))
+/// The command that restarts `slot`, ready to paste into a shell: it names
+/// this very binary (which `cargo run` does not put on the `PATH`).
+fn command_line(exe: &Path, slot: &Slot) -> String {
+    let exe = exe.display().to_string();
+    let words: Vec<String> =
+        std::iter::once(&exe).chain(&slot.args).map(|w| shell_quote(w)).collect();
+    words.join(" ")
+}
+
+/// `word` as one shell word: as is when every character is plain, else in
+/// single quotes (a quote inside becomes `'\''`).
+fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@+".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 fn stop_all(slots: &mut [Slot]) {
@@ -223,7 +234,7 @@ pub fn run(a: &ClusterArgs) -> ExitCode {
                     Ok(None) => live += 1,
                     Ok(Some(status)) => {
                         println!("keel-kv: member {} exited ({status}); restart it with:", s.id);
-                        println!("  {}", command_line(s));
+                        println!("  {}", command_line(&exe, s));
                         s.child = None;
                     }
                     Err(e) => println!("keel-kv: cannot watch member {}: {e}", s.id),
@@ -254,4 +265,28 @@ pub fn run(a: &ClusterArgs) -> ExitCode {
     });
     stop_all(&mut slots);
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_commands_name_the_binary_and_quote_what_a_shell_would_split() {
+        let slot = Slot {
+            id: 2,
+            client: addr(12380),
+            args: ["serve", "--id", "2", "--initial-cluster", "1=http://a:1,2=http://b:2"]
+                .into_iter()
+                .chain(["--data-dir", "./my data/it's"])
+                .map(String::from)
+                .collect(),
+            child: None,
+        };
+        assert_eq!(
+            command_line(Path::new("/opt/keel/target/release/keel-kv"), &slot),
+            "/opt/keel/target/release/keel-kv serve --id 2 --initial-cluster \
+             '1=http://a:1,2=http://b:2' --data-dir './my data/it'\\''s'"
+        );
+    }
 }
