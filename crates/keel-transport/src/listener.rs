@@ -72,7 +72,7 @@ async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), Wi
         let misaddressed = |m: &Message| {
             m.to != shared.local_id || (m.from != hello.from && !forwarded_by_raft(m))
         };
-        if let Some(msg) = batch.iter().find(|m| misaddressed(m)) {
+        if let Some(msg) = batch.iter().find(|&m| misaddressed(m)) {
             let (from, to) = (msg.from, msg.to);
             return Err(WireError::Misaddressed {
                 from,
@@ -105,7 +105,8 @@ async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), Wi
 /// etcd-raft does. A member that stepped down with such a message from
 /// another member still queued sends it on under that member's id.
 fn forwarded_by_raft(msg: &Message) -> bool {
-    [MessageType::MsgProp, MessageType::MsgReadIndex, MessageType::MsgTransferLeader]
-        .iter()
-        .any(|&t| msg.msg_type == t as i32)
+    matches!(
+        msg.msg_type(),
+        MessageType::MsgProp | MessageType::MsgReadIndex | MessageType::MsgTransferLeader
+    )
 }
