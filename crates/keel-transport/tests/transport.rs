@@ -32,6 +32,14 @@ fn start(id: u64, cluster: u64, addr: SocketAddr) -> (Transport, Events) {
     Transport::start(config).expect("start")
 }
 
+/// Members 1 and 2 of `CLUSTER`, each the other's peer.
+fn connected_pair() -> ((Transport, Events), (Transport, Events)) {
+    let (a, b) = (start(1, CLUSTER, any_port()), start(2, CLUSTER, any_port()));
+    a.0.add_peer(2, b.0.local_addr());
+    b.0.add_peer(1, a.0.local_addr());
+    (a, b)
+}
+
 fn heartbeat(from: u64, to: u64, commit: u64) -> Message {
     Message { msg_type: MessageType::MsgHeartbeat as i32, from, to, commit, ..Default::default() }
 }
@@ -129,10 +137,7 @@ async fn three_transports_deliver_in_order() {
 /// order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_batches_from_a_thread_arrive_whole_and_in_order() {
-    let (t1, _e1) = start(1, CLUSTER, any_port());
-    let (t2, mut e2) = start(2, CLUSTER, any_port());
-    t1.add_peer(2, t2.local_addr());
-    t2.add_peer(1, t1.local_addr());
+    let ((t1, _e1), (_t2, mut e2)) = connected_pair();
     // One small message first, so that the connection is up and idle.
     t1.send(vec![heartbeat(1, 2, 1)]);
     assert_eq!(next_message(&mut e2).await.commit, 1);
@@ -290,10 +295,7 @@ async fn an_unknown_sender_is_reported_with_its_address_and_can_be_let_in() {
 /// A removed member's connections are refused from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_member_is_refused() {
-    let (a, mut a_events) = start(1, CLUSTER, any_port());
-    let (b, mut b_events) = start(2, CLUSTER, any_port());
-    a.add_peer(2, b.local_addr());
-    b.add_peer(1, a.local_addr());
+    let ((a, mut a_events), (b, mut b_events)) = connected_pair();
     a.send(vec![heartbeat(1, 2, 1)]);
     assert_eq!(next_message(&mut b_events).await.commit, 1);
     b.remove_peer(1);
@@ -356,10 +358,7 @@ fn snapshot_message(from: u64, to: u64, data: Bytes) -> Message {
 /// keep flowing on the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_snapshot_streams_beside_heartbeats() {
-    let (a, mut a_events) = start(1, CLUSTER, any_port());
-    let (b, mut b_events) = start(2, CLUSTER, any_port());
-    a.add_peer(2, b.local_addr());
-    b.add_peer(1, a.local_addr());
+    let ((a, mut a_events), (b, mut b_events)) = connected_pair();
     let data: Vec<u8> =
         (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let data = Bytes::from(data);
@@ -430,10 +429,7 @@ fn hello(kind: u8, cluster: u64, from: u64, to: u64) -> Vec<u8> {
 /// Writes `bytes` to the transport at `addr`, then checks that the transport
 /// dropped the connection (bad-input counter) and still serves a real peer.
 async fn check_bad_input(bytes: Vec<u8>, close_after: bool) {
-    let (a, _a_events) = start(1, CLUSTER, any_port());
-    let (b, mut b_events) = start(2, CLUSTER, any_port());
-    a.add_peer(2, b.local_addr());
-    b.add_peer(1, a.local_addr());
+    let ((a, _a_events), (b, mut b_events)) = connected_pair();
     let mut raw = TcpStream::connect(b.local_addr()).await.expect("connect");
     raw.write_all(&bytes).await.expect("write");
     if close_after {
@@ -491,10 +487,7 @@ async fn bad_input_message_with_a_forged_sender() {
 /// a transfer): these arrive, on the same connection as what follows them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_raft_forwards_keep_their_first_sender() {
-    let (a, _a_events) = start(1, CLUSTER, any_port());
-    let (b, mut b_events) = start(2, CLUSTER, any_port());
-    a.add_peer(2, b.local_addr());
-    b.add_peer(1, a.local_addr());
+    let ((a, _a_events), (b, mut b_events)) = connected_pair();
     let forwarded =
         [MessageType::MsgProp, MessageType::MsgReadIndex, MessageType::MsgTransferLeader];
     let mut msgs: Vec<Message> = forwarded
@@ -696,10 +689,7 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
 /// The raft loop takes every queued event in one call, and the limit holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_taken_in_batches() {
-    let (a, _a_events) = start(1, CLUSTER, any_port());
-    let (b, mut b_events) = start(2, CLUSTER, any_port());
-    a.add_peer(2, b.local_addr());
-    b.add_peer(1, a.local_addr());
+    let ((a, _a_events), (b, mut b_events)) = connected_pair();
     a.send((1..=100).map(|c| heartbeat(1, 2, c)).collect());
     // Counted once queued: all 100 wait in `Events` now.
     eventually(&b, |s| s.peers.iter().any(|p| p.id == 1 && p.msgs_received == 100)).await;
@@ -820,10 +810,7 @@ async fn a_delivery_hook_takes_messages_only_while_the_receiver_waits() {
     use std::sync::{Arc, Mutex};
     use std::task::{Context, Waker};
 
-    let (t1, _e1) = start(1, CLUSTER, any_port());
-    let (t2, mut e2) = start(2, CLUSTER, any_port());
-    t1.add_peer(2, t2.local_addr());
-    t2.add_peer(1, t1.local_addr());
+    let ((t1, _e1), (t2, mut e2)) = connected_pair();
     let taken = Arc::new(Mutex::new(Vec::new()));
     let accept = Arc::new(AtomicBool::new(true));
     t2.deliver_inline(Some(Arc::new({
