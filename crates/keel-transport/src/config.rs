@@ -41,7 +41,11 @@ pub struct Limits {
     pub snapshot_spill_bytes: usize,
     /// Incoming messages queued for the raft loop; beyond it, new ones are
     /// dropped and counted (reports are never dropped).
-    pub incoming_capacity: usize,
+    pub incoming_msgs_max: usize,
+    /// Memory the queued incoming messages may hold (structs, entries and
+    /// payloads; see `Limits::incoming_msgs_max` for what happens beyond).
+    /// A message larger than this is still taken into an empty queue.
+    pub incoming_bytes_max: usize,
     /// Time a connection has to complete its handshake (both sides).
     pub handshake_timeout: Duration,
     /// A batch that takes longer to write fails its connection, which is then
@@ -70,7 +74,9 @@ impl Default for Limits {
             snapshot_bytes_max: 8 << 30,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_spill_bytes: 4 << 20,
-            incoming_capacity: 4096,
+            // etcd's receive buffer holds 4096 messages, unbounded in bytes.
+            incoming_msgs_max: 4096,
+            incoming_bytes_max: 64 << 20,
             handshake_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             keepalive_idle: Duration::from_secs(10),
@@ -104,8 +110,11 @@ impl Config {
         if l.frame_bytes_max == 0 || l.queue_msgs_max == 0 || l.queue_bytes_max == 0 {
             return Err("frame and queue limits must be non-zero");
         }
-        if l.snapshot_chunk_bytes == 0 || l.incoming_capacity == 0 || l.batch_bytes_max == 0 {
-            return Err("chunk, batch and incoming limits must be non-zero");
+        if l.snapshot_chunk_bytes == 0 || l.batch_bytes_max == 0 {
+            return Err("chunk and batch limits must be non-zero");
+        }
+        if l.incoming_msgs_max == 0 || l.incoming_bytes_max == 0 {
+            return Err("incoming limits must be non-zero");
         }
         if l.write_timeout.is_zero() || l.keepalive_idle < Duration::from_secs(1) {
             return Err("write_timeout must be non-zero and keepalive_idle at least 1 s");

@@ -2,8 +2,9 @@
 //! reports, through one [`Events`] receiver, async or blocking, one event or
 //! every queued one at a time.
 //!
-//! Messages and reports travel differently. Messages wait in a bounded queue
-//! (`Limits::incoming_capacity`); when it is full, new ones are dropped and
+//! Messages and reports travel differently. Messages wait in a queue bounded
+//! in count and in the memory they hold (`Limits::incoming_msgs_max`,
+//! `incoming_bytes_max`); when it is full, new ones are dropped and
 //! counted, and raft retransmits (etcd's rafthttp drops on its full receive
 //! buffer the same way). Reports must reach raft: a lost snapshot report
 //! would leave the leader's progress of that peer in `StateSnapshot` for
@@ -22,8 +23,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
-use keel::raftpb::Message;
+use keel::raftpb::{Entry, Message};
 
+use crate::Limits;
 use crate::stats::{Counters, bump};
 
 /// What the transport hands back to the raft loop.
@@ -81,16 +83,29 @@ pub(crate) const UNKNOWN_PEERS_MAX: usize = 64;
 /// [`Transport::deliver_inline`](crate::Transport::deliver_inline).
 pub type DeliverInline = Arc<dyn Fn(Vec<Message>) -> Result<(), Vec<Message>> + Send + Sync>;
 
+/// The memory a queued message holds, which the inbox's byte bound counts:
+/// the struct, its entries and the payloads it owns. Payloads shared with
+/// the read buffer (large frames lend theirs) count at their own length.
+fn footprint(m: &Message) -> usize {
+    let entries: usize = m.entries.iter().map(|e| size_of::<Entry>() + e.data.len()).sum();
+    let snapshot = m.snapshot.as_ref().map_or(0, |s| s.data.len());
+    size_of::<Message>() + entries + m.context.len() + snapshot
+}
+
 /// Where events wait for the raft loop.
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
-    capacity: usize,
+    msgs_max: usize,
+    bytes_max: usize,
     deliver: Mutex<Option<DeliverInline>>,
 }
 
 #[derive(Default)]
 struct InboxState {
-    msgs: VecDeque<Message>,
+    /// Each message with its [`footprint`].
+    msgs: VecDeque<(Message, usize)>,
+    /// The sum of the queued messages' footprints.
+    bytes: usize,
     removed_by: BTreeSet<u64>,
     /// The latest outcome per peer: either one takes raft's progress out of
     /// `StateSnapshot`, and the latest is the one that describes the peer.
@@ -115,12 +130,26 @@ impl InboxState {
             n += 1;
         }
         let msgs = (limit - n).min(self.msgs.len());
-        out.extend(self.msgs.drain(..msgs).map(Event::Message));
+        for (msg, size) in self.msgs.drain(..msgs) {
+            self.bytes -= size;
+            out.push(Event::Message(msg));
+        }
         n + msgs
     }
 
     fn take_one(&mut self) -> Option<Event> {
-        self.take_report().or_else(|| self.msgs.pop_front().map(Event::Message))
+        self.take_report().or_else(|| self.pop_message().map(Event::Message))
+    }
+
+    fn pop_message(&mut self) -> Option<Message> {
+        let (msg, size) = self.msgs.pop_front()?;
+        self.bytes -= size;
+        Some(msg)
+    }
+
+    fn push_message(&mut self, msg: Message, size: usize) {
+        self.bytes += size;
+        self.msgs.push_back((msg, size));
     }
 
     fn take_report(&mut self) -> Option<Event> {
@@ -138,10 +167,11 @@ impl InboxState {
 }
 
 impl Inbox {
-    pub(crate) fn new(capacity: usize) -> Arc<Inbox> {
+    pub(crate) fn new(limits: &Limits) -> Arc<Inbox> {
         Arc::new(Inbox {
             state: Mutex::new(InboxState::default()),
-            capacity,
+            msgs_max: limits.incoming_msgs_max,
+            bytes_max: limits.incoming_bytes_max,
             deliver: Mutex::new(None),
         })
     }
@@ -190,8 +220,10 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues as many of `batch` (`frame_bytes` on the wire) as fit and drops
-    /// the rest, leaving `batch` empty; how many were dropped, or `None` once
+    /// Queues as many of `batch` (`frame_bytes` on the wire) as fit, in order,
+    /// and drops the rest, leaving `batch` empty (a message too large for the
+    /// byte bound still goes into an empty queue, or it could never be
+    /// delivered); how many were dropped, or `None` once
     /// the receiver is gone. The peer's counters move under the same lock, so
     /// a reader of the stats finds in `Events` everything counted as received
     /// and not dropped, and vice versa.
@@ -205,9 +237,20 @@ impl Inbox {
         if state.receiver_gone {
             return None;
         }
-        let room = self.capacity.saturating_sub(state.msgs.len());
-        let n = room.min(batch.len());
-        state.msgs.extend(batch.drain(..n));
+        let (mut n, mut bytes) = (0, state.bytes);
+        for msg in batch.iter() {
+            let size = footprint(msg);
+            let empty = n == 0 && state.msgs.is_empty();
+            if state.msgs.len() + n >= self.msgs_max || (bytes + size > self.bytes_max && !empty) {
+                break;
+            }
+            bytes += size;
+            n += 1;
+        }
+        for msg in batch.drain(..n) {
+            let size = footprint(&msg);
+            state.push_message(msg, size);
+        }
         let dropped = batch.len();
         bump(&counters.msgs_received, (n + dropped) as u64);
         bump(&counters.bytes_received, frame_bytes as u64);
@@ -229,7 +272,8 @@ impl Inbox {
         if state.receiver_gone {
             return false;
         }
-        state.msgs.push_back(msg);
+        let size = footprint(&msg);
+        state.push_message(msg, size);
         notify(state);
         true
     }
@@ -393,6 +437,10 @@ fn block_on<T>(mut poll: impl FnMut(&Context<'_>) -> Poll<T>) -> T {
 mod tests {
     use super::*;
 
+    fn inbox(msgs_max: usize) -> Arc<Inbox> {
+        Inbox::new(&Limits { incoming_msgs_max: msgs_max, ..Limits::default() })
+    }
+
     fn push(inbox: &Inbox, batch: &mut Vec<Message>) -> Option<usize> {
         inbox.push_messages(batch, 0, &Counters::default())
     }
@@ -413,7 +461,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_new_messages_and_says_how_many() {
-        let inbox = Inbox::new(3);
+        let inbox = inbox(3);
         let mut events = Events::new(Arc::clone(&inbox));
         let mut batch = vec![msg(1), msg(2)];
         assert_eq!(push(&inbox, &mut batch), Some(0));
@@ -432,9 +480,47 @@ mod tests {
         assert_eq!(events.try_recv(), Some(Event::Message(msg(6))));
     }
 
+    /// An append of three 1 KB entries.
+    fn append(index: u64) -> Message {
+        let entry = Entry { data: vec![7; 1000].into(), ..Default::default() };
+        Message { entries: vec![entry; 3], ..msg(index) }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_the_memory_its_messages_hold() {
+        let size = footprint(&append(1));
+        assert!(size > 3000 && footprint(&msg(1)) < 200, "{size}");
+        let limits = Limits { incoming_bytes_max: 2 * size + 1000, ..Limits::default() };
+        let inbox = Inbox::new(&limits);
+        let mut events = Events::new(Arc::clone(&inbox));
+        let counters = Counters::default();
+        let mut batch = vec![append(1), append(2), append(3), msg(4)];
+        // In order: the third append does not fit, and nothing after it goes.
+        assert_eq!(inbox.push_messages(&mut batch, 0, &counters), Some(2));
+        assert_eq!(counters.read(2).msgs_received_dropped, 2);
+        assert_eq!(inbox.lock().bytes, 2 * size);
+        assert_eq!(indexes(&[events.try_recv().unwrap()]), [1]);
+        assert_eq!(push(&inbox, &mut vec![append(5), msg(6)]), Some(0));
+        let mut out = Vec::new();
+        assert_eq!(events.try_recv_many(&mut out, 10), 3);
+        assert_eq!(indexes(&out), [2, 5, 6]);
+        assert_eq!(inbox.lock().bytes, 0);
+
+        // A message larger than the whole bound still goes into an empty queue.
+        let inbox = Inbox::new(&Limits { incoming_bytes_max: 100, ..Limits::default() });
+        let mut events = Events::new(Arc::clone(&inbox));
+        assert_eq!(push(&inbox, &mut vec![append(7), msg(8)]), Some(1));
+        assert!(inbox.push_snapshot(append(9)), "a snapshot goes past the bound");
+        assert_eq!(inbox.lock().bytes, 2 * size);
+        let mut out = Vec::new();
+        assert_eq!(events.try_recv_many(&mut out, 10), 2);
+        assert_eq!(indexes(&out), [7, 9]);
+        assert_eq!(push(&inbox, &mut vec![append(10)]), Some(0));
+    }
+
     #[test]
     fn reports_are_coalesced_per_peer_come_first_and_are_never_dropped() {
-        let inbox = Inbox::new(1);
+        let inbox = inbox(1);
         let mut events = Events::new(Arc::clone(&inbox));
         assert_eq!(push(&inbox, &mut vec![msg(1), msg(2)]), Some(1));
         for _ in 0..1000 {
@@ -463,7 +549,7 @@ mod tests {
 
     #[test]
     fn a_verified_snapshot_is_queued_past_the_bound() {
-        let inbox = Inbox::new(1);
+        let inbox = inbox(1);
         let mut events = Events::new(Arc::clone(&inbox));
         assert_eq!(push(&inbox, &mut vec![msg(1)]), Some(0));
         assert!(inbox.push_snapshot(msg(2)));
@@ -474,7 +560,7 @@ mod tests {
 
     #[test]
     fn close_hands_out_what_is_left_then_none() {
-        let inbox = Inbox::new(4);
+        let inbox = inbox(4);
         let mut events = Events::new(Arc::clone(&inbox));
         assert_eq!(push(&inbox, &mut vec![msg(1)]), Some(0));
         inbox.report_unreachable(2);
@@ -488,7 +574,7 @@ mod tests {
 
     #[test]
     fn pushes_stop_once_the_receiver_is_gone() {
-        let inbox = Inbox::new(4);
+        let inbox = inbox(4);
         drop(Events::new(Arc::clone(&inbox)));
         assert_eq!(push(&inbox, &mut vec![msg(1)]), None);
         assert!(!inbox.push_snapshot(msg(2)));
@@ -496,7 +582,7 @@ mod tests {
 
     #[test]
     fn a_blocked_receiver_wakes_for_messages_and_for_reports() {
-        let inbox = Inbox::new(64);
+        let inbox = inbox(64);
         let mut events = Events::new(Arc::clone(&inbox));
         let receiver = std::thread::spawn(move || {
             let mut out = Vec::new();
@@ -517,7 +603,7 @@ mod tests {
 
     #[tokio::test]
     async fn recv_many_waits_for_the_first_event_then_takes_all_queued() {
-        let inbox = Inbox::new(64);
+        let inbox = inbox(64);
         let mut events = Events::new(Arc::clone(&inbox));
         let producer = {
             let inbox = Arc::clone(&inbox);

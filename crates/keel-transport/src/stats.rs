@@ -18,7 +18,7 @@ pub struct PeerStats {
     /// Frame bytes received from the peer.
     pub bytes_received: u64,
     /// Messages received from the peer but dropped because the raft loop's
-    /// queue (`Limits::incoming_capacity`) was full.
+    /// queue was full (`Limits::incoming_msgs_max`, `incoming_bytes_max`).
     pub msgs_received_dropped: u64,
     /// Messages dropped (queue full, peer unknown, or lost with a broken connection).
     pub msgs_dropped: u64,

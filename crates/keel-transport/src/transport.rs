@@ -94,7 +94,7 @@ impl Transport {
         let local_addr = std_listener.local_addr().map_err(listen)?;
         let _guard = handle.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(listen)?;
-        let inbox = Inbox::new(config.limits.incoming_capacity);
+        let inbox = Inbox::new(&config.limits);
         let shared = Arc::new(Shared {
             local_id: config.local_id,
             cluster_id: config.cluster_id,

@@ -722,7 +722,7 @@ async fn events_are_taken_in_batches() {
 async fn reports_are_never_lost_to_a_full_message_queue() {
     let (a, mut a_events) = start(1, CLUSTER, any_port());
     let mut config = Config::new(2, CLUSTER, any_port());
-    config.limits = Limits { incoming_capacity: 8, ..fast_limits() };
+    config.limits = Limits { incoming_msgs_max: 8, ..fast_limits() };
     config.peers = vec![(1, a.local_addr()), (3, SocketAddr::from(([127, 0, 0, 1], 9)))];
     let (b, mut b_events) = Transport::start(config).expect("start");
     a.add_peer(2, b.local_addr());

@@ -37,7 +37,8 @@ fn limits() -> Limits {
     Limits {
         queue_msgs_max: 1 << 21,
         queue_bytes_max: 1 << 30,
-        incoming_capacity: 1 << 16,
+        incoming_msgs_max: 1 << 16,
+        incoming_bytes_max: 1 << 30,
         ..Limits::default()
     }
 }
