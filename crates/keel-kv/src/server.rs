@@ -6,8 +6,8 @@
 //! - **outbound** (`Node`'s ready handler, run by whichever thread made the
 //!   `Ready`) sends its messages (the leader's appends leave while its own
 //!   write is in flight) and resolves read states;
-//! - the **append thread** makes every queued `MsgStorageAppend` durable with
-//!   one fdatasync (group commit), then steps or sends their responses;
+//! - the **append thread** makes up to 64 queued `MsgStorageAppend`s durable
+//!   with one fdatasync (group commit), then steps or sends their responses;
 //! - the **apply thread** applies committed entries to the map, wakes the
 //!   waiting requests, applies configuration changes, and every
 //!   `snapshot_count` entries hands an O(1) copy of the map to

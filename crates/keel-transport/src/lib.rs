@@ -26,6 +26,7 @@
 //! - `events` — [`Events`]: incoming messages (bounded, droppable) and
 //!   reports (coalesced, never dropped) for the raft loop.
 //! - `transport` — the [`Transport`] handle.
+//! - [`error`] — typed start and connection errors.
 //!
 //! # Example
 //! ```
