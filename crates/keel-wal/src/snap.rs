@@ -5,7 +5,7 @@
 
 use crate::error::{Result, WalError};
 use crate::fs::{FileSystem, read_all};
-use keel::raftpb::Snapshot;
+use keel::raftpb::{Snapshot, SnapshotMetadata};
 use prost::Message as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,7 +39,11 @@ pub enum SnapFileError {
 }
 
 fn name(s: &Snapshot) -> String {
-    format!("{:016x}-{:016x}.snap", s.metadata.term, s.metadata.index)
+    meta_name(&s.metadata)
+}
+
+fn meta_name(m: &SnapshotMetadata) -> String {
+    format!("{:016x}-{:016x}.snap", m.term, m.index)
 }
 
 impl SnapStore {
@@ -49,7 +53,9 @@ impl SnapStore {
         Ok(SnapStore { fs, dir: dir.to_path_buf(), keep: keep.max(1) })
     }
 
-    /// Durably writes `snap`, then removes files beyond the newest `keep`.
+    /// Durably writes `snap`. Old files stay until [`SnapStore::purge`], which
+    /// must wait until the WAL marker of `snap` is durable: until then, the
+    /// newest durable marker's file is the one a restart needs.
     pub fn save(&self, snap: &Snapshot) -> Result<()> {
         // Encoded in place behind its header: a snapshot is as large as the
         // application's state, and a second copy of it would be the peak of
@@ -71,13 +77,28 @@ impl SnapStore {
             self.fs.rename(&tmp, &path)?;
             self.fs.sync_dir(&self.dir)
         })()
-        .map_err(WalError::io(&path))?;
-        let mut names = self.names()?;
-        while names.len() > self.keep {
-            let old = self.dir.join(names.remove(0));
+        .map_err(WalError::io(&path))
+    }
+
+    /// Removes the files a restart can no longer need, once `durable` is the
+    /// newest snapshot whose WAL marker is durable: those newer than it
+    /// (saved, but their marker never written: a crash came between), and
+    /// those beyond the newest `keep` of the rest. Files sort by term, then
+    /// index, as snapshots are taken.
+    pub fn purge(&self, durable: &SnapshotMetadata) -> Result<()> {
+        let durable = meta_name(durable);
+        let mut doomed = self.names()?;
+        let newer = doomed.iter().rposition(|n| *n <= durable).map_or(0, |i| i + 1);
+        // What stays: the `keep` newest files up to `durable`.
+        doomed.drain(newer.saturating_sub(self.keep)..newer);
+        for name in &doomed {
+            let old = self.dir.join(name);
             self.fs.remove(&old).map_err(WalError::io(&old))?;
         }
-        self.fs.sync_dir(&self.dir).map_err(WalError::io(&self.dir))
+        if !doomed.is_empty() {
+            self.fs.sync_dir(&self.dir).map_err(WalError::io(&self.dir))?;
+        }
+        Ok(())
     }
 
     /// Snapshot file names, oldest first.

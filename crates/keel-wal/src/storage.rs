@@ -211,6 +211,9 @@ impl DiskStorage {
             sync.wait()?;
         }
         drop(writer);
+        if let (Some(snaps), Some(newest)) = (snaps, reqs.iter().rev().find_map(|r| r.snapshot)) {
+            purge(&snaps, &newest.metadata);
+        }
         Ok(())
     }
 
@@ -282,6 +285,7 @@ impl DiskStorage {
         };
         sync.wait()?;
         drop(writer);
+        purge(&snaps, &snap.metadata);
         drop(snaps);
         Ok(snap)
     }
@@ -316,6 +320,15 @@ impl DiskStorage {
     /// The number of WAL segment files in use.
     pub fn segment_count(&self) -> usize {
         self.lock().wal.segment_count()
+    }
+}
+
+/// Removes the snapshot files that `durable`, now durable in the WAL, makes
+/// unneeded. A failure loses nothing (a file too many is kept), so it is
+/// logged, and the next snapshot tries again.
+fn purge(snaps: &SnapStore, durable: &SnapshotMetadata) {
+    if let Err(e) = snaps.purge(durable) {
+        tracing::warn!("could not remove old snapshot files: {e}");
     }
 }
 

@@ -146,11 +146,11 @@ impl Wal {
             return Ok((wal, Replay::default()));
         }
         for pair in segments.windows(2) {
-            if pair[1].seq != pair[0].seq + 1 {
+            if pair[0].seq.checked_add(1) != Some(pair[1].seq) {
                 return Err(WalError::corrupt(
                     &pair[1].path,
                     0,
-                    format!("segment {} is missing", pair[0].seq + 1),
+                    format!("segment {} is missing", pair[0].seq.wrapping_add(1)),
                 ));
             }
         }
@@ -162,6 +162,22 @@ impl Wal {
                 wal.tail = end;
                 wal.alloc = alloc;
             }
+        }
+        // Checked once everything is read: a segment may restate an older
+        // marker than one further on, and start after it (the segments
+        // between were released).
+        let base = replay.snapshots.last().map_or(0, |s| s.index);
+        if let Some((first, _)) = replay.entries.first()
+            && Some(first.index) != base.checked_add(1)
+        {
+            return Err(WalError::corrupt(
+                &segments[0].path,
+                0,
+                format!(
+                    "the log starts at entry {} after the snapshot at {base}: a segment is missing",
+                    first.index
+                ),
+            ));
         }
         wal.last_index = replay
             .entries
@@ -254,16 +270,22 @@ impl Wal {
         &mut self,
         records: &[WalRecord<'_>],
     ) -> Result<(Vec<Location>, PendingSync)> {
-        let size: usize = records
-            .iter()
-            .map(|r| {
-                16 + match r {
-                    WalRecord::Entry(e) => e.encoded_len(),
-                    WalRecord::HardState(h) => h.encoded_len(),
-                    WalRecord::Snapshot(s) => s.encoded_len(),
-                }
-            })
-            .sum();
+        let mut size = 0;
+        for r in records {
+            let len = match r {
+                WalRecord::Entry(e) => e.encoded_len(),
+                WalRecord::HardState(h) => h.encoded_len(),
+                WalRecord::Snapshot(s) => s.encoded_len(),
+            };
+            // Refused before anything is written: replay would refuse it.
+            if len > record::MAX_RECORD as usize {
+                return Err(WalError::Invalid(format!(
+                    "a record of {len} bytes is over the WAL's limit of {} bytes",
+                    record::MAX_RECORD
+                )));
+            }
+            size += 16 + len;
+        }
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.reserve(size);
@@ -346,8 +368,10 @@ impl Wal {
     /// Starts a new segment: preallocated, headed, restating the state, synced,
     /// and with its directory entry synced.
     fn cut(&mut self) -> Result<()> {
-        let seq = self.segments.last().map_or(0, |s| s.seq + 1);
-        let first_index = self.last_index + 1;
+        let seq = self.segments.last().map_or(Some(0), |s| s.seq.checked_add(1));
+        let (Some(seq), Some(first_index)) = (seq, self.last_index.checked_add(1)) else {
+            return Err(WalError::Invalid("segment number or log index out of range".into()));
+        };
         let path = self.dir.join(format!("{seq:016x}-{first_index:016x}.wal"));
         let header = SegmentHeader {
             node_id: self.opts.node_id,
@@ -360,6 +384,8 @@ impl Wal {
         let tmp = self.dir.join(format!("{seq:016x}.wal.tmp"));
         let io = WalError::io(&tmp);
         (|| {
+            // A crashed cut may have left a longer file under this name.
+            self.fs.set_len(&tmp, 0)?;
             self.fs.preallocate(&tmp, self.opts.segment_size.max(buf.len() as u64))?;
             self.fs.write_at(&tmp, 0, &buf)?;
             self.fs.sync(&tmp)?;
@@ -418,25 +444,31 @@ fn apply_record(
     match ty {
         RecordType::Entry => {
             let e = Entry::decode(payload).map_err(|e| format!("bad entry: {e}"))?;
+            if e.index == u64::MAX {
+                return Err("entry index out of range".into());
+            }
+            if e.index <= replay.snapshots.last().map_or(0, |s| s.index) {
+                return Ok(()); // Covered by the snapshot.
+            }
             let log = &mut replay.entries;
-            let base = replay.snapshots.last().map_or(0, |s| s.index);
             match log.first().map(|(f, _)| f.index) {
+                // Entries are contiguous: an append follows the last one, or
+                // overwrites a suffix.
                 Some(first) if e.index >= first => {
-                    let last = first + log.len() as u64 - 1;
-                    if e.index > last + 1 {
-                        return Err(format!("entry {} leaves a gap after {last}", e.index));
+                    let len = log.len() as u64;
+                    if e.index - first > len {
+                        return Err(format!(
+                            "entry {} leaves a gap after {}",
+                            e.index,
+                            first + len - 1
+                        ));
                     }
                     log.truncate((e.index - first) as usize);
                 }
                 Some(_) => log.clear(),
-                None if base > 0 && e.index > base + 1 => {
-                    return Err(format!("entry {} leaves a gap after snapshot {base}", e.index));
-                }
                 None => {}
             }
-            if e.index > base {
-                log.push((e, loc));
-            }
+            log.push((e, loc));
         }
         RecordType::HardState => {
             replay.hard_state =
@@ -445,16 +477,35 @@ fn apply_record(
         RecordType::Snapshot => {
             let s = SnapshotMetadata::decode(payload)
                 .map_err(|e| format!("bad snapshot marker: {e}"))?;
+            if s.index == u64::MAX {
+                return Err("snapshot index out of range".into());
+            }
+            if let Some(last) = replay.snapshots.last() {
+                if *last == s {
+                    return Ok(()); // Restated at the start of a segment.
+                }
+                if s.index <= last.index {
+                    return Err(format!(
+                        "snapshot marker {} follows the newer marker {}",
+                        s.index, last.index
+                    ));
+                }
+            }
+            // As `DiskStorage` installs a snapshot: entries after it stay if
+            // the log holds it, and all go if the log disagrees or ends
+            // before it. A log that starts after it (the segments before
+            // were released) holds only entries it does not cover.
             let log = &mut replay.entries;
-            let keeps = log.iter().any(|(e, _)| e.index == s.index && e.term == s.term);
-            if keeps {
-                log.retain(|(e, _)| e.index > s.index);
-            } else {
-                log.clear();
+            if let Some(first) = log.first().map(|(f, _)| f.index)
+                && first <= s.index
+            {
+                let at = (s.index - first) as usize;
+                match log.get(at) {
+                    Some((e, _)) if e.term == s.term => drop(log.drain(..=at)),
+                    _ => log.clear(),
+                }
             }
-            if replay.snapshots.last().is_none_or(|l| l != &s) {
-                replay.snapshots.push(s);
-            }
+            replay.snapshots.push(s);
         }
     }
     Ok(())

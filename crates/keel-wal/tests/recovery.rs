@@ -2,7 +2,7 @@
 //! are truncated, corruption elsewhere is a typed error.
 
 use keel::Storage as _;
-use keel::raftpb::{ConfState, Entry, HardState};
+use keel::raftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use keel_wal::{DiskOptions, DiskStorage, MemFs, PersistRequest, WalError};
 use proptest::prelude::*;
 use std::path::Path;
@@ -166,6 +166,98 @@ fn truncated_snapshot_is_refused_when_the_wal_needs_it() -> Result<(), WalError>
     Ok(())
 }
 
+#[test]
+fn a_missing_first_segment_is_refused() -> Result<(), WalError> {
+    use keel_wal::FileSystem as _;
+    let fs = Arc::new(MemFs::new());
+    let s = open(&fs)?;
+    for i in 1..=200 {
+        s.persist(PersistRequest { entries: &[ent(i, 1)], ..Default::default() })?;
+    }
+    assert!(s.segment_count() > 2);
+    drop(s);
+    let first = first_segment(&fs);
+    fs.remove(&first).map_err(invalid)?;
+    fs.sync_dir(Path::new("/d/wal")).map_err(invalid)?;
+    // Without it, the log would start at the second segment's first entry
+    // and every index would be read at the wrong place.
+    let err = open(&fs).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("a segment is missing"), "{err}");
+    Ok(())
+}
+
+/// A snapshot file whose WAL marker never became durable (a crash between
+/// the two) neither costs the durable snapshot's file nor outlives the next
+/// snapshot, even when only one file is kept.
+#[test]
+fn only_durable_snapshots_count_towards_the_files_kept() -> Result<(), WalError> {
+    use keel_wal::FileSystem as _;
+    let fs = Arc::new(MemFs::new());
+    let mut o = opts();
+    o.snapshots_kept = 1;
+    let open1 = || DiskStorage::open(fs.clone(), Path::new("/d"), o.clone());
+    let s = open1()?;
+    s.persist(PersistRequest {
+        entries: &(1..=9).map(|i| ent(i, 1)).collect::<Vec<_>>(),
+        ..Default::default()
+    })?;
+    s.create_snapshot(3, cs(), "s3".into())?;
+    drop(s);
+    // What saving snapshot 9 does before its marker is written; then power fails.
+    let store = keel_wal::snap::SnapStore::open(fs.clone(), Path::new("/d/snap"), 1)?;
+    let metadata = SnapshotMetadata { conf_state: cs(), index: 9, term: 1 };
+    store.save(&Snapshot { data: "s9".into(), metadata })?;
+    fs.power_loss(0, false);
+    let s = open1()?;
+    assert_eq!(s.snapshot().map(|s| s.data).ok(), Some("s3".into()));
+    s.create_snapshot(5, cs(), "s5".into())?;
+    let names = fs.list(Path::new("/d/snap")).map_err(invalid)?;
+    assert_eq!(names, ["0000000000000001-0000000000000005.snap"]);
+    drop(s);
+    fs.power_loss(0, false);
+    assert_eq!(open1()?.snapshot().map(|s| s.data).ok(), Some("s5".into()));
+    Ok(())
+}
+
+#[test]
+fn a_record_over_the_limit_is_refused_before_it_is_written() -> Result<(), WalError> {
+    let fs = Arc::new(MemFs::new());
+    let s = open(&fs)?;
+    s.persist(PersistRequest { entries: &[ent(1, 1)], ..Default::default() })?;
+    let big = Entry {
+        index: 2,
+        term: 1,
+        data: vec![7u8; keel_wal::record::MAX_RECORD as usize].into(),
+        ..Default::default()
+    };
+    let res = s.persist(PersistRequest { entries: &[big], ..Default::default() });
+    assert!(matches!(res, Err(WalError::Invalid(_))), "{res:?}");
+    assert_eq!(s.last_index().ok(), Some(1));
+    drop(s);
+    assert_eq!(log(&open(&fs)?), [(1, 1)]);
+    Ok(())
+}
+
+/// Indexes read from a checksummed but hostile segment are checked before
+/// any arithmetic on them.
+#[test]
+fn indexes_at_the_end_of_the_range_are_corruption_not_a_panic() -> Result<(), WalError> {
+    use keel_wal::record::{self, RecordType, SegmentHeader};
+    use prost::Message as _;
+    for (marker, entry) in [(u64::MAX, 5), (3, u64::MAX)] {
+        let fs = Arc::new(MemFs::new());
+        let header = SegmentHeader { node_id: 1, cluster_id: 7, seq: 0, first_index: 1 };
+        let mut buf = header.encode().to_vec();
+        let m = SnapshotMetadata { conf_state: cs(), index: marker, term: 1 };
+        record::encode(&mut buf, RecordType::Snapshot, &m.encode_to_vec());
+        record::encode(&mut buf, RecordType::Entry, &ent(entry, 1).encode_to_vec());
+        let path = Path::new("/d/wal/0000000000000000-0000000000000001.wal");
+        fs.corrupt(path, 0, &buf).map_err(invalid)?;
+        assert!(matches!(open(&fs), Err(WalError::Corrupt { .. })), "{marker} {entry}");
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     /// Append entries from `at` (clamped to the log) with `n` entries.
@@ -174,6 +266,12 @@ enum Op {
     FailedAppend { n: u64, seed: u64 },
     /// Power loss with nothing pending.
     Crash { seed: u64 },
+    /// The application snapshots the entry `back` before the last.
+    Snapshot { back: u64 },
+    /// The log is compacted to `back` before the snapshot.
+    Compact { back: u64 },
+    /// A snapshot from the leader, `ahead` past the log, replaces it.
+    Install { ahead: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -182,6 +280,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(back, n, hs)| Op::Append { back, n, hs }),
         1 => (1..20u64, any::<u64>()).prop_map(|(n, seed)| Op::FailedAppend { n, seed }),
         1 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
+        1 => (0..30u64).prop_map(|back| Op::Snapshot { back }),
+        1 => (0..10u64).prop_map(|back| Op::Compact { back }),
+        1 => (1..5u64).prop_map(|ahead| Op::Install { ahead }),
     ]
 }
 
@@ -189,19 +290,27 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// After any crash, every synced entry is there with its term, nothing
-    /// from a failed batch beyond its prefix, and the hard state never goes back.
+    /// from a failed batch beyond its prefix, the snapshot and compaction
+    /// hold, and the hard state never goes back; segments are cut (4 KiB)
+    /// between, before and after snapshots and compactions.
     #[test]
-    fn synced_data_survives_power_loss(ops in proptest::collection::vec(op(), 1..30)) {
+    fn synced_data_survives_power_loss(ops in proptest::collection::vec(op(), 1..40)) {
         let fs = Arc::new(MemFs::new());
         let mut s = open(&fs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        // The log from `base + 1` on, and the snapshot (index, term).
         let mut model: Vec<(u64, u64)> = Vec::new();
+        let mut base = 0;
+        let mut snap = (0, 0);
         let mut term = 1;
         let mut hs = HardState::default();
+        let fail = |e: WalError| TestCaseError::fail(e.to_string());
         for op in ops {
+            let last = base + model.len() as u64;
             match op {
                 Op::Append { back, n, hs: with_hs } => {
                     term += 1;
-                    let from = (model.len() as u64 + 1).saturating_sub(back).max(1);
+                    // Never below the snapshot, which covers committed entries.
+                    let from = (last + 1).saturating_sub(back).max(snap.0 + 1);
                     let ents: Vec<Entry> = (from..from + n).map(|i| ent(i, term)).collect();
                     let new_hs = HardState { term, vote: 1, commit: hs.commit };
                     let req = PersistRequest {
@@ -209,14 +318,44 @@ proptest! {
                         entries: &ents,
                         snapshot: None,
                     };
-                    s.persist(req).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    model.truncate(from as usize - 1);
+                    s.persist(req).map_err(fail)?;
+                    model.truncate((from - base - 1) as usize);
                     model.extend(ents.iter().map(|e| (e.index, e.term)));
                     if with_hs { hs = new_hs; }
                 }
+                Op::Snapshot { back } => {
+                    let index = last.saturating_sub(back);
+                    if index > snap.0 && index > base {
+                        s.create_snapshot(index, cs(), "local".into()).map_err(fail)?;
+                        snap = (index, model[(index - base - 1) as usize].1);
+                    }
+                }
+                Op::Compact { back } => {
+                    let to = snap.0.saturating_sub(back);
+                    if to > base {
+                        s.compact(to).map_err(fail)?;
+                        model.drain(..(to - base) as usize);
+                        base = to;
+                    }
+                }
+                Op::Install { ahead } => {
+                    term += 1;
+                    let metadata = SnapshotMetadata { conf_state: cs(), index: last + ahead, term };
+                    let received = Snapshot { data: "received".into(), metadata };
+                    hs = HardState { term, vote: 0, commit: last + ahead };
+                    let req = PersistRequest {
+                        hard_state: Some(hs),
+                        entries: &[],
+                        snapshot: Some(&received),
+                    };
+                    s.persist(req).map_err(fail)?;
+                    model.clear();
+                    base = last + ahead;
+                    snap = (base, term);
+                }
                 Op::FailedAppend { n, seed } => {
                     term += 1;
-                    let from = model.len() as u64 + 1;
+                    let from = last + 1;
                     let ents: Vec<Entry> = (from..from + n).map(|i| ent(i, term)).collect();
                     fs.set_fail_syncs(true);
                     let res = s.persist(PersistRequest { entries: &ents, ..Default::default() });
@@ -225,6 +364,7 @@ proptest! {
                     drop(s);
                     fs.power_loss(seed, true);
                     s = open(&fs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    reopened(&mut model, &mut base, &mut hs, snap);
                     let got = log(&s);
                     prop_assert!(got.len() >= model.len());
                     prop_assert_eq!(&got[..model.len()], &model[..]);
@@ -235,12 +375,30 @@ proptest! {
                     drop(s);
                     fs.power_loss(seed, true);
                     s = open(&fs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    reopened(&mut model, &mut base, &mut hs, snap);
                     prop_assert_eq!(log(&s), model.clone());
                 }
             }
+            prop_assert_eq!(s.first_index().ok(), Some(base + 1));
+            let got = s.snapshot().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!((got.metadata.index, got.metadata.term), snap);
             prop_assert_eq!(s.hard_state(), hs);
         }
     }
+}
+
+/// A reopened log starts after its snapshot, and its commit index is at
+/// least the snapshot's.
+fn reopened(model: &mut Vec<(u64, u64)>, base: &mut u64, hs: &mut HardState, snap: (u64, u64)) {
+    hs.commit = hs.commit.max(snap.0);
+    if snap.0 > *base {
+        model.drain(..(snap.0 - *base) as usize);
+        *base = snap.0;
+    }
+}
+
+fn cs() -> ConfState {
+    ConfState { voters: vec![1], ..ConfState::default() }
 }
 
 fn invalid(e: impl std::fmt::Display) -> WalError {
