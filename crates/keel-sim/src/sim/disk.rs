@@ -90,11 +90,11 @@ pub type SimStorage = Arc<dyn Storage>;
 /// The WAL's home on a simulated disk.
 const WAL_DIR: &str = "/node";
 
-/// Small segments and cache, so that runs cut and release segments and read
-/// entries back from the files.
+/// Small segments and cache, so that runs cut and release segments (often
+/// just after a snapshot, and then crash) and read entries back from files.
 fn wal_options(node_id: u64) -> DiskOptions {
     let mut o = DiskOptions::new(node_id, 1);
-    o.wal.segment_size = 16 << 10;
+    o.wal.segment_size = 2 << 10;
     o.cache_bytes = 2 << 10;
     o.snapshots_kept = 2;
     o
