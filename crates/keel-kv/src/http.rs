@@ -23,12 +23,17 @@ use serde_json::json;
 
 use crate::command::Op;
 use crate::error::KvError;
-use crate::server::{Shared, resolve_peer_url};
+use crate::server::{Shared, peer_host_port};
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
 /// Most pairs one listing returns.
 pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// Most bytes of keys and values in one listing (the JSON of values that
+/// are not text, escaped or base64, may be a few times more); beyond it
+/// the listing stops early and says `more`.
+pub const MAX_LIST_BYTES: usize = 4 << 20;
 
 #[derive(Clone)]
 struct App {
@@ -79,6 +84,8 @@ fn check_key(key: &str) -> Result<()> {
 struct ReadParams {
     consistency: Option<String>,
     prefix: Option<String>,
+    /// A listing's next page: keys after this one.
+    after: Option<String>,
     limit: Option<usize>,
 }
 
@@ -156,7 +163,7 @@ async fn list(
     }
     read_barrier(&app.sh, &p).await?;
     let prefix = p.prefix.unwrap_or_default();
-    let (pairs, more) = app.sh.state().range(&prefix, limit);
+    let (pairs, more) = app.sh.state().range(&prefix, p.after.as_deref(), limit, MAX_LIST_BYTES);
     let kvs: Vec<_> = pairs
         .into_iter()
         .map(|(k, v)| match std::str::from_utf8(&v) {
@@ -220,7 +227,12 @@ async fn add_member(
     if req.id == 0 || [keel::LOCAL_APPLY_THREAD, keel::LOCAL_APPEND_THREAD].contains(&req.id) {
         return Err(KvError::BadRequest(format!("member id {} is reserved", req.id)));
     }
-    resolve_peer_url(&req.peer_url).map_err(KvError::BadRequest)?;
+    // Looked up here so that a typo is a 400, without blocking a worker.
+    let host_port = peer_host_port(&req.peer_url).map_err(KvError::BadRequest)?;
+    let found = tokio::net::lookup_host(host_port).await.map(|mut addrs| addrs.next());
+    if !matches!(found, Ok(Some(_))) {
+        return Err(KvError::BadRequest(format!("peer URL {:?} does not resolve", req.peer_url)));
+    }
     if is_member(&app.sh, req.id).is_some() {
         return Err(KvError::Conflict(format!("member {} already exists", req.id)));
     }

@@ -102,16 +102,6 @@ pub enum PlantedBug {
     LocalReads,
 }
 
-impl MemberOptions {
-    /// Where to dial member `id`, whose advertised peer URL is `url`.
-    pub fn dial_address(&self, id: u64, url: &str) -> Result<SocketAddr, String> {
-        match self.peer_addresses.get(&id) {
-            Some(addr) => Ok(*addr),
-            None => resolve_peer_url(url),
-        }
-    }
-}
-
 /// The outcome of an applied write.
 #[derive(Clone, Copy, Debug)]
 pub struct Applied {
@@ -151,6 +141,8 @@ pub struct Shared {
     read_wake: Notify,
     proposals: tokio::sync::mpsc::Sender<Queued>,
     stop: watch::Sender<Option<StopReason>>,
+    /// This, for threads that outlive a call (peer name lookups).
+    me: Weak<Shared>,
 }
 
 /// A write waiting for the proposer thread.
@@ -182,15 +174,27 @@ pub fn cluster_id(token: &str) -> u64 {
     h.max(1)
 }
 
-/// The socket address of a peer URL (`http://host:port`, `https://...` or
-/// `host:port`).
-pub fn resolve_peer_url(url: &str) -> Result<SocketAddr, String> {
+/// The `host:port` of a peer URL (`http://host:port`, `https://...` or
+/// `host:port`), checked for its form only: no name is looked up.
+pub fn peer_host_port(url: &str) -> Result<&str, String> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
     let hostport = rest.trim_end_matches('/');
-    if hostport.is_empty() || hostport.contains('/') {
+    let port = hostport.rsplit_once(':').map(|(host, port)| (host.is_empty(), port.parse::<u16>()));
+    if hostport.contains('/') || !matches!(port, Some((false, Ok(_)))) {
         return Err(format!("peer URL {url:?} is not of the form http://host:port"));
     }
-    hostport
+    Ok(hostport)
+}
+
+/// The socket address of a peer URL that names an IP (no lookup).
+fn literal_peer_addr(url: &str) -> Option<SocketAddr> {
+    peer_host_port(url).ok()?.parse().ok()
+}
+
+/// The socket address of a peer URL: its IP, or the first address its host
+/// name resolves to (a lookup that may take as long as DNS does).
+pub fn resolve_peer_url(url: &str) -> Result<SocketAddr, String> {
+    peer_host_port(url)?
         .to_socket_addrs()
         .map_err(|e| format!("peer URL {url:?} does not resolve: {e}"))?
         .next()
@@ -281,10 +285,24 @@ impl Member {
             peers.insert(m.id, m.peer_url.clone());
         }
         let mut tcfg = keel_transport::Config::new(id, cid, opts.listen_peer);
+        // Host names of a restarted member's peers are looked up once it
+        // runs (`Applier::connect`): a name that is gone (a retired host)
+        // or slow to resolve must not keep it from starting.
+        let mut lookups = Vec::new();
         for (pid, url) in &peers {
-            if *pid != id {
-                let addr = opts.dial_address(*pid, url).map_err(StartError::Options)?;
-                tcfg.peers.push((*pid, addr));
+            if *pid == id {
+                continue;
+            }
+            match opts.peer_addresses.get(pid).copied().or_else(|| literal_peer_addr(url)) {
+                Some(addr) => tcfg.peers.push((*pid, addr)),
+                None if !fresh => lookups.push((*pid, url.clone())),
+                None => match resolve_peer_url(url) {
+                    Ok(addr) => tcfg.peers.push((*pid, addr)),
+                    // A new cluster needs every member's address; a joining
+                    // member is dialled by the leader and answers it.
+                    Err(e) if !opts.join => return Err(StartError::Options(e)),
+                    Err(e) => tracing::warn!(id, peer = *pid, "{e}; not dialling it"),
+                },
             }
         }
         tcfg.tls = opts.peer_tls.clone();
@@ -343,7 +361,8 @@ impl Member {
         // The storage's conf state is the snapshot's.
         let conf_state = snap.metadata.conf_state.clone();
         let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(4 * PROPOSAL_BATCH);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             id,
             node,
             storage,
@@ -354,6 +373,7 @@ impl Member {
                 member_added: 0,
                 conf_state,
                 snapshots: None,
+                halted: false,
             }),
             snap_index: AtomicU64::new(snap.metadata.index),
             metrics,
@@ -369,6 +389,9 @@ impl Member {
             stop: watch::channel(None).0,
         });
 
+        for (pid, url) in lookups {
+            Applier::connect(&shared, pid, &url);
+        }
         // Until now the node queued all storage work (nothing to run it).
         let _ = inline.shared.set(Arc::downgrade(&shared));
         // A peer's message that finds the event thread idle is stepped by
@@ -399,10 +422,17 @@ impl Member {
             spawn("tick", Box::new(ticker))?,
         ];
         // These two wait on queues that outlive the node (the transport's
-        // events, the handlers' proposals); they end at the first item after
-        // the node stops, or with the process, so `stop` does not join them.
-        spawn("events", Box::new(move |sh| event_loop(sh, events)))?;
-        spawn("propose", Box::new(move |sh| propose_loop(sh, proposals_rx)))?;
+        // events, the handlers' proposals), so `stop` does not join them.
+        // They hold the member only while they handle an item: once the last
+        // user lets go of it, the transport closes (and its port with it),
+        // the queues end, and so do they.
+        for (name, run) in [
+            ("events", Box::new(move |sh| event_loop(sh, events)) as Box<dyn FnOnce(_) + Send>),
+            ("propose", Box::new(move |sh| propose_loop(sh, proposals_rx))),
+        ] {
+            let sh = Arc::downgrade(&shared);
+            std::thread::Builder::new().name(format!("keel-{name}-{id}")).spawn(move || run(sh))?;
+        }
         let read_task = tokio::spawn(read_loop(Arc::clone(&shared)));
         Ok(Member { shared, threads, read_task })
     }
@@ -480,6 +510,22 @@ fn append_loop(sh: &Shared) {
         let started = Instant::now();
         let reqs: Vec<PersistRequest<'_>> =
             batch.iter().map(|w| PersistRequest::from_storage_append(w.view())).collect();
+        // A received snapshot is decoded before it is made durable: one that
+        // does not decode would be the state this member restarts from.
+        let mut states = Vec::new();
+        for snap in reqs.iter().filter_map(|r| r.snapshot).filter(|s| s.metadata.index > 0) {
+            match KvState::decode(&snap.data) {
+                Ok(state) => states.push(state),
+                Err(e) => {
+                    let index = snap.metadata.index;
+                    tracing::error!(id = sh.id, index, "received snapshot does not decode: {e}");
+                    lock(&sh.applier).halted = true;
+                    sh.request_stop(StopReason::Fatal);
+                    return;
+                }
+            }
+        }
+        let mut states = states.into_iter();
         if let Err(e) = sh.storage.persist_all(&reqs) {
             tracing::error!(id = sh.id, "cannot persist to the WAL, stopping: {e}");
             sh.request_stop(StopReason::Fatal);
@@ -491,10 +537,12 @@ fn append_loop(sh: &Shared) {
         }
         drop(reqs);
         for mut w in batch {
-            if let Some(snap) = w.take_snapshot().filter(|s| s.metadata.index > 0) {
+            if let Some(snap) = w.take_snapshot().filter(|s| s.metadata.index > 0)
+                && let Some(state) = states.next()
+            {
                 // The state machine holds the snapshot before raft hears it
                 // is durable (and so before any later entry is applied).
-                lock(&sh.applier).restore(sh, snap);
+                lock(&sh.applier).restore(sh, snap, state);
             }
             // Acknowledgements leave first: stepping the local responses
             // may make and run more work (a follower applies what the
@@ -504,10 +552,27 @@ fn append_loop(sh: &Shared) {
                 sh.transport.send(responses.peers);
             }
             for r in responses.local {
-                if let Err(keel::Error::Stopped) = sh.node.step_local(r) {
+                if !step_local(sh, r) {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Hands raft a response of the append or apply thread; `false` once the
+/// member stops. Raft cannot do without one (it would never learn that the
+/// write or apply happened), so if its queue stayed full for the request
+/// timeout the member stops, and a restart recovers from disk.
+fn step_local(sh: &Shared, r: Message) -> bool {
+    match sh.node.step_local(r) {
+        Ok(()) => true,
+        Err(keel::Error::Stopped) => false,
+        Err(e) => {
+            tracing::error!(id = sh.id, "raft did not take a storage response, stopping: {e}");
+            lock(&sh.applier).halted = true;
+            sh.request_stop(StopReason::Fatal);
+            false
         }
     }
 }
@@ -529,7 +594,7 @@ fn apply_loop(sh: &Shared) {
     'work: while let Ok(w) = work.recv() {
         let responses = lock(&sh.applier).apply_work(sh, w);
         for r in responses {
-            if let Err(keel::Error::Stopped) = sh.node.step_local(r) {
+            if !step_local(sh, r) {
                 break 'work;
             }
         }
@@ -665,10 +730,12 @@ fn ticker(sh: &Shared) {
     }
 }
 
-fn event_loop(sh: &Shared, mut events: Events) {
+fn event_loop(member: Weak<Shared>, mut events: Events) {
     let mut batch = Vec::with_capacity(EVENT_BATCH);
     let mut msgs = Vec::new();
     while events.blocking_recv_many(&mut batch, EVENT_BATCH) > 0 {
+        let Some(sh) = member.upgrade() else { return };
+        let sh = &*sh;
         // Messages go to raft together (one `Ready` for the lot); a report
         // first sends the messages queued before it, keeping their order.
         for ev in batch.drain(..) {
@@ -740,9 +807,10 @@ fn outcome(r: keel::Result<()>) -> bool {
 /// Proposes queued writes: every write that arrived while the previous batch
 /// was being handed to raft goes in the next one, as one `MsgProp` (one
 /// request to the node, one forward from a follower, one broadcast).
-fn propose_loop(sh: &Shared, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
+fn propose_loop(member: Weak<Shared>, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
     let mut batch: Vec<Queued> = Vec::with_capacity(PROPOSAL_BATCH);
     while rx.blocking_recv_many(&mut batch, PROPOSAL_BATCH) > 0 {
+        let Some(sh) = member.upgrade() else { return };
         let data: Vec<Bytes> = batch.iter().map(|(d, _)| d.clone()).collect();
         let r = sh.node.propose_batch(data).map(|_| ()).map_err(|e| KvError::from_raft(&e));
         let stopped = matches!(r, Err(KvError::Stopping));
@@ -1039,6 +1107,11 @@ struct Applier {
     /// Hands frozen states to the snapshot thread; `None` once the apply
     /// thread ended.
     snapshots: Option<SyncSender<SnapshotJob>>,
+    /// Set when the state machine can no longer follow raft (a change raft
+    /// may or may not have applied, a snapshot that does not decode): it
+    /// applies and snapshots nothing more, and the member stops. A restart
+    /// replays from the durable state.
+    halted: bool,
 }
 
 impl Applier {
@@ -1046,6 +1119,9 @@ impl Applier {
     fn apply_work(&mut self, sh: &Shared, w: ApplyWork) -> Vec<Message> {
         let started = Instant::now();
         let (entries, responses) = w.into_parts();
+        if self.halted {
+            return Vec::new();
+        }
         if !entries.is_empty() {
             sh.metrics.committed_entries.inc_by(entries.len() as u64);
         }
@@ -1054,6 +1130,9 @@ impl Applier {
             // (etcd-io/etcd#11510).
             if e.index > self.applied {
                 self.apply(sh, e);
+            }
+            if self.halted {
+                return Vec::new();
             }
         }
         self.published(sh);
@@ -1068,30 +1147,23 @@ impl Applier {
         sh.metrics.applied_index.set(self.applied as i64);
     }
 
-    fn restore(&mut self, sh: &Shared, s: Snapshot) {
+    /// Replaces the state with a received snapshot's, `state` (decoded
+    /// before the snapshot was persisted).
+    fn restore(&mut self, sh: &Shared, s: Snapshot, state: KvState) {
         if s.metadata.index <= self.applied {
             return;
         }
-        match KvState::decode(&s.data) {
-            Ok(state) => {
-                let members: Vec<_> = state.members().values().cloned().collect();
-                *sh.state_mut() = state;
-                self.applied = s.metadata.index;
-                sh.snap_index.fetch_max(s.metadata.index, Ordering::SeqCst);
-                self.conf_state = s.metadata.conf_state;
-                for m in members {
-                    Self::connect(sh, m.id, &m.peer_url);
-                }
-                sh.metrics.snapshots_restored.inc();
-                self.published(sh);
-                tracing::info!(id = sh.id, index = self.applied, "restored a snapshot");
-            }
-            Err(e) => {
-                // Acknowledged data would be lost if this member went on.
-                tracing::error!(id = sh.id, "received snapshot does not decode: {e}");
-                sh.request_stop(StopReason::Fatal);
-            }
+        let members: Vec<_> = state.members().values().cloned().collect();
+        *sh.state_mut() = state;
+        self.applied = s.metadata.index;
+        sh.snap_index.fetch_max(s.metadata.index, Ordering::SeqCst);
+        self.conf_state = s.metadata.conf_state;
+        for m in members {
+            Self::connect(sh, m.id, &m.peer_url);
         }
+        sh.metrics.snapshots_restored.inc();
+        self.published(sh);
+        tracing::info!(id = sh.id, index = self.applied, "restored a snapshot");
     }
 
     fn apply(&mut self, sh: &Shared, e: Entry) {
@@ -1126,6 +1198,18 @@ impl Applier {
     fn apply_conf_change(&mut self, sh: &Shared, index: u64, cc: AnyConfChange) {
         match sh.node.apply_conf_change_at(index, cc.clone()) {
             Ok(cs) => self.conf_state = cs,
+            Err(keel::Error::Stopped) => {
+                self.halted = true;
+                return;
+            }
+            // Queued or not, raft may apply it later: the membership here
+            // and the next snapshot's would then miss it.
+            Err(e @ keel::Error::Timeout) => {
+                tracing::error!(id = sh.id, index, "conf change left undecided, stopping: {e}");
+                self.halted = true;
+                sh.request_stop(StopReason::Fatal);
+                return;
+            }
             Err(e) => {
                 tracing::warn!(index, "conf change not applied: {e}");
                 return;
@@ -1150,7 +1234,8 @@ impl Applier {
                 }
                 Ok(ConfChangeType::ConfChangeRemoveNode) => {
                     st.remove_member(id);
-                    drop(st);
+                    // Under the state's lock, which a name lookup that
+                    // finished meanwhile takes before it adds the peer.
                     if id == sh.id {
                         removed_self = true;
                     } else {
@@ -1178,13 +1263,35 @@ impl Applier {
         }
     }
 
+    /// Dials member `id` at `url` from now on. A host name is looked up on
+    /// a thread of its own: the lookup may take as long as DNS does, and
+    /// applies wait for no one. Its answer is used only if the member is
+    /// still there with that URL.
     fn connect(sh: &Shared, id: u64, url: &str) {
         if id == sh.id || url.is_empty() {
             return;
         }
-        match sh.opts.dial_address(id, url) {
-            Ok(addr) => sh.transport.add_peer(id, addr),
-            Err(e) => tracing::warn!(peer = id, "cannot reach the new member: {e}"),
+        let literal = sh.opts.peer_addresses.get(&id).copied().or_else(|| literal_peer_addr(url));
+        if let Some(addr) = literal {
+            sh.transport.add_peer(id, addr);
+            return;
+        }
+        let (me, url) = (sh.me.clone(), url.to_string());
+        let lookup = move || {
+            let addr = resolve_peer_url(&url);
+            let Some(sh) = me.upgrade() else { return };
+            let st = sh.state();
+            if st.members().get(&id).is_none_or(|m| m.peer_url != url) {
+                return;
+            }
+            match addr {
+                Ok(addr) => sh.transport.add_peer(id, addr),
+                Err(e) => tracing::warn!(peer = id, "cannot reach the new member: {e}"),
+            }
+        };
+        let named = std::thread::Builder::new().name(format!("keel-lookup-{id}")).spawn(lookup);
+        if let Err(e) = named {
+            tracing::warn!(peer = id, "cannot start a name lookup: {e}");
         }
     }
 
@@ -1218,9 +1325,78 @@ mod tests {
     fn peer_urls_resolve_and_bad_ones_are_refused() {
         assert_eq!(resolve_peer_url("http://127.0.0.1:2380").unwrap().port(), 2380);
         assert_eq!(resolve_peer_url("127.0.0.1:7").unwrap().port(), 7);
-        assert!(resolve_peer_url("http://127.0.0.1:2380/x").is_err());
-        assert!(resolve_peer_url("http://").is_err());
-        assert!(resolve_peer_url("http://127.0.0.1").is_err());
+        assert_eq!(literal_peer_addr("https://[::1]:2380/").map(|a| a.port()), Some(2380));
+        assert_eq!(literal_peer_addr("http://db-1.example:2380"), None);
+        assert_eq!(peer_host_port("http://db-1.example:2380"), Ok("db-1.example:2380"));
+        for bad in
+            ["http://127.0.0.1:2380/x", "http://", "http://127.0.0.1", "http://:80", "h:99999"]
+        {
+            assert!(peer_host_port(bad).is_err(), "{bad}");
+            assert!(resolve_peer_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A single member on 127.0.0.1 with the data directory `dir`.
+    fn one_member(dir: &std::path::Path) -> MemberOptions {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen_peer = listener.local_addr().unwrap();
+        MemberOptions {
+            id: 1,
+            initial_cluster: vec![(1, format!("http://{listen_peer}"))],
+            cluster_token: "test".into(),
+            listen_peer,
+            data_dir: dir.to_path_buf(),
+            join: false,
+            tick: Duration::from_millis(10),
+            election_ticks: 10,
+            snapshot_count: 10_000,
+            snapshot_catchup_entries: 100,
+            request_timeout: Duration::from_secs(5),
+            peer_tls: None,
+            peer_addresses: HashMap::new(),
+            planted_bug: None,
+        }
+    }
+
+    /// A member is added under a host name that stops resolving (a retired
+    /// host; any client may name any host): the snapshot that lists it must
+    /// not keep this member from starting again.
+    #[test]
+    fn a_member_whose_name_is_gone_does_not_keep_a_restart_from_starting() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = one_member(dir.path());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let gone = "http://no-such-host.invalid:2380".to_string();
+        let member = runtime.block_on(async {
+            let member = Member::start(opts.clone()).unwrap();
+            let sh = member.shared();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sh.leader() != 1 {
+                assert!(Instant::now() < deadline, "no leader");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let kind = ConfChangeType::ConfChangeAddLearnerNode;
+            let added = sh.change_membership(kind, 9, Some(gone.clone())).await.unwrap();
+            // A member added is snapshotted at once.
+            while sh.snap_index.load(Ordering::SeqCst) < added.index {
+                assert!(Instant::now() < deadline, "no snapshot");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            member
+        });
+        let weak = Arc::downgrade(&member.shared());
+        member.stop();
+        // Nothing keeps the member once its runtime drops the aborted read
+        // task: its transport closes, and the port is free again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while weak.strong_count() > 0 || std::net::TcpListener::bind(opts.listen_peer).is_err() {
+            assert!(Instant::now() < deadline, "the stopped member lingers");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let member = runtime.block_on(async { Member::start(opts).expect("the member restarts") });
+        let sh = member.shared();
+        assert_eq!(sh.state().members().get(&9).map(|m| m.peer_url.clone()), Some(gone));
+        member.stop();
     }
 
     #[test]

@@ -124,17 +124,34 @@ impl KvState {
         self.data.get(key).cloned()
     }
 
-    /// Up to `limit` pairs whose key starts with `prefix`, in key order, and
-    /// whether more follow.
-    pub fn range(&self, prefix: &str, limit: usize) -> (Vec<(String, Bytes)>, bool) {
-        let mut it = self
+    /// Up to `limit` pairs whose key starts with `prefix` (and comes after
+    /// `after`, if given), in key order, of at most `max_bytes` of keys and
+    /// values (but at least one pair), and whether more follow.
+    pub fn range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> (Vec<(String, Bytes)>, bool) {
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let pairs = self
             .data
-            .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()));
-        let out: Vec<_> = it.by_ref().take(limit).collect();
-        let more = it.next().is_some();
-        (out, more)
+            .range::<_, str>((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        for (k, v) in pairs {
+            let size = k.len() + v.len();
+            if out.len() == limit || (!out.is_empty() && bytes + size > max_bytes) {
+                return (out, true);
+            }
+            bytes += size;
+            out.push((k.clone(), v.clone()));
+        }
+        (out, false)
     }
 
     /// Keys held.
@@ -292,12 +309,18 @@ mod tests {
         for k in ["a", "b/1", "b/2", "b/3", "c"] {
             s.apply(put(k, b"v"));
         }
-        let (got, more) = s.range("b/", 2);
+        let (got, more) = s.range("b/", None, 2, usize::MAX);
         assert_eq!(got.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["b/1", "b/2"]);
         assert!(more);
-        let (got, more) = s.range("b/", 10);
+        let (got, more) = s.range("b/", None, 10, usize::MAX);
         assert_eq!(got.len(), 3);
         assert!(!more);
+        // Bounded by bytes too (each pair is 4), and never empty.
+        assert_eq!(s.range("b/", None, 10, 9), (got[..2].to_vec(), true));
+        assert_eq!(s.range("b/", None, 10, 1), (got[..1].to_vec(), true));
+        // The next page starts after the last key of this one.
+        assert_eq!(s.range("b/", Some("b/2"), 10, 9), (got[2..].to_vec(), false));
+        assert_eq!(s.range("b/", Some("a"), 10, 9), (got[..2].to_vec(), true));
     }
 
     #[test]
