@@ -51,6 +51,12 @@ pub enum WalError {
     /// The caller broke a contract (e.g. compacting past the snapshot).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// An earlier write or sync failed. What it covered may be lost while
+    /// later writes succeed (a failed fsync may drop the dirty pages it
+    /// failed on), so the storage takes no more writes; reopening it finds
+    /// what is durable. etcd exits in the same case.
+    #[error("an earlier write to the WAL failed; reopen the storage")]
+    Failed,
 }
 
 impl WalError {

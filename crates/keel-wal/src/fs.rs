@@ -12,7 +12,8 @@ use std::sync::{Mutex, MutexGuard};
 /// file paths; a write to a missing file creates it (its directory entry is
 /// durable only after [`sync_dir`](FileSystem::sync_dir)).
 pub trait FileSystem: Send + Sync + std::fmt::Debug {
-    /// Creates a directory and its parents.
+    /// Creates a directory and its missing parents, durably: each new
+    /// directory's entry is synced in its parent.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The names of the files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
@@ -82,7 +83,20 @@ impl StdFs {
 
 impl FileSystem for StdFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(parent) = parent {
+            self.create_dir_all(parent)?;
+        }
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            r => r?,
+        }
+        // Lost with a power cut until its parent is synced: a WAL directory
+        // gone that way would open as a new, empty one.
+        File::open(parent.unwrap_or(Path::new(".")))?.sync_all()
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();

@@ -9,6 +9,7 @@ use keel::raftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use keel::{Ready, StorageAppend, StorageError};
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How a [`DiskStorage`] is laid out and sized.
@@ -100,6 +101,8 @@ pub struct DiskStorage {
     /// (never after it), so that a snapshot the application creates is
     /// written while entries go on being persisted.
     snaps: Mutex<SnapStore>,
+    /// Set by the first failed write or sync: see [`WalError::Failed`].
+    failed: AtomicBool,
 }
 
 fn other(e: WalError) -> StorageError {
@@ -111,7 +114,14 @@ impl DiskStorage {
     /// hard state, snapshot and log.
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, opts: DiskOptions) -> Result<DiskStorage> {
         let snaps = SnapStore::open(fs.clone(), &dir.join("snap"), opts.snapshots_kept)?;
-        let (wal, replay) = Wal::open(fs, &dir.join("wal"), opts.wal.clone())?;
+        let wal_dir = dir.join("wal");
+        fs.create_dir_all(&wal_dir).map_err(WalError::io(&wal_dir))?;
+        let segments = fs.list(&wal_dir).map_err(WalError::io(&wal_dir))?;
+        if !segments.iter().any(|n| n.ends_with(".wal")) && !snaps.names()?.is_empty() {
+            // Starting empty would forget every vote and entry.
+            return Err(WalError::corrupt(&wal_dir, 0, "no WAL segment, but snapshot files"));
+        }
+        let (wal, replay) = Wal::open(fs, &wal_dir, opts.wal.clone())?;
         let mut snapshot = Snapshot::default();
         if let Some(newest) = replay.snapshots.last() {
             let mut found = None;
@@ -159,7 +169,21 @@ impl DiskStorage {
             inner: Mutex::new(inner),
             writer: Mutex::new(()),
             snaps: Mutex::new(snaps),
+            failed: AtomicBool::new(false),
         })
+    }
+
+    /// Refuses writes once one failed (see [`WalError::Failed`]).
+    fn usable(&self) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) { Err(WalError::Failed) } else { Ok(()) }
+    }
+
+    /// Passes `r` on, marking the storage failed if it is an I/O error.
+    fn checked<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(WalError::Io { .. }) = &r {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        r
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -194,21 +218,22 @@ impl DiskStorage {
     pub fn persist_all(&self, reqs: &[PersistRequest<'_>]) -> Result<()> {
         let snaps = reqs.iter().any(|r| r.snapshot.is_some()).then(|| self.snaps());
         let writer = self.writer();
+        self.usable()?;
         let mut pending = None;
         for req in reqs {
             if let (Some(s), Some(snaps)) = (req.snapshot, &snaps) {
                 // The WAL marker must not be durable before its file.
                 if let Some(sync) = pending.take() {
-                    PendingSync::wait(sync)?;
+                    self.checked(PendingSync::wait(sync))?;
                 }
                 snaps.save(s)?;
             }
-            if let Some(sync) = self.write(req)? {
+            if let Some(sync) = self.checked(self.write(req))? {
                 pending = Some(sync);
             }
         }
         if let Some(sync) = pending {
-            sync.wait()?;
+            self.checked(sync.wait())?;
         }
         drop(writer);
         if let (Some(snaps), Some(newest)) = (snaps, reqs.iter().rev().find_map(|r| r.snapshot)) {
@@ -277,13 +302,15 @@ impl DiskStorage {
         // nor writers of entries.
         snaps.save(&snap)?;
         let writer = self.writer();
+        self.usable()?;
         let sync = {
             let mut g = self.lock();
-            let (_, sync) = g.wal.append_unsynced(&[WalRecord::Snapshot(&snap.metadata)])?;
+            let appended = g.wal.append_unsynced(&[WalRecord::Snapshot(&snap.metadata)]);
+            let (_, sync) = self.checked(appended)?;
             g.snapshot = snap.clone();
             sync
         };
-        sync.wait()?;
+        self.checked(sync.wait())?;
         drop(writer);
         purge(&snaps, &snap.metadata);
         drop(snaps);
@@ -294,6 +321,9 @@ impl DiskStorage {
     /// and releases the WAL segments that hold only such entries.
     pub fn compact(&self, index: u64) -> Result<()> {
         let _writer = self.writer();
+        // A snapshot whose marker may not be durable must not release the
+        // segments before it.
+        self.usable()?;
         let mut g = self.lock();
         if index > g.snapshot.metadata.index {
             return Err(WalError::Invalid(format!(

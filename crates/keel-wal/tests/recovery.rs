@@ -219,6 +219,46 @@ fn only_durable_snapshots_count_towards_the_files_kept() -> Result<(), WalError>
     Ok(())
 }
 
+/// After a failed sync the storage takes no more writes (a later sync could
+/// acknowledge entries written after lost ones); reopened, it goes on.
+#[test]
+fn a_failed_sync_stops_all_later_writes() -> Result<(), WalError> {
+    let fs = Arc::new(MemFs::new());
+    let s = open(&fs)?;
+    s.persist(PersistRequest { entries: &[ent(1, 1)], ..Default::default() })?;
+    fs.set_fail_syncs(true);
+    assert!(s.persist(PersistRequest { entries: &[ent(2, 1)], ..Default::default() }).is_err());
+    fs.set_fail_syncs(false);
+    let again = s.persist(PersistRequest { entries: &[ent(2, 1)], ..Default::default() });
+    assert!(matches!(again, Err(WalError::Failed)), "{again:?}");
+    assert!(matches!(s.compact(0), Err(WalError::Failed)));
+    assert!(matches!(s.create_snapshot(1, cs(), "s".into()), Err(WalError::Failed)));
+    drop(s);
+    fs.power_loss(0, true);
+    let s = open(&fs)?;
+    s.persist(PersistRequest { entries: &[ent(2, 2)], ..Default::default() })?;
+    assert_eq!(log(&s), [(1, 1), (2, 2)]);
+    Ok(())
+}
+
+/// Snapshot files without a WAL: the WAL was lost (a directory entry never
+/// synced, an operator's mistake), and starting empty would forget votes.
+#[test]
+fn snapshot_files_without_a_wal_are_refused() -> Result<(), WalError> {
+    use keel_wal::FileSystem as _;
+    let fs = Arc::new(MemFs::new());
+    let s = open(&fs)?;
+    s.persist(PersistRequest { entries: &[ent(1, 1), ent(2, 1)], ..Default::default() })?;
+    s.create_snapshot(2, cs(), "s".into())?;
+    drop(s);
+    for name in fs.list(Path::new("/d/wal")).map_err(invalid)? {
+        fs.remove(&Path::new("/d/wal").join(name)).map_err(invalid)?;
+    }
+    let err = open(&fs).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("no WAL segment, but snapshot files"), "{err}");
+    Ok(())
+}
+
 #[test]
 fn a_record_over_the_limit_is_refused_before_it_is_written() -> Result<(), WalError> {
     let fs = Arc::new(MemFs::new());
