@@ -360,6 +360,8 @@ impl Member {
 
         // The storage's conf state is the snapshot's.
         let conf_state = snap.metadata.conf_state.clone();
+        // What /health compares the applied index with until raft moves it.
+        let durable_commit = storage.hard_state().commit;
         let (proposals_tx, proposals_rx) = tokio::sync::mpsc::channel(4 * PROPOSAL_BATCH);
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
@@ -380,7 +382,7 @@ impl Member {
             opts: opts.clone(),
             applied: watch::channel(snap.metadata.index).0,
             outbound,
-            commit: AtomicU64::new(0),
+            commit: AtomicU64::new(durable_commit),
             next_id: AtomicU64::new(random_u64()),
             waiters: Mutex::new(HashMap::new()),
             read_queue: Mutex::new(Vec::new()),
