@@ -82,7 +82,9 @@ pub struct Operation<I, O> {
     pub output: Option<O>,
     /// When it returned; `None` if it never did, which orders its return after every other
     /// event. A return time before the call time is read as the call time. Events at equal
-    /// times are ordered calls first, so the operations count as concurrent.
+    /// times are ordered calls first, so operations of different clients that touch count
+    /// as concurrent; a client's next operation, called at the instant its previous one
+    /// returned, comes after it (a client has one operation open at a time).
     pub return_time: Option<u64>,
 }
 
@@ -265,9 +267,10 @@ pub fn check<M: Model>(
     for (index, operation) in history.iter().enumerate() {
         by_key.entry(model.key(&operation.input)).or_default().push(index);
     }
+    let ties = search::client_ties(history);
     let (keys, mut searches): (Vec<M::Key>, Vec<Option<PartitionSearch<'_, M>>>) = by_key
         .into_iter()
-        .map(|(key, ops)| (key, Some(PartitionSearch::new(model, history, ops))))
+        .map(|(key, ops)| (key, Some(PartitionSearch::new(model, history, &ties, ops))))
         .unzip();
     let mut memory = MemoryBudget { used_bytes: 0, max_bytes: options.max_cache_bytes };
     let mut pending: Vec<usize> = (0..searches.len()).collect();

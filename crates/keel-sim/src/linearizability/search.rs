@@ -108,23 +108,51 @@ fn op_of(node: usize) -> usize {
     (node - 1) / 2
 }
 
+/// For each operation, a rank for its call and its return among events at the same time.
+/// A client has one operation open at a time, so one that calls at the instant its
+/// previous one returned comes after that return: its call ranks one above the return
+/// (and its return, if at the same instant, with its call). Everything else ranks 0, and
+/// operations of different clients that touch count as concurrent.
+pub(crate) fn client_ties<I, O>(history: &[Operation<I, O>]) -> Vec<(u32, u32)> {
+    let mut by_client: Vec<usize> = (0..history.len()).collect();
+    by_client.sort_by_key(|&i| (history[i].client_id, history[i].call_time, i));
+    let mut ties = vec![(0u32, 0u32); history.len()];
+    for pair in by_client.windows(2) {
+        let (prev, op) = (&history[pair[0]], &history[pair[1]]);
+        if prev.client_id == op.client_id
+            && prev.return_time.map(|t| t.max(prev.call_time)) == Some(op.call_time)
+        {
+            ties[pair[1]].0 = ties[pair[0]].1.saturating_add(1);
+        }
+        let call_tie = ties[pair[1]].0;
+        if op.return_time.map(|t| t.max(op.call_time)) == Some(op.call_time) {
+            ties[pair[1]].1 = call_tie;
+        }
+    }
+    ties
+}
+
 impl<'h, M: Model> PartitionSearch<'h, M> {
-    /// Prepares the search over `history[i]` for each `i` in `ops`.
+    /// Prepares the search over `history[i]` for each `i` in `ops`; `ties[i]` orders
+    /// `history[i]`'s call and return among events at the same time (see [`client_ties`]).
     pub(crate) fn new(
         model: &'h M,
         history: &'h [Operation<M::Input, M::Output>],
+        ties: &[(u32, u32)],
         ops: Vec<usize>,
     ) -> Self {
         let n = ops.len();
-        // Sort key: never-returned last, then time, then calls before returns at equal times
-        // (as Porcupine, so touching operations count as concurrent), then input order.
-        let mut events: Vec<(bool, u64, bool, usize)> = Vec::with_capacity(2 * n);
+        // Sort key: never-returned last, then time, then the tie rank, then calls before
+        // returns (as Porcupine, so touching operations of different clients count as
+        // concurrent), then input order.
+        let mut events: Vec<(bool, u64, u32, bool, usize)> = Vec::with_capacity(2 * n);
         for (local, &global) in ops.iter().enumerate() {
             let op = &history[global];
-            events.push((false, op.call_time, false, local));
+            let (call_tie, return_tie) = ties[global];
+            events.push((false, op.call_time, call_tie, false, local));
             match op.return_time {
-                Some(t) => events.push((false, t.max(op.call_time), true, local)),
-                None => events.push((true, 0, true, local)),
+                Some(t) => events.push((false, t.max(op.call_time), return_tie, true, local)),
+                None => events.push((true, 0, 0, true, local)),
             }
         }
         events.sort_unstable();
@@ -133,7 +161,7 @@ impl<'h, M: Model> PartitionSearch<'h, M> {
         let mut next = vec![NIL; 2 * n + 1];
         let mut prev = vec![NIL; 2 * n + 1];
         let mut last = HEAD;
-        for (rank, &(_, _, is_return, local)) in events.iter().enumerate() {
+        for (rank, &(_, _, _, is_return, local)) in events.iter().enumerate() {
             let node = if is_return {
                 return_rank[local] = rank;
                 call_node(local) + 1

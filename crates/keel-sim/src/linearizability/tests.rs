@@ -124,6 +124,21 @@ fn equal_times_count_as_concurrent() {
 }
 
 #[test]
+fn a_clients_next_operation_follows_its_previous_one_at_the_same_instant() {
+    // One client: the get was called once the put had returned, so it must see it.
+    assert!(!is_linearizable(&[put(1, "k", "v", 0, 5), get(1, "k", 5, 6, None)]));
+    assert!(is_linearizable(&[put(1, "k", "v", 0, 5), get(1, "k", 5, 6, Some("v"))]));
+    // A chain of instantaneous operations keeps its order too.
+    let chain = [put(1, "k", "a", 5, 5), put(1, "k", "b", 5, 5), get(1, "k", 5, 5, Some("a"))];
+    assert!(!is_linearizable(&chain));
+    let chain = [put(1, "k", "a", 5, 5), put(1, "k", "b", 5, 5), get(1, "k", 5, 5, Some("b"))];
+    assert!(is_linearizable(&chain));
+    // Through another key: the put on k returned before the get on k was called.
+    let via = [put(1, "k", "v", 0, 5), get(1, "j", 5, 5, None), get(1, "k", 5, 9, None)];
+    assert!(!is_linearizable(&via));
+}
+
+#[test]
 fn a_crashed_write_may_have_taken_effect() {
     let write = crashed(put(1, "k", "x", 0, 0));
     // Seen: it must have taken effect.

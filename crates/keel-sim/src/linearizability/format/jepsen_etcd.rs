@@ -74,16 +74,16 @@ pub fn parse(text: &str) -> Result<Vec<Operation<RegisterInput, RegisterOutput>>
             ":invoke" => history.invoke(line, process, invocation(line, f, value)?, time)?,
             ":ok" => {
                 let output = ok_output(line, &history, process, f, value)?;
-                history.complete(process, Some(output), time);
+                history.complete(line, process, Some(output), time);
             }
             ":fail" => {
                 let (input, open) = history.open_call(line, process)?;
                 check_function(open.line, line, input, f)?;
                 match (*input, value) {
-                    (RegisterInput::Read, _) => history.complete(process, None, time),
+                    (RegisterInput::Read, _) => history.complete(line, process, None, time),
                     (RegisterInput::Cas { from, to }, Value::Pair(a, b)) => {
                         check_args(open.line, line, (from, to) == (a, b))?;
-                        history.complete(process, Some(RegisterOutput::Cas(false)), time);
+                        history.complete(line, process, Some(RegisterOutput::Cas(false)), time);
                     }
                     (RegisterInput::Write(v), Value::Int(w)) => {
                         check_args(open.line, line, v == w)?;

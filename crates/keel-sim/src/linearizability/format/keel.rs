@@ -161,7 +161,7 @@ pub fn parse(text: &str) -> Result<Vec<Operation<KvInput, KvOutput>>, ParseError
             }
             _ => {
                 let output = result(line, op, &event)?;
-                history.complete(event.process, Some(output), time);
+                history.complete(line, event.process, Some(output), time);
             }
         }
     }
@@ -320,6 +320,17 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_call_before_the_same_process_returned_is_an_error() {
+        let text = "{\"process\":1,\"type\":\"invoke\",\"op\":\"put\",\"key\":\"k\",\"value\":\"a\",\"time\":10}\n\
+                    {\"process\":1,\"type\":\"ok\",\"time\":20}\n\
+                    {\"process\":1,\"type\":\"invoke\",\"op\":\"get\",\"key\":\"k\",\"time\":15}\n\
+                    {\"process\":1,\"type\":\"ok\",\"value\":null,\"time\":25}";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.to_string().contains("before its previous operation returned"), "{err}");
     }
 
     #[test]

@@ -80,11 +80,14 @@ struct HistoryBuilder<I, O> {
     /// `None`: an operation that failed (did not happen) and is left out.
     ops: Vec<Option<Operation<I, O>>>,
     open: BTreeMap<u64, Open>,
+    /// Each process's last return: time and line. A process has one operation open at
+    /// a time, so its next call cannot come before.
+    returned: BTreeMap<u64, (u64, usize)>,
 }
 
 impl<I, O> HistoryBuilder<I, O> {
     fn new() -> Self {
-        HistoryBuilder { ops: Vec::new(), open: BTreeMap::new() }
+        HistoryBuilder { ops: Vec::new(), open: BTreeMap::new(), returned: BTreeMap::new() }
     }
 
     fn invoke(&mut self, line: usize, process: u64, input: I, time: u64) -> Result<(), ParseError> {
@@ -92,6 +95,17 @@ impl<I, O> HistoryBuilder<I, O> {
             return Err(ParseError {
                 line,
                 kind: ParseErrorKind::InvokeWhileOpen { process, open_line: open.line },
+            });
+        }
+        if let Some(&(returned, returned_line)) = self.returned.get(&process)
+            && time < returned
+        {
+            return Err(ParseError {
+                line,
+                kind: ParseErrorKind::Time(format!(
+                    "process {process} calls at time {time}, before its previous operation \
+                     returned at time {returned} (line {returned_line})"
+                )),
             });
         }
         self.open.insert(process, Open { op: self.ops.len(), line });
@@ -116,13 +130,14 @@ impl<I, O> HistoryBuilder<I, O> {
         Ok((&op.input, open))
     }
 
-    /// Closes the open operation of `process` (which must exist) with a return.
-    fn complete(&mut self, process: u64, output: Option<O>, time: u64) {
+    /// Closes the open operation of `process` (which must exist) with a return on `line`.
+    fn complete(&mut self, line: usize, process: u64, output: Option<O>, time: u64) {
         if let Some(open) = self.open.remove(&process)
             && let Some(op) = self.ops[open.op].as_mut()
         {
             op.output = output;
             op.return_time = Some(time);
+            self.returned.insert(process, (time, line));
         }
     }
 

@@ -103,7 +103,7 @@ pub fn parse(text: &str) -> Result<Vec<Operation<AppendKvInput, AppendKvOutput>>
                             }
                             _ => AppendKvOutput::Done,
                         };
-                        history.complete(process, Some(output), time);
+                        history.complete(line, process, Some(output), time);
                     }
                 }
             }
