@@ -157,6 +157,13 @@ impl Collector for TransportCollector {
                 ConstCounter::new(field(p)).encode(family.encode_family(&labels)?)?;
             }
         }
+        let unknown = ConstCounter::new(stats.msgs_dropped_unknown_peer);
+        unknown.encode(encoder.encode_descriptor(
+            "transport_msgs_dropped_unknown_peer",
+            "Messages dropped because their recipient is not a peer",
+            None,
+            unknown.metric_type(),
+        )?)?;
         let refused = ConstCounter::new(stats.handshakes_refused);
         refused.encode(encoder.encode_descriptor(
             "transport_handshakes_refused",

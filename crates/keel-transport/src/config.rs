@@ -37,6 +37,12 @@ pub struct Limits {
     pub snapshot_bytes_max: u64,
     /// Bytes per snapshot chunk (sent), and the largest chunk accepted.
     pub snapshot_chunk_bytes: u32,
+    /// The slowest a snapshot may travel, in bytes per second: a transfer
+    /// (the peer's acknowledgement included) not done within twice
+    /// `write_timeout` plus its size at this rate fails, and raft retries.
+    /// It bounds the wait for a peer whose process hangs while its kernel
+    /// still accepts bytes.
+    pub snapshot_rate_min: u64,
     /// Snapshot bytes assembled in memory before spilling to a temp file.
     pub snapshot_spill_bytes: usize,
     /// Incoming messages queued for the raft loop; beyond it, new ones are
@@ -73,6 +79,7 @@ impl Default for Limits {
             batch_bytes_max: 256 << 10,
             snapshot_bytes_max: 8 << 30,
             snapshot_chunk_bytes: 1 << 20,
+            snapshot_rate_min: 1 << 20,
             snapshot_spill_bytes: 4 << 20,
             // etcd's receive buffer holds 4096 messages, unbounded in bytes.
             incoming_msgs_max: 4096,
@@ -110,8 +117,8 @@ impl Config {
         if l.frame_bytes_max == 0 || l.queue_msgs_max == 0 || l.queue_bytes_max == 0 {
             return Err("frame and queue limits must be non-zero");
         }
-        if l.snapshot_chunk_bytes == 0 || l.batch_bytes_max == 0 {
-            return Err("chunk and batch limits must be non-zero");
+        if l.snapshot_chunk_bytes == 0 || l.batch_bytes_max == 0 || l.snapshot_rate_min == 0 {
+            return Err("chunk, batch and snapshot rate limits must be non-zero");
         }
         if l.incoming_msgs_max == 0 || l.incoming_bytes_max == 0 {
             return Err("incoming limits must be non-zero");

@@ -44,6 +44,19 @@ pub enum WireError {
         /// This member.
         local: u64,
     },
+    /// A message that carries storage-thread responses, which only a node's
+    /// own storage messages have: no peer sends them, and they would escape
+    /// the inbox's byte bound.
+    #[error("a message from a peer carries {0} local responses")]
+    LocalResponses(usize),
+    /// A snapshot transfer outlived its deadline (`Limits::snapshot_rate_min`).
+    #[error("snapshot of {bytes} bytes not acknowledged within {secs} s")]
+    SnapshotTimeout {
+        /// The snapshot's data bytes.
+        bytes: u64,
+        /// The deadline.
+        secs: u64,
+    },
     /// The snapshot connection carried something other than a `MsgSnap`.
     #[error("snapshot connection carried message type {0}, not a MsgSnap with a snapshot")]
     NotASnapshot(i32),

@@ -72,6 +72,9 @@ async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), Wi
         let misaddressed = |m: &Message| {
             m.to != shared.local_id || (m.from != hello.from && !forwarded_by_raft(m))
         };
+        if let Some(msg) = batch.iter().find(|m| !m.responses.is_empty()) {
+            return Err(WireError::LocalResponses(msg.responses.len()));
+        }
         if let Some(msg) = batch.iter().find(|&m| misaddressed(m)) {
             let (from, to) = (msg.from, msg.to);
             return Err(WireError::Misaddressed {

@@ -27,7 +27,13 @@ use crate::wire::{ConnKind, Hello, put_frame, read_exact, read_frame};
 /// Sends one `MsgSnap` to `to` and reports the outcome as an event.
 pub(crate) async fn send(shared: Arc<Shared>, to: u64, addr: SocketAddr, msg: Message) {
     let counters = shared.stats.peer(to);
-    let result = send_inner(&shared, to, addr, msg).await;
+    let bytes = msg.snapshot.as_ref().map_or(0, |s| s.data.len() as u64);
+    let limits = &shared.limits;
+    let deadline =
+        limits.write_timeout * 2 + std::time::Duration::from_secs(bytes / limits.snapshot_rate_min);
+    let result = tokio::time::timeout(deadline, send_inner(&shared, to, addr, msg))
+        .await
+        .unwrap_or(Err(WireError::SnapshotTimeout { bytes, secs: deadline.as_secs() }));
     let status = match result {
         Ok(()) => {
             bump(&counters.snapshots_sent, 1);
@@ -89,6 +95,9 @@ pub(crate) async fn receive(
     };
     if msg.msg_type != MessageType::MsgSnap as i32 || msg.snapshot.is_none() {
         return Err(WireError::NotASnapshot(msg.msg_type));
+    }
+    if !msg.responses.is_empty() {
+        return Err(WireError::LocalResponses(msg.responses.len()));
     }
     if msg.from != hello.from || msg.to != shared.local_id {
         let (from, to) = (msg.from, msg.to);

@@ -43,6 +43,9 @@ pub struct Stats {
     pub handshakes_refused: u64,
     /// Incoming connections dropped for bad input (frames, snapshot chunks).
     pub connections_dropped_bad_input: u64,
+    /// Messages dropped because their recipient is not a peer (counted here,
+    /// not per peer: a recipient id may come from the network).
+    pub msgs_dropped_unknown_peer: u64,
 }
 
 #[derive(Default)]
@@ -90,6 +93,7 @@ pub(crate) struct Registry {
     peers: Mutex<BTreeMap<u64, Arc<Counters>>>,
     pub(crate) handshakes_refused: AtomicU64,
     pub(crate) bad_input: AtomicU64,
+    pub(crate) unknown_peer: AtomicU64,
 }
 
 impl Registry {
@@ -104,6 +108,7 @@ impl Registry {
             peers: peers.iter().map(|(id, c)| c.read(*id)).collect(),
             handshakes_refused: self.handshakes_refused.load(Ordering::Relaxed),
             connections_dropped_bad_input: self.bad_input.load(Ordering::Relaxed),
+            msgs_dropped_unknown_peer: self.unknown_peer.load(Ordering::Relaxed),
         }
     }
 }

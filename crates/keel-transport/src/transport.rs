@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, Limits};
 use crate::error::StartError;
-use crate::events::{DeliverInline, Events, Inbox};
+use crate::events::{DeliverInline, Events, Inbox, SnapshotStatus};
 use crate::peer::PeerQueue;
 use crate::stats::{Registry, Stats, bump};
 use crate::tls::TlsConfig;
@@ -150,22 +150,29 @@ impl Transport {
     /// from now on, with a verdict that tells it it was removed (it reports
     /// [`Event::Removed`](crate::Event::Removed)).
     pub fn remove_peer(&self, id: u64) {
-        self.shared.peers().remove(&id);
+        // Removed first: a handshake judged in between must hear that it was
+        // removed, not that it is unknown.
         self.shared.removed().insert(id);
+        self.shared.peers().remove(&id);
     }
 
     /// Queues messages for their recipients and returns at once. A message for
     /// an unknown peer, or one that does not fit the peer's queue, is dropped,
-    /// counted, and the peer is reported unreachable (as etcd's rafthttp does).
-    /// A `MsgSnap` goes on a connection of its own.
+    /// counted, and the peer is reported unreachable (as etcd's rafthttp does);
+    /// a `MsgSnap` for an unknown peer is also reported failed, or raft would
+    /// wait for its outcome for ever. A `MsgSnap` goes on a connection of its
+    /// own.
     pub fn send(&self, msgs: Vec<Message>) {
         let peers = self.shared.peers();
         for msg in msgs {
             let to = msg.to;
             let Some(peer) = peers.get(&to) else {
-                bump(&self.shared.stats.peer(to).msgs_dropped, 1);
+                bump(&self.shared.stats.unknown_peer, 1);
                 tracing::debug!(peer = to, "dropped a message for an unknown peer");
                 self.shared.report_unreachable(to);
+                if msg.msg_type == MessageType::MsgSnap as i32 {
+                    self.shared.inbox.report_snapshot(to, SnapshotStatus::Failed);
+                }
                 continue;
             };
             if msg.msg_type == MessageType::MsgSnap as i32 {

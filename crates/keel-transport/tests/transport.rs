@@ -846,3 +846,105 @@ async fn a_delivery_hook_takes_messages_only_while_the_receiver_waits() {
     assert!(matches!(e2.try_recv(), Some(Event::Message(m)) if m.commit == 3));
     assert_eq!(*taken.lock().unwrap(), [1]);
 }
+
+fn snapshot_msg(from: u64, to: u64) -> Message {
+    let metadata = SnapshotMetadata { index: 10, term: 2, ..Default::default() };
+    Message {
+        msg_type: MessageType::MsgSnap as i32,
+        from,
+        to,
+        term: 2,
+        snapshot: Some(Box::new(Snapshot { data: Bytes::from_static(b"state"), metadata })),
+        ..Default::default()
+    }
+}
+
+/// The next snapshot report; panics after `WAIT`.
+async fn next_snapshot_status(events: &mut Events) -> Event {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(e @ Event::SnapshotStatus { .. }) => return e,
+                Some(_) => continue,
+                None => panic!("transport closed"),
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("no snapshot report in time")
+}
+
+/// Raft waits for every snapshot's outcome (its progress stays in
+/// `StateSnapshot` until then), a snapshot for a peer not (yet) known too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_for_an_unknown_peer_is_reported_failed() {
+    let (a, mut events) = start(1, CLUSTER, any_port());
+    a.send(vec![snapshot_msg(1, 9)]);
+    let failed = Event::SnapshotStatus { to: 9, status: SnapshotStatus::Failed };
+    assert_eq!(next_snapshot_status(&mut events).await, failed);
+}
+
+/// A peer whose process hangs while its kernel still takes the bytes: the
+/// transfer fails at its deadline rather than waiting for the answer for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_never_acknowledged_fails_at_its_deadline() {
+    let listener = tokio::net::TcpListener::bind(any_port()).await.unwrap();
+    let peer = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut hello = [0u8; 32];
+                if s.read_exact(&mut hello).await.is_ok() && s.write_all(&[0]).await.is_ok() {
+                    let mut sink = vec![0u8; 1 << 16];
+                    while s.read(&mut sink).await.unwrap_or(0) > 0 {}
+                }
+            });
+        }
+    });
+    let mut config = Config::new(1, CLUSTER, any_port());
+    config.limits = Limits { write_timeout: Duration::from_millis(500), ..fast_limits() };
+    let (a, mut events) = Transport::start(config).expect("start");
+    a.add_peer(2, peer);
+    a.send(vec![snapshot_msg(1, 2)]);
+    let failed = Event::SnapshotStatus { to: 2, status: SnapshotStatus::Failed };
+    assert_eq!(next_snapshot_status(&mut events).await, failed);
+}
+
+/// Storage-thread responses ride only on a node's own storage messages: a
+/// peer's message with some is bad input (and would escape the inbox's byte
+/// bound, which does not look inside them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_message_with_local_responses_is_refused() {
+    let ((a, _a_events), (b, mut b_events)) = connected_pair();
+    let inner = heartbeat(1, 2, 0);
+    a.send(vec![Message { responses: vec![inner].into(), ..heartbeat(1, 2, 7) }]);
+    eventually(&b, |s| s.connections_dropped_bad_input >= 1).await;
+    // The sender learns of the close on a later write; raft sends again.
+    let next = async {
+        loop {
+            a.send(vec![heartbeat(1, 2, 8)]);
+            let got = timeout(Duration::from_millis(100), next_message(&mut b_events)).await;
+            if let Ok(m) = got {
+                return m;
+            }
+        }
+    };
+    let m = timeout(WAIT, next).await.expect("the stream is back");
+    assert_eq!((m.commit, m.responses.len()), (8, 0), "nothing with responses arrives");
+}
+
+/// Recipient ids of dropped messages may come from the network (a forwarded
+/// request's sender): they are counted in one counter, not one entry each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_unknown_peers_are_counted_without_an_entry_each() {
+    let (a, _events) = start(1, CLUSTER, any_port());
+    let resp = |to| Message {
+        msg_type: MessageType::MsgReadIndexResp as i32,
+        from: 1,
+        to,
+        term: 1,
+        ..Default::default()
+    };
+    a.send((1000..21_000).map(resp).collect());
+    let stats = a.stats();
+    assert_eq!((stats.peers.len(), stats.msgs_dropped_unknown_peer), (0, 20_000));
+}
