@@ -11,8 +11,9 @@
 //! queues: raft's work (which may read storage) never runs on a runtime's
 //! worker.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::work::{AppendWork, ApplyWork, InlineStorage, Lane};
 use super::{Lanes, Request};
@@ -25,6 +26,10 @@ use crate::storage::Storage;
 pub(super) struct Core<S: Storage> {
     pub(super) raw: RawNode<S>,
     pub(super) inbox: flume::Receiver<Request>,
+    /// Requests made by the loop's holder itself (a `ReadyHandler` or
+    /// inline storage calling the node): unbounded, since the holder is the
+    /// one that would have to make room in `inbox`. Run before `inbox`.
+    pub(super) own: flume::Receiver<Request>,
     pub(super) ready_tx: flume::Sender<Ready>,
     /// Takes each `Ready` instead of `ready_tx`.
     pub(super) on_ready: Option<super::ReadyHandler>,
@@ -53,11 +58,10 @@ pub(super) trait Drive: Send + Sync {
 
 impl<S: Storage + Send> Drive for Mutex<Core<S>> {
     fn try_inline(&self, req: Request) -> Option<Request> {
-        let mut core = match self.try_lock() {
-            Ok(core) => core,
-            Err(TryLockError::WouldBlock) => return Some(req),
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-        };
+        // Poisoned: raft (or a handler) panicked while holding the loop, and
+        // the node is stopping; queued, the request is answered `Stopped`.
+        let Ok(mut core) = self.try_lock() else { return Some(req) };
+        let _holding = Holding::new();
         core.run_queued();
         if core.stopped {
             return Some(req);
@@ -65,8 +69,34 @@ impl<S: Storage + Send> Drive for Mutex<Core<S>> {
         if !core.handle(req) {
             core.stopped = true;
         }
-        core.offer_ready();
+        core.settle();
         None
+    }
+}
+
+thread_local! {
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread holds the loop (it runs a `ReadyHandler`, inline
+/// storage, or raft itself): a call it makes must not wait on the loop.
+pub(super) fn holds_loop() -> bool {
+    HOLDING.with(Cell::get)
+}
+
+/// Marks this thread as the loop's holder while it lives.
+struct Holding;
+
+impl Holding {
+    fn new() -> Holding {
+        HOLDING.with(|h| h.set(true));
+        Holding
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(false));
     }
 }
 
@@ -98,29 +128,52 @@ pub(super) fn run<S: Storage>(
     doorbell: &flume::Receiver<()>,
     exited: &AtomicBool,
 ) {
+    // However the loop ends: a `Stop`, the last handle gone, or a panic in
+    // raft, a `ReadyHandler` or inline storage (here, or on a caller's thread
+    // that ran the loop and poisoned its lock).
+    let _exit = Exit { core, exited };
     loop {
         {
-            let mut core = lock(core);
+            let Ok(mut core) = core.lock() else { return };
+            let _holding = Holding::new();
             core.run_queued();
             if core.stopped {
                 break;
             }
-            core.offer_ready();
+            core.settle();
+            if core.stopped {
+                break;
+            }
         }
         if doorbell.recv().is_err() {
-            lock(core).run_queued();
+            if let Ok(mut core) = core.lock() {
+                core.run_queued();
+            }
             break;
         }
     }
-    exited.store(true, Ordering::SeqCst);
-    let mut core = lock(core);
-    core.stopped = true;
-    core.inbox.drain().for_each(drop);
-    // Disconnect the outputs: whoever waits on them is told the node stopped.
-    core.ready_tx = flume::bounded(1).0;
-    core.on_ready = None;
-    core.append_tx = flume::bounded(1).0;
-    core.apply_tx = flume::bounded(1).0;
+}
+
+/// Ends the loop: marks it exited, answers what is queued with
+/// [`Error::Stopped`] (by dropping it) and disconnects the outputs, so that
+/// whoever waits on them is told the node stopped.
+struct Exit<'a, S: Storage> {
+    core: &'a Mutex<Core<S>>,
+    exited: &'a AtomicBool,
+}
+
+impl<S: Storage> Drop for Exit<'_, S> {
+    fn drop(&mut self) {
+        self.exited.store(true, Ordering::SeqCst);
+        let mut core = lock(self.core);
+        core.stopped = true;
+        core.own.drain().for_each(drop);
+        core.inbox.drain().for_each(drop);
+        core.ready_tx = flume::bounded(1).0;
+        core.on_ready = None;
+        core.append_tx = flume::bounded(1).0;
+        core.apply_tx = flume::bounded(1).0;
+    }
 }
 
 impl<S: Storage> Core<S> {
@@ -129,7 +182,7 @@ impl<S: Storage> Core<S> {
     fn run_queued(&mut self) {
         let mut n = 0;
         while !self.stopped {
-            let Ok(req) = self.inbox.try_recv() else { return };
+            let Ok(req) = self.own.try_recv().or_else(|_| self.inbox.try_recv()) else { return };
             if !self.handle(req) {
                 self.stopped = true;
             }
@@ -178,10 +231,24 @@ impl<S: Storage> Core<S> {
                     raw.advance();
                 }
             }
-            Request::Taken => {}
             Request::Stop => return false,
         }
         true
+    }
+
+    /// Offers `Ready`s, then runs what their handlers asked of the node, until
+    /// neither leaves anything to do (or a `Stop`).
+    fn settle(&mut self) {
+        loop {
+            self.offer_ready();
+            if self.own.is_empty() {
+                return;
+            }
+            self.run_queued();
+            if self.stopped {
+                return;
+            }
+        }
     }
 
     /// Hands out `Ready`s while there are some, the last was taken (and
@@ -198,6 +265,19 @@ impl<S: Storage> Core<S> {
             return false;
         }
         if self.async_storage_writes && (self.append_tx.is_full() || self.apply_tx.is_full()) {
+            // The consumer that makes room wakes the loop (`WorkQueue`).
+            for (tx_full, lane) in [
+                (self.append_tx.is_full(), &self.lanes.append),
+                (self.apply_tx.is_full(), &self.lanes.apply),
+            ] {
+                if tx_full {
+                    lane.held_for_room.store(true, Ordering::Release);
+                }
+            }
+            // Room made between the check and the flag would have rung no one.
+            if !self.append_tx.is_full() && !self.apply_tx.is_full() {
+                return self.offer_one_ready();
+            }
             return false;
         }
         let mut rd = self.raw.ready();

@@ -141,8 +141,10 @@ pub struct NodeOptions {
 ///
 /// It must be quick and must not block: it holds up the node. It may make
 /// `Node` calls that return without an answer (`step`, `step_local`,
-/// `tick`, `advance`, ...; they are queued), but not ones that wait for one
-/// (`propose`, `status`, ...), which would wait for the lock it holds. In
+/// `tick`, `advance`, [`Node::stop`], ...): they go on a queue of the
+/// holder's own, never full, and run once the handler returns. It must not
+/// make ones that wait for one (`propose`, `status`, ...), which would wait
+/// for the lock it holds. In
 /// synchronous mode the `Ready` still needs [`Node::advance`] once it is
 /// persisted, sent and applied.
 #[derive(Clone)]
@@ -209,8 +211,6 @@ enum Request {
     ReportUnreachable(u64),
     ReportSnapshot(u64, SnapshotStatus),
     Advance,
-    /// A `Ready` was taken: the loop may hand out the next one.
-    Taken,
     Stop,
 }
 
@@ -232,6 +232,8 @@ struct Inner {
     /// The loop's state, for blocking calls to run on their own thread.
     core: Arc<dyn Drive>,
     requests: flume::Sender<Request>,
+    /// Requests of the loop's holder (see `Core::own`).
+    own: flume::Sender<Request>,
     /// Rung after queueing a request, to wake the node's thread.
     doorbell: flume::Sender<()>,
     /// The loop's queue, read here only to drop what a caller queued after
@@ -320,6 +322,7 @@ impl Node {
         S: Storage + Send + 'static,
     {
         let (requests, inbox) = flume::bounded(options.queue_capacity.max(1));
+        let (own_tx, own) = flume::unbounded();
         let (ready_tx, readies) = flume::bounded(1);
         let storage_cap = options.storage_queue_capacity.max(1);
         let (append_tx, append_work) = flume::bounded(storage_cap);
@@ -330,6 +333,7 @@ impl Node {
         let core = Arc::new(Mutex::new(Core {
             raw,
             inbox: inbox.clone(),
+            own,
             ready_tx,
             on_ready: options.on_ready.clone(),
             inline_storage: options.inline_storage.clone(),
@@ -353,6 +357,7 @@ impl Node {
             inner: Arc::new(Inner {
                 core,
                 requests,
+                own: own_tx,
                 doorbell,
                 leftovers: inbox,
                 readies,
@@ -378,6 +383,11 @@ impl Node {
     /// otherwise queued for the node's thread.
     fn send(&self, req: Request) -> Result<()> {
         self.live()?;
+        if event_loop::holds_loop() {
+            // Run by this thread once its current work is done: waiting for
+            // room in the queue would wait for itself.
+            return self.inner.own.send(req).map_err(|_| Error::Stopped);
+        }
         match self.inner.core.try_inline(req) {
             None => Ok(()),
             Some(req) => self.enqueue(req),
@@ -686,7 +696,7 @@ impl Node {
     pub fn ready(&self) -> Result<Ready> {
         self.live()?;
         let rd = self.inner.readies.recv().map_err(|_| Error::Stopped)?;
-        self.taken()?;
+        self.taken();
         Ok(rd)
     }
 
@@ -694,7 +704,7 @@ impl Node {
     pub async fn ready_async(&self) -> Result<Ready> {
         self.live()?;
         let rd = self.inner.readies.recv_async().await.map_err(|_| Error::Stopped)?;
-        self.taken_async().await?;
+        self.taken();
         Ok(rd)
     }
 
@@ -702,18 +712,27 @@ impl Node {
     pub fn try_ready(&self) -> Result<Option<Ready>> {
         self.live()?;
         match self.inner.readies.try_recv() {
-            Ok(rd) => self.taken().map(|()| Some(rd)),
+            Ok(rd) => {
+                self.taken();
+                Ok(Some(rd))
+            }
             Err(flume::TryRecvError::Empty) => Ok(None),
             Err(flume::TryRecvError::Disconnected) => Err(Error::Stopped),
         }
     }
 
-    fn taken(&self) -> Result<()> {
-        if self.inner.async_storage_writes { self.send(Request::Taken) } else { Ok(()) }
+    /// With asynchronous storage writes the next `Ready` is offered once the
+    /// last was taken: wake the loop for it. Only a wake-up (a request could
+    /// fail or wait, and the `Ready` in hand would be lost with it).
+    fn taken(&self) {
+        if self.inner.async_storage_writes {
+            self.ring();
+        }
     }
 
-    async fn taken_async(&self) -> Result<()> {
-        if self.inner.async_storage_writes { self.send_async(Request::Taken).await } else { Ok(()) }
+    /// Wakes the node's thread to run what is queued and offer a `Ready`.
+    pub(super) fn ring(&self) {
+        let _ = self.inner.doorbell.try_send(());
     }
 
     /// Acknowledges the last `Ready`: it is persisted, sent and applied.
@@ -750,6 +769,13 @@ impl Node {
     /// waiting on the loop are answered with it.
     pub fn stop(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        if event_loop::holds_loop() {
+            // From a handler or inline storage: the loop stops once this
+            // thread lets go of it; joining here would wait for itself.
+            let _ = self.inner.own.send(Request::Stop);
+            let _ = self.inner.doorbell.try_send(());
+            return;
+        }
         let handle = self.inner.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(handle) = handle {
             // The loop never blocks on its outputs, so the queue drains and
@@ -777,3 +803,6 @@ fn drop_local(msgs: &mut Vec<Message>) -> bool {
 fn refuse_local(m: &Message) -> Result<()> {
     if is_local_msg(m.msg_type()) { Err(Error::StepLocalMsg) } else { Ok(()) }
 }
+
+#[cfg(test)]
+mod loop_tests;

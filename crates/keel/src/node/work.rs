@@ -4,7 +4,7 @@
 //! it from a [`WorkQueue`] and read through the typed views of
 //! [`crate::raw_node`] rather than by the message's wire fields.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::raftpb::{Entry, HardState, Message, MessageType, Snapshot};
@@ -146,7 +146,7 @@ impl<W> WorkQueue<'_, W> {
         self.node.live()?;
         self.lane.finished();
         let w = self.rx.recv().map_err(|_| Error::Stopped)?;
-        self.lane.took();
+        self.took();
         Ok(w)
     }
 
@@ -155,8 +155,18 @@ impl<W> WorkQueue<'_, W> {
         self.node.live()?;
         self.lane.finished();
         let w = self.rx.recv_async().await.map_err(|_| Error::Stopped)?;
-        self.lane.took();
+        self.took();
         Ok(w)
+    }
+
+    /// Counts an item taken, and wakes the loop if it held a `Ready` back
+    /// for room in this queue: nothing else may come to wake it (an append
+    /// of the hard state alone answers no one).
+    fn took(&self) {
+        self.lane.took();
+        if self.lane.held_for_room.swap(false, Ordering::AcqRel) {
+            self.node.ring();
+        }
     }
 
     /// The next work, if some is waiting.
@@ -164,7 +174,7 @@ impl<W> WorkQueue<'_, W> {
         self.node.live()?;
         match self.rx.try_recv() {
             Ok(w) => {
-                self.lane.took();
+                self.took();
                 Ok(Some(w))
             }
             Err(flume::TryRecvError::Empty) => Ok(None),
@@ -182,6 +192,8 @@ pub(super) struct Lane {
     taken: AtomicU64,
     /// `taken` when the consumer last came back to wait for more.
     done: AtomicU64,
+    /// The loop holds a `Ready` back until this queue has room.
+    pub(super) held_for_room: AtomicBool,
 }
 
 impl Lane {

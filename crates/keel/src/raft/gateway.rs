@@ -95,7 +95,19 @@ impl<S: Storage> Raft<S> {
             }
             _ => is_response_msg(t) && m.from == self.id && m.to == self.id,
         };
-        if ok { Ok(()) } else { Err(InvalidMessage::NotLocal(t, m.from, m.to).into()) }
+        if !ok {
+            return Err(InvalidMessage::NotLocal(t, m.from, m.to).into());
+        }
+        if t == MessageType::MsgStorageApplyResp
+            && let Some(last) = m.entries.last()
+        {
+            let (applied, committed) = (self.raft_log.applied(), self.raft_log.committed());
+            if last.index < applied || last.index > committed {
+                let index = last.index;
+                return Err(InvalidMessage::AppliedOutOfRange { index, applied, committed }.into());
+            }
+        }
+        Ok(())
     }
 }
 

@@ -324,7 +324,8 @@ mod tests {
 
     #[test]
     fn a_call_before_the_same_process_returned_is_an_error() {
-        let text = "{\"process\":1,\"type\":\"invoke\",\"op\":\"put\",\"key\":\"k\",\"value\":\"a\",\"time\":10}\n\
+        let text = "{\"process\":1,\"type\":\"invoke\",\"op\":\"put\",\"key\":\"k\",\
+                    \"value\":\"a\",\"time\":10}\n\
                     {\"process\":1,\"type\":\"ok\",\"time\":20}\n\
                     {\"process\":1,\"type\":\"invoke\",\"op\":\"get\",\"key\":\"k\",\"time\":15}\n\
                     {\"process\":1,\"type\":\"ok\",\"value\":null,\"time\":25}";
