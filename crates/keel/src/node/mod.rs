@@ -40,6 +40,11 @@
 //! messages' and need no handling. With [`NodeOptions::inline_storage`]
 //! the loop's holder does that work itself whenever the thread it would go
 //! to is idle ([`InlineStorage`]), so a lightly loaded node wakes neither.
+//! The two queues are not ordered against each other (as in etcd), and an
+//! apply may run before the append that records its commit index is
+//! written: an application that persists its applied index must restart
+//! with it no higher than the commit index it finds stored (as keel-wal's
+//! `DiskStorage` does for its snapshot), or [`Config::applied`] is refused.
 //!
 //! ```
 //! use bytes::Bytes;
