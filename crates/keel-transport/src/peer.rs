@@ -142,10 +142,16 @@ impl Writer {
                         bump(&counters.reconnects, 1);
                     }
                     connected_before = true;
-                    backoff.reset();
+                    let up = tokio::time::Instant::now();
                     match self.pump(conn, &counters).await {
                         Ok(()) => return,
                         Err(e) => tracing::warn!(peer = self.id, error = %e, "stream broken"),
+                    }
+                    // Only a connection that held starts the backoff over: a
+                    // peer that accepts and then drops each one (a smaller
+                    // frame limit, say) is not redialled every few ms.
+                    if up.elapsed() >= self.shared.limits.backoff_max {
+                        backoff.reset();
                     }
                 }
                 Err(e) => {
