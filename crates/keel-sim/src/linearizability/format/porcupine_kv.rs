@@ -43,6 +43,11 @@ pub fn parse(text: &str) -> Result<Vec<Operation<AppendKvInput, AppendKvOutput>>
     let mut history = HistoryBuilder::new();
     for (line, content) in numbered_lines(text) {
         let map = parse_map(line, content)?;
+        let repeated =
+            map.iter().enumerate().find(|(i, (k, _))| map[..*i].iter().any(|(j, _)| j == k));
+        if let Some((_, (key, _))) = repeated {
+            return Err(ParseError::syntax(line, format!("field :{key} appears twice")));
+        }
         let field = |name: &str| {
             map.iter()
                 .find(|(k, _)| k == name)
@@ -224,8 +229,9 @@ mod tests {
             "{:process -1, :type :invoke, :f :get, :key \"0\", :value nil}".to_owned(),
             "{:process 1, :type :invoke, :f :cas, :key \"0\", :value nil}".to_owned(),
             "{:process 1, :type :invoke, :f :get, :key \"0, :value nil}".to_owned(),
+            format!("{ok}\n{{:process 1, :type :ok, :f :get, :value \"a\", :value \"b\"}}"),
         ];
-        let lines = [2, 2, 2, 3, 1, 1, 1];
+        let lines = [2, 2, 2, 3, 1, 1, 1, 2];
         for (text, line) in cases.iter().zip(lines) {
             let err = parse(text).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
