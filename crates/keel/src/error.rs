@@ -102,14 +102,12 @@ pub enum InvalidMessage {
     /// through `step`; it belongs to `step_local`.
     #[error("{0:?} from {1:x} is local; step it with step_local")]
     LocalResponse(MessageType, u64),
-    /// A `MsgStorageApplyResp` for entries outside `[applied, committed]`:
-    /// no apply thread was given them, and raft would panic on it.
-    #[error("apply response for index {index}, outside [{applied}, {committed}]")]
-    AppliedOutOfRange {
+    /// A `MsgStorageApplyResp` for entries beyond the commit index: no
+    /// apply thread was given them, and raft would panic on it.
+    #[error("apply response for index {index}, beyond the commit index {committed}")]
+    AppliedBeyondCommit {
         /// The last index the response acknowledges.
         index: u64,
-        /// The applied index.
-        applied: u64,
         /// The commit index.
         committed: u64,
     },

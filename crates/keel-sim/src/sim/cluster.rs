@@ -812,9 +812,7 @@ impl Cluster {
                     self.inv.vote(id, r.term, id)?;
                 }
                 let Some(live) = self.live(id) else { return Ok(()) };
-                if let Err(err) = live.raw.step_local(r) {
-                    self.note_with(id, || format!("local step refused: {err}"));
-                }
+                refused_local_step(id, live.raw.step_local(r))?;
             }
             for r in responses.peers {
                 self.record_vote(id, &r)?;
@@ -838,7 +836,7 @@ impl Cluster {
             self.apply(id, apply.entries())?;
             let Some(live) = self.live(id) else { return Ok(()) };
             for r in StorageResponses::take(&mut m).local {
-                let _ = live.raw.step_local(r);
+                refused_local_step(id, live.raw.step_local(r))?;
             }
         }
         if self.live(id).is_some() {
@@ -1458,4 +1456,14 @@ pub(crate) fn joint_config(cs: &ConfState) -> JointConfig {
 /// `voters=(1 2 3)&&(1 2) learners=(4)`-like text.
 pub(crate) fn describe_cs(cs: &ConfState) -> String {
     keel::describe::describe_conf_state(cs)
+}
+
+/// A storage or apply thread's response that raft refuses: raft would never
+/// learn of the write or apply it answers (a refused apply response keeps
+/// its entries counted as being applied for good), which the run would show
+/// only as a stall far from its cause.
+fn refused_local_step(id: u64, r: keel::Result<()>) -> Checked {
+    r.map_err(|err| {
+        Violation::new("storage response accepted", format!("node {id} refused one: {err}"))
+    })
 }

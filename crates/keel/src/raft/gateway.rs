@@ -98,14 +98,15 @@ impl<S: Storage> Raft<S> {
         if !ok {
             return Err(InvalidMessage::NotLocal(t, m.from, m.to).into());
         }
+        // One below the applied index is a late answer for entries a
+        // restored snapshot covers (raft keeps the higher index); one beyond
+        // the commit index answers nothing raft handed out.
         if t == MessageType::MsgStorageApplyResp
             && let Some(last) = m.entries.last()
+            && last.index > self.raft_log.committed()
         {
-            let (applied, committed) = (self.raft_log.applied(), self.raft_log.committed());
-            if last.index < applied || last.index > committed {
-                let index = last.index;
-                return Err(InvalidMessage::AppliedOutOfRange { index, applied, committed }.into());
-            }
+            let (index, committed) = (last.index, self.raft_log.committed());
+            return Err(InvalidMessage::AppliedBeyondCommit { index, committed }.into());
         }
         Ok(())
     }
