@@ -131,6 +131,29 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
+/// The members, stopped however `run` ends: a panic included (`println!`
+/// panics on a closed pipe), which would otherwise leave them running.
+struct Members(Vec<Slot>);
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        stop_all(&mut self.0);
+    }
+}
+
+impl std::ops::Deref for Members {
+    type Target = Vec<Slot>;
+    fn deref(&self) -> &Vec<Slot> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Members {
+    fn deref_mut(&mut self) -> &mut Vec<Slot> {
+        &mut self.0
+    }
+}
+
 fn stop_all(slots: &mut [Slot]) {
     for s in slots.iter() {
         if let Some(c) = &s.child
@@ -193,14 +216,14 @@ pub fn run(a: &ClusterArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut slots = match plan(a) {
+    let mut slots = Members(match plan(a) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("keel-kv: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    for s in &mut slots {
+    });
+    for s in slots.iter_mut() {
         if let Err(e) = spawn(&exe, s) {
             eprintln!("keel-kv: {e}");
             stop_all(&mut slots);
@@ -228,7 +251,7 @@ pub fn run(a: &ClusterArgs) -> ExitCode {
                 _ = tick.tick() => {}
             }
             let mut live = 0;
-            for s in &mut slots {
+            for s in slots.iter_mut() {
                 let Some(c) = &mut s.child else { continue };
                 match c.try_wait() {
                     Ok(None) => live += 1,

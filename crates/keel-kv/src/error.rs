@@ -38,6 +38,13 @@ pub enum KvError {
     /// What was asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The client took longer than the limit to send its request (or the
+    /// request took longer than it to serve), in ms.
+    #[error("request not completed within {0} ms")]
+    RequestTimeout(u64),
+    /// The method is not one the route serves.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -58,6 +65,8 @@ impl KvError {
             KvError::BadRequest(_) => StatusCode::BAD_REQUEST,
             KvError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             KvError::NotFound(_) => StatusCode::NOT_FOUND,
+            KvError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            KvError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             KvError::Conflict(_) => StatusCode::CONFLICT,
             KvError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -74,6 +83,8 @@ impl KvError {
             KvError::BadRequest(_) => "bad_request",
             KvError::TooLarge(_) => "too_large",
             KvError::NotFound(_) => "not_found",
+            KvError::RequestTimeout(_) => "request_timeout",
+            KvError::MethodNotAllowed => "method_not_allowed",
             KvError::Conflict(_) => "conflict",
             KvError::Internal(_) => "internal",
         }

@@ -41,8 +41,10 @@ struct App {
     max_body: usize,
 }
 
-/// The routes of one member; bodies above `max_body` bytes get 413.
-pub fn router(sh: Arc<Shared>, max_body: usize) -> Router {
+/// The routes of one member; bodies above `max_body` bytes get 413, and a
+/// request not read and served within `deadline` gets 408 (its connection
+/// then closes), so that a client that sends slowly holds nothing for long.
+pub fn router(sh: Arc<Shared>, max_body: usize, deadline: std::time::Duration) -> Router {
     Router::new()
         .route("/kv", get(list))
         .route("/kv/", any(empty_key))
@@ -54,8 +56,19 @@ pub fn router(sh: Arc<Shared>, max_body: usize) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(deadline, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => KvError::RequestTimeout(deadline.as_millis() as u64).into_response(),
+            }
+        }))
         .with_state(App { sh, max_body })
+}
+
+async fn method_not_allowed() -> KvError {
+    KvError::MethodNotAllowed
 }
 
 type Result<T, E = KvError> = std::result::Result<T, E>;
@@ -223,7 +236,13 @@ async fn add_member(
     State(app): State<App>,
     body: Result<Json<AddMember>, JsonRejection>,
 ) -> Result<Response> {
-    let Json(req) = body.map_err(|e| KvError::BadRequest(format!("bad member JSON: {e}")))?;
+    let Json(req) = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            KvError::TooLarge(app.max_body)
+        } else {
+            KvError::BadRequest(format!("bad member JSON: {e}"))
+        }
+    })?;
     if req.id == 0 || [keel::LOCAL_APPLY_THREAD, keel::LOCAL_APPEND_THREAD].contains(&req.id) {
         return Err(KvError::BadRequest(format!("member id {} is reserved", req.id)));
     }
@@ -286,6 +305,11 @@ async fn remove_member(
     let id = member_id(path)?;
     if is_member(&app.sh, id).is_none() {
         return Err(KvError::NotFound(format!("member {id} not found")));
+    }
+    // Raft refuses it at apply time, and the request would only time out.
+    let voters = app.sh.state().members().values().filter(|m| !m.learner).count();
+    if is_member(&app.sh, id) == Some(false) && voters <= 1 {
+        return Err(KvError::Conflict(format!("member {id} is the last voter")));
     }
     let a = app.sh.change_membership(ConfChangeType::ConfChangeRemoveNode, id, None).await?;
     let mut body = members_json(&app.sh);

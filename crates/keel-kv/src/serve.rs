@@ -198,7 +198,10 @@ pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
     let id = opts.id;
     let member = Member::start(opts).map_err(|e| e.to_string())?;
     let sh = member.shared();
-    let app = http::router(sh.clone(), args.max_request_bytes);
+    // A request's raft waits are bounded by the request timeout; reading it
+    // gets as long again.
+    let deadline = 2 * sh.opts.request_timeout;
+    let app = http::router(sh.clone(), args.max_request_bytes, deadline);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         id,
@@ -214,14 +217,28 @@ pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
         };
         stop_sh.request_stop(why);
     };
-    let served = match tls {
-        Some(cfg) => {
-            let l = tls::TlsListener::new(listener, cfg).map_err(|e| e.to_string())?;
-            axum::serve(l, app).with_graceful_shutdown(stop).await
+    let serving = async move {
+        match tls {
+            Some(cfg) => {
+                let l = tls::TlsListener::new(listener, cfg).map_err(|e| e.to_string())?;
+                axum::serve(l, app).with_graceful_shutdown(stop).await
+            }
+            None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
         }
-        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+        .map_err(|e| format!("client API failed: {e}"))
     };
-    served.map_err(|e| format!("client API failed: {e}"))?;
+    // Requests in flight get the deadline to finish once the member stops;
+    // connections still open after it (a client that sends nothing) are
+    // dropped, so that a stop or a removal never waits on a client.
+    let grace_sh = sh.clone();
+    let grace = async move {
+        grace_sh.stopped().await;
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = grace => tracing::warn!(id, "client connections still open; stopping anyway"),
+    }
     let why = sh.stopped().await;
     tracing::info!(id, ?why, "stopping");
     drop(sh);

@@ -275,6 +275,20 @@ fn bad_input_gets_a_json_4xx_and_no_leader_gets_a_bounded_503() {
     assert_eq!(error_kind(del, 404), "not_found");
     let promote = c.http.post(m.url("/members/abc/promote")).send().unwrap();
     assert_eq!(error_kind(promote, 400), "bad_request");
+    let big_member =
+        format!(r#"{{"id": 9, "peer_url": "http://127.0.0.1:1", "x": "{}"}}"#, "y".repeat(2048));
+    assert_eq!(error_kind(post(&big_member), 413), "too_large");
+    let wrong_method = c.http.post(m.url("/kv/a")).send().unwrap();
+    assert_eq!(error_kind(wrong_method, 405), "method_not_allowed");
+    // A client that announces a body and sends two bytes of it holds nothing
+    // for long: 408 at twice the request timeout, and the connection closes.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", m.client_port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = "PUT /kv/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab";
+    std::io::Write::write_all(&mut slow, head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut slow, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     // Still serving after all that, and after idling longer than the
     // request timeout (the storage threads' waits time out and must go on).
     std::thread::sleep(Duration::from_millis(2500));
@@ -304,4 +318,17 @@ fn bad_input_gets_a_json_4xx_and_no_leader_gets_a_bounded_503() {
     assert!(log.contains("became follower"), "raft's info lines are not in the log:\n{log}");
     let dropped = log.lines().filter(|l| l.contains("no leader at term")).count();
     assert_eq!(dropped, 0, "requests without a leader reached raft:\n{log}");
+}
+
+/// Raft refuses to remove the last voter when the change is applied; asked
+/// for it, a member answers at once rather than after its request timeout.
+#[test]
+fn removing_the_last_voter_is_a_conflict() {
+    let c = Cluster::start(1, &[]);
+    let m = &c.members[0];
+    wait_for(Duration::from_secs(20), "a leader", || {
+        (c.json(0, "/status")["leader"] == 1).then_some(())
+    });
+    let del = c.http.delete(m.url("/members/1")).send().unwrap();
+    assert_eq!(error_kind(del, 409), "conflict");
 }
