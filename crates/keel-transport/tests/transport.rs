@@ -855,18 +855,6 @@ async fn a_delivery_hook_takes_messages_only_while_the_receiver_waits() {
     assert_eq!(*taken.lock().unwrap(), [1]);
 }
 
-fn snapshot_msg(from: u64, to: u64) -> Message {
-    let metadata = SnapshotMetadata { index: 10, term: 2, ..Default::default() };
-    Message {
-        msg_type: MessageType::MsgSnap as i32,
-        from,
-        to,
-        term: 2,
-        snapshot: Some(Box::new(Snapshot { data: Bytes::from_static(b"state"), metadata })),
-        ..Default::default()
-    }
-}
-
 /// The next snapshot report; panics after `WAIT`.
 async fn next_snapshot_status(events: &mut Events) -> Event {
     let wait = async {
@@ -886,7 +874,7 @@ async fn next_snapshot_status(events: &mut Events) -> Event {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_for_an_unknown_peer_is_reported_failed() {
     let (a, mut events) = start(1, CLUSTER, any_port());
-    a.send(vec![snapshot_msg(1, 9)]);
+    a.send(vec![snapshot_message(1, 9, Bytes::from_static(b"state"))]);
     let failed = Event::SnapshotStatus { to: 9, status: SnapshotStatus::Failed };
     assert_eq!(next_snapshot_status(&mut events).await, failed);
 }
@@ -912,7 +900,7 @@ async fn a_snapshot_never_acknowledged_fails_at_its_deadline() {
     config.limits = Limits { write_timeout: Duration::from_millis(500), ..fast_limits() };
     let (a, mut events) = Transport::start(config).expect("start");
     a.add_peer(2, peer);
-    a.send(vec![snapshot_msg(1, 2)]);
+    a.send(vec![snapshot_message(1, 2, Bytes::from_static(b"state"))]);
     let failed = Event::SnapshotStatus { to: 2, status: SnapshotStatus::Failed };
     assert_eq!(next_snapshot_status(&mut events).await, failed);
 }
