@@ -316,6 +316,12 @@ impl Cluster {
             let live = node.live.as_ref().expect("just started");
             self.inv.commit(id, snap.metadata.index, snap.metadata.term, hs.term)?;
             self.inv.commit_log(id, &live.log, 0, hs.commit, hs.term)?;
+            // The state machine read back from the durable snapshot is the
+            // one recorded when it was taken (or installed).
+            if snap.metadata.index > 0 {
+                let digest = live.kv.digest();
+                self.inv.state_digest(id, snap.metadata.index, digest)?;
+            }
             if hs.term < node.durable_hs.term {
                 return Err(Violation::new(
                     "term never goes back",
