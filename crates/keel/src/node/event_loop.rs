@@ -258,26 +258,30 @@ impl<S: Storage> Core<S> {
         while self.offer_one_ready() {}
     }
 
+    /// Whether a storage queue is full, so that a `Ready` must wait: the
+    /// consumer that makes room then wakes the loop (`WorkQueue`). Room made
+    /// after the flag is set is seen by the second look.
+    fn held_for_room(&self) -> bool {
+        let mut held = false;
+        for (full, lane) in [
+            (self.append_tx.is_full(), &self.lanes.append),
+            (self.apply_tx.is_full(), &self.lanes.apply),
+        ] {
+            if full {
+                lane.held_for_room.store(true, Ordering::Release);
+                held = true;
+            }
+        }
+        held && (self.append_tx.is_full() || self.apply_tx.is_full())
+    }
+
     /// Hands out one `Ready`; true if storage work for it ran here (and
     /// stepped its responses).
     fn offer_one_ready(&mut self) -> bool {
         if self.awaiting_advance || !self.ready_tx.is_empty() || !self.raw.has_ready() {
             return false;
         }
-        if self.async_storage_writes && (self.append_tx.is_full() || self.apply_tx.is_full()) {
-            // The consumer that makes room wakes the loop (`WorkQueue`).
-            for (tx_full, lane) in [
-                (self.append_tx.is_full(), &self.lanes.append),
-                (self.apply_tx.is_full(), &self.lanes.apply),
-            ] {
-                if tx_full {
-                    lane.held_for_room.store(true, Ordering::Release);
-                }
-            }
-            // Room made between the check and the flag would have rung no one.
-            if !self.append_tx.is_full() && !self.apply_tx.is_full() {
-                return self.offer_one_ready();
-            }
+        if self.async_storage_writes && self.held_for_room() {
             return false;
         }
         let mut rd = self.raw.ready();

@@ -422,7 +422,7 @@ impl Node {
     /// look at its queue would wait for ever: drop it (and any other), which
     /// answers its caller.
     fn after_enqueue(&self) -> Result<()> {
-        let _ = self.inner.doorbell.try_send(());
+        self.ring();
         if self.inner.exited.load(Ordering::SeqCst) {
             self.inner.leftovers.drain().for_each(drop);
             return Err(Error::Stopped);
@@ -778,7 +778,7 @@ impl Node {
             // From a handler or inline storage: the loop stops once this
             // thread lets go of it; joining here would wait for itself.
             let _ = self.inner.own.send(Request::Stop);
-            let _ = self.inner.doorbell.try_send(());
+            self.ring();
             return;
         }
         let handle = self.inner.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -786,7 +786,7 @@ impl Node {
             // The loop never blocks on its outputs, so the queue drains and
             // the request arrives.
             let _ = self.inner.requests.send(Request::Stop);
-            let _ = self.inner.doorbell.try_send(());
+            self.ring();
             let _ = handle.join();
         }
     }

@@ -101,12 +101,12 @@ impl<S: Storage> Raft<S> {
         // One below the applied index is a late answer for entries a
         // restored snapshot covers (raft keeps the higher index); one beyond
         // the commit index answers nothing raft handed out.
+        let committed = self.raft_log.committed();
         if t == MessageType::MsgStorageApplyResp
             && let Some(last) = m.entries.last()
-            && last.index > self.raft_log.committed()
+            && last.index > committed
         {
-            let (index, committed) = (last.index, self.raft_log.committed());
-            return Err(InvalidMessage::AppliedBeyondCommit { index, committed }.into());
+            return Err(InvalidMessage::AppliedBeyondCommit { index: last.index, committed }.into());
         }
         Ok(())
     }
