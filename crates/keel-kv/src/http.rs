@@ -136,13 +136,17 @@ async fn get_key(
 }
 
 fn body_of(app: &App, body: Result<Bytes, BytesRejection>) -> Result<Bytes> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            KvError::TooLarge(app.max_body)
-        } else {
-            KvError::BadRequest(format!("cannot read the body: {e}"))
-        }
-    })
+    body.map_err(|e| refused(app, e.status(), format!("cannot read the body: {e}")))
+}
+
+/// A body its extractor refused (with `status`): 413 over the limit, else a
+/// 400 that says `why`.
+fn refused(app: &App, status: StatusCode, why: String) -> KvError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        KvError::TooLarge(app.max_body)
+    } else {
+        KvError::BadRequest(why)
+    }
 }
 
 async fn put_key(
@@ -236,13 +240,7 @@ async fn add_member(
     State(app): State<App>,
     body: Result<Json<AddMember>, JsonRejection>,
 ) -> Result<Response> {
-    let Json(req) = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            KvError::TooLarge(app.max_body)
-        } else {
-            KvError::BadRequest(format!("bad member JSON: {e}"))
-        }
-    })?;
+    let Json(req) = body.map_err(|e| refused(&app, e.status(), format!("bad member JSON: {e}")))?;
     if req.id == 0 || [keel::LOCAL_APPLY_THREAD, keel::LOCAL_APPEND_THREAD].contains(&req.id) {
         return Err(KvError::BadRequest(format!("member id {} is reserved", req.id)));
     }
@@ -303,12 +301,12 @@ async fn remove_member(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
     let id = member_id(path)?;
-    if is_member(&app.sh, id).is_none() {
+    let Some(learner) = is_member(&app.sh, id) else {
         return Err(KvError::NotFound(format!("member {id} not found")));
-    }
+    };
     // Raft refuses it at apply time, and the request would only time out.
     let voters = app.sh.state().members().values().filter(|m| !m.learner).count();
-    if is_member(&app.sh, id) == Some(false) && voters <= 1 {
+    if !learner && voters <= 1 {
         return Err(KvError::Conflict(format!("member {id} is the last voter")));
     }
     let a = app.sh.change_membership(ConfChangeType::ConfChangeRemoveNode, id, None).await?;
