@@ -23,6 +23,11 @@ fn open(fs: &Arc<MemFs>) -> Result<DiskStorage, WalError> {
     DiskStorage::open(fs.clone(), Path::new("/d"), opts())
 }
 
+/// Why opening fails (empty if it does not).
+fn open_error(fs: &Arc<MemFs>) -> String {
+    open(fs).err().map(|e| e.to_string()).unwrap_or_default()
+}
+
 fn log(s: &DiskStorage) -> Vec<(u64, u64)> {
     let (lo, hi) = (s.first_index().unwrap_or(1), s.last_index().unwrap_or(0));
     if lo > hi {
@@ -94,10 +99,11 @@ fn first_segment(fs: &MemFs) -> std::path::PathBuf {
     Path::new("/d/wal").join(names.first().cloned().unwrap_or_default())
 }
 
-fn filled() -> Result<Arc<MemFs>, WalError> {
+/// A file system holding a WAL of entries 1..=`n`, persisted one by one.
+fn filled(n: u64) -> Result<Arc<MemFs>, WalError> {
     let fs = Arc::new(MemFs::new());
     let s = open(&fs)?;
-    for i in 1..=5 {
+    for i in 1..=n {
         s.persist(PersistRequest { entries: &[ent(i, 1)], ..Default::default() })?;
     }
     Ok(fs)
@@ -105,7 +111,7 @@ fn filled() -> Result<Arc<MemFs>, WalError> {
 
 #[test]
 fn a_flipped_bit_mid_segment_names_file_and_offset() -> Result<(), WalError> {
-    let fs = filled()?;
+    let fs = filled(5)?;
     let seg = first_segment(&fs);
     // Record 2 (the first entry) starts after the header and the hard state.
     fs.corrupt(&seg, 48 + 12 + 40, &[0xff]).map_err(|e| WalError::Invalid(e.to_string()))?;
@@ -121,7 +127,7 @@ fn a_flipped_bit_mid_segment_names_file_and_offset() -> Result<(), WalError> {
 
 #[test]
 fn a_huge_length_field_is_corruption_not_an_allocation() -> Result<(), WalError> {
-    let fs = filled()?;
+    let fs = filled(5)?;
     let seg = first_segment(&fs);
     fs.corrupt(&seg, 48 + 4, &(1u64 << 40).to_le_bytes()[..4])
         .map_err(|e| WalError::Invalid(e.to_string()))?;
@@ -135,7 +141,7 @@ fn garbage_wrong_magic_and_empty_segments_are_typed_errors() -> Result<(), WalEr
     for bytes in
         [&b""[..], b"not a wal at all, just garbage bytes that go on for a while.....", b"KEELWAL2"]
     {
-        let fs = filled()?;
+        let fs = filled(5)?;
         let seg = first_segment(&fs);
         use keel_wal::FileSystem as _;
         fs.set_len(&seg, 0).map_err(|e| WalError::Invalid(e.to_string()))?;
@@ -169,19 +175,14 @@ fn truncated_snapshot_is_refused_when_the_wal_needs_it() -> Result<(), WalError>
 #[test]
 fn a_missing_first_segment_is_refused() -> Result<(), WalError> {
     use keel_wal::FileSystem as _;
-    let fs = Arc::new(MemFs::new());
-    let s = open(&fs)?;
-    for i in 1..=200 {
-        s.persist(PersistRequest { entries: &[ent(i, 1)], ..Default::default() })?;
-    }
-    assert!(s.segment_count() > 2);
-    drop(s);
+    let fs = filled(200)?;
+    assert!(fs.list(Path::new("/d/wal")).map_err(invalid)?.len() > 2);
     let first = first_segment(&fs);
     fs.remove(&first).map_err(invalid)?;
     fs.sync_dir(Path::new("/d/wal")).map_err(invalid)?;
     // Without it, the log would start at the second segment's first entry
     // and every index would be read at the wrong place.
-    let err = open(&fs).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = open_error(&fs);
     assert!(err.contains("a segment is missing"), "{err}");
     Ok(())
 }
@@ -254,7 +255,7 @@ fn snapshot_files_without_a_wal_are_refused() -> Result<(), WalError> {
     for name in fs.list(Path::new("/d/wal")).map_err(invalid)? {
         fs.remove(&Path::new("/d/wal").join(name)).map_err(invalid)?;
     }
-    let err = open(&fs).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = open_error(&fs);
     assert!(err.contains("no WAL segment, but snapshot files"), "{err}");
     Ok(())
 }

@@ -88,6 +88,13 @@ pub struct Operation<I, O> {
     pub return_time: Option<u64>,
 }
 
+impl<I, O> Operation<I, O> {
+    /// When it returned, a return before its call read as the call.
+    pub(crate) fn returned_at(&self) -> Option<u64> {
+        self.return_time.map(|t| t.max(self.call_time))
+    }
+}
+
 /// A history of `M`'s operations, as the parsers return it.
 pub type History<M> = Vec<Operation<<M as Model>::Input, <M as Model>::Output>>;
 

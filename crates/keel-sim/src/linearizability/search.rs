@@ -119,13 +119,11 @@ pub(crate) fn client_ties<I, O>(history: &[Operation<I, O>]) -> Vec<(u32, u32)> 
     let mut ties = vec![(0u32, 0u32); history.len()];
     for pair in by_client.windows(2) {
         let (prev, op) = (&history[pair[0]], &history[pair[1]]);
-        if prev.client_id == op.client_id
-            && prev.return_time.map(|t| t.max(prev.call_time)) == Some(op.call_time)
-        {
+        if prev.client_id == op.client_id && prev.returned_at() == Some(op.call_time) {
             ties[pair[1]].0 = ties[pair[0]].1.saturating_add(1);
         }
         let call_tie = ties[pair[1]].0;
-        if op.return_time.map(|t| t.max(op.call_time)) == Some(op.call_time) {
+        if op.returned_at() == Some(op.call_time) {
             ties[pair[1]].1 = call_tie;
         }
     }
@@ -150,8 +148,8 @@ impl<'h, M: Model> PartitionSearch<'h, M> {
             let op = &history[global];
             let (call_tie, return_tie) = ties[global];
             events.push((false, op.call_time, call_tie, false, local));
-            match op.return_time {
-                Some(t) => events.push((false, t.max(op.call_time), return_tie, true, local)),
+            match op.returned_at() {
+                Some(t) => events.push((false, t, return_tie, true, local)),
                 None => events.push((true, 0, 0, true, local)),
             }
         }
