@@ -157,20 +157,27 @@ impl Collector for TransportCollector {
                 ConstCounter::new(field(p)).encode(family.encode_family(&labels)?)?;
             }
         }
-        let unknown = ConstCounter::new(stats.msgs_dropped_unknown_peer);
-        unknown.encode(encoder.encode_descriptor(
-            "transport_msgs_dropped_unknown_peer",
-            "Messages dropped because their recipient is not a peer",
-            None,
-            unknown.metric_type(),
-        )?)?;
-        let refused = ConstCounter::new(stats.handshakes_refused);
-        refused.encode(encoder.encode_descriptor(
-            "transport_handshakes_refused",
-            "Peer connections refused at the handshake",
-            None,
-            refused.metric_type(),
-        )?)?;
+        let global = [
+            (
+                "transport_msgs_dropped_unknown_peer",
+                "Messages dropped because their recipient is not a peer",
+                stats.msgs_dropped_unknown_peer,
+            ),
+            (
+                "transport_handshakes_refused",
+                "Peer connections refused at the handshake",
+                stats.handshakes_refused,
+            ),
+        ];
+        for (name, help, value) in global {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
         Ok(())
     }
 }
