@@ -109,6 +109,15 @@ impl KvError {
     }
 }
 
+impl From<crate::state::ChangeRefused> for KvError {
+    fn from(why: crate::state::ChangeRefused) -> KvError {
+        match why {
+            crate::state::ChangeRefused::NotFound(_) => KvError::NotFound(why.to_string()),
+            _ => KvError::Conflict(why.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for KvError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.kind(), "message": self.to_string() });

@@ -17,13 +17,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use base64::Engine as _;
-use keel::raftpb::ConfChangeType;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::command::Op;
 use crate::error::KvError;
 use crate::server::{Shared, peer_host_port};
+use crate::state::MemberChange;
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -231,11 +231,6 @@ fn member_id(path: Result<Path<String>, PathRejection>) -> Result<u64> {
         .ok_or_else(|| KvError::BadRequest(format!("member id {raw:?} is not a positive integer")))
 }
 
-fn is_member(sh: &Shared, id: u64) -> Option<bool> {
-    let st = sh.state();
-    st.members().get(&id).map(|m| m.learner)
-}
-
 async fn add_member(
     State(app): State<App>,
     body: Result<Json<AddMember>, JsonRejection>,
@@ -250,15 +245,8 @@ async fn add_member(
     if !matches!(found, Ok(Some(_))) {
         return Err(KvError::BadRequest(format!("peer URL {:?} does not resolve", req.peer_url)));
     }
-    if is_member(&app.sh, req.id).is_some() {
-        return Err(KvError::Conflict(format!("member {} already exists", req.id)));
-    }
-    let kind = if req.learner {
-        ConfChangeType::ConfChangeAddLearnerNode
-    } else {
-        ConfChangeType::ConfChangeAddNode
-    };
-    let a = app.sh.change_membership(kind, req.id, Some(req.peer_url)).await?;
+    let change = MemberChange::Add { id: req.id, learner: req.learner };
+    let a = app.sh.change_membership(change, Some(req.peer_url)).await?;
     let mut body = members_json(&app.sh);
     body["index"] = json!(a.index);
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -269,11 +257,7 @@ async fn promote_member(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
     let id = member_id(path)?;
-    match is_member(&app.sh, id) {
-        None => return Err(KvError::NotFound(format!("member {id} not found"))),
-        Some(false) => return Err(KvError::Conflict(format!("member {id} is already a voter"))),
-        Some(true) => {}
-    }
+    app.sh.state().check_change(MemberChange::Promote(id))?;
     // Refuse to promote a learner that is far behind (as etcd does): it
     // would count towards the quorum without the log. Only the leader
     // tracks how far members are, so only the leader may decide.
@@ -290,7 +274,7 @@ async fn promote_member(
             me.matched()
         )));
     }
-    let a = app.sh.change_membership(ConfChangeType::ConfChangeAddNode, id, None).await?;
+    let a = app.sh.change_membership(MemberChange::Promote(id), None).await?;
     let mut body = members_json(&app.sh);
     body["index"] = json!(a.index);
     Ok(Json(body).into_response())
@@ -301,15 +285,7 @@ async fn remove_member(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
     let id = member_id(path)?;
-    let Some(learner) = is_member(&app.sh, id) else {
-        return Err(KvError::NotFound(format!("member {id} not found")));
-    };
-    // Raft refuses it at apply time, and the request would only time out.
-    let voters = app.sh.state().members().values().filter(|m| !m.learner).count();
-    if !learner && voters <= 1 {
-        return Err(KvError::Conflict(format!("member {id} is the last voter")));
-    }
-    let a = app.sh.change_membership(ConfChangeType::ConfChangeRemoveNode, id, None).await?;
+    let a = app.sh.change_membership(MemberChange::Remove(id), None).await?;
     let mut body = members_json(&app.sh);
     body["index"] = json!(a.index);
     Ok(Json(body).into_response())
@@ -328,6 +304,7 @@ async fn status(State(app): State<App>) -> Result<Response> {
                     "next": p.next(),
                     "state": p.state().to_string(),
                     "learner": p.is_learner(),
+                    "active": p.recent_active(),
                     "recent_active": p.recent_active(),
                 }),
             )

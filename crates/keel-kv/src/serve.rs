@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// (repeatable; for NAT, tunnels or fault-injecting proxies).
     #[arg(long = "peer-address", value_name = "ID=HOST:PORT")]
     pub peer_addresses: Vec<String>,
+    /// Refuse a change of the voters that would leave fewer members in touch
+    /// with the leader than a quorum (such changes are then made on the leader).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub strict_reconfig_check: bool,
     /// Test-only: run with a deliberate consistency bug (debug builds only).
     #[arg(long, hide = true, value_enum)]
     pub planted_bug: Option<PlantedBug>,
@@ -157,6 +161,7 @@ pub fn member_options(a: &ServeArgs) -> Result<MemberOptions, String> {
         request_timeout: Duration::from_millis(a.request_timeout.max(1)),
         peer_tls,
         peer_addresses: parse_peer_addresses(&a.peer_addresses)?,
+        strict_reconfig_check: a.strict_reconfig_check,
         planted_bug: a.planted_bug,
     })
 }

@@ -30,7 +30,7 @@
 //! write then wakes, beyond the network's reads, only the append threads
 //! (leader and follower) and the request's task.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +55,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::command::{Command, Op};
 use crate::error::KvError;
 use crate::metrics::Metrics;
-use crate::state::KvState;
+use crate::state::{KvState, MemberChange};
 
 /// How one member runs.
 #[derive(Clone, Debug)]
@@ -87,6 +87,9 @@ pub struct MemberOptions {
     /// Members dialed at a fixed address instead of their advertised peer
     /// URL (NAT, tunnels, keel-chaos's fault-injecting proxies).
     pub peer_addresses: HashMap<u64, SocketAddr>,
+    /// Refuse a change of the voters that would leave fewer members in
+    /// touch with the leader than a quorum (etcd's `--strict-reconfig-check`).
+    pub strict_reconfig_check: bool,
     /// A deliberate bug, for proving that keel-chaos catches one; only debug
     /// builds accept it.
     pub planted_bug: Option<PlantedBug>,
@@ -136,7 +139,7 @@ pub struct Shared {
     outbound: Arc<Outbound>,
     commit: AtomicU64,
     next_id: AtomicU64,
-    waiters: Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
+    waiters: Mutex<HashMap<u64, Waiter>>,
     read_queue: Mutex<Vec<oneshot::Sender<Result<u64, KvError>>>>,
     read_wake: Notify,
     proposals: tokio::sync::mpsc::Sender<Queued>,
@@ -144,6 +147,10 @@ pub struct Shared {
     /// This, for threads that outlive a call (peer name lookups).
     me: Weak<Shared>,
 }
+
+/// Where the answer to a proposal goes once it is applied (or refused at
+/// apply time, as a membership change may be).
+type Waiter = oneshot::Sender<Result<Applied, KvError>>;
 
 /// A write waiting for the proposer thread.
 type Queued = (Bytes, oneshot::Sender<Result<(), KvError>>);
@@ -986,35 +993,84 @@ impl Shared {
     }
 
     /// Proposes a membership change and waits until this member applied it.
+    /// `peer_url` is the new member's (an `Add`).
     pub async fn change_membership(
         &self,
-        change_type: ConfChangeType,
-        node_id: u64,
+        change: MemberChange,
         peer_url: Option<String>,
     ) -> Result<Applied, KvError> {
-        // Raft refuses (silently replaces) a change proposed while it still
-        // counts an earlier one as unapplied: its applied index moves only
-        // when the apply thread's acknowledgement is stepped, which may
-        // trail the apply (and so the answer to the previous change).
+        self.state().check_change(change)?;
+        if self.opts.strict_reconfig_check {
+            self.check_quorum_kept(change).await?;
+        }
+        self.raft_caught_up_with_apply().await?;
+        let change_type = match change {
+            MemberChange::Add { learner: true, .. } => ConfChangeType::ConfChangeAddLearnerNode,
+            MemberChange::Add { learner: false, .. } | MemberChange::Promote(_) => {
+                ConfChangeType::ConfChangeAddNode
+            }
+            MemberChange::Remove(_) => ConfChangeType::ConfChangeRemoveNode,
+        };
+        let id = self.next_id();
+        let cc = ConfChange {
+            id,
+            change_type: change_type as i32,
+            node_id: change.id(),
+            context: peer_url.map(Bytes::from).unwrap_or_default(),
+        };
+        self.propose_and_wait(id, Proposal::Conf(cc)).await
+    }
+
+    /// Waits until raft counts everything applied here as applied. Raft
+    /// refuses (silently replaces) a change proposed while it still counts
+    /// an earlier one as unapplied: its applied index moves only when the
+    /// apply thread's acknowledgement is stepped, which may trail the apply
+    /// (and so the answer to the previous change).
+    async fn raft_caught_up_with_apply(&self) -> Result<(), KvError> {
         let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
         loop {
             let st = self.node.status_async().await.map_err(|e| KvError::from_raft(&e))?;
             if st.basic.applied >= self.applied() {
-                break;
+                return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(self.timeout());
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let id = self.next_id();
-        let cc = ConfChange {
-            id,
-            change_type: change_type as i32,
-            node_id,
-            context: peer_url.map(Bytes::from).unwrap_or_default(),
+    }
+
+    /// etcd's strict reconfiguration check: a change of the voters must
+    /// leave at least a quorum of the new configuration in touch with the
+    /// leader. Only the leader knows who is: raft's recent-activity flags,
+    /// which CheckQuorum clears every election timeout and a heartbeat's
+    /// answer sets again, so they are gathered over two heartbeats before a
+    /// refusal.
+    async fn check_quorum_kept(&self, change: MemberChange) -> Result<(), KvError> {
+        let voters: BTreeSet<u64> =
+            self.state().members().values().filter(|m| !m.learner).map(|m| m.id).collect();
+        let affects_voters = match change {
+            MemberChange::Add { learner, .. } => !learner,
+            MemberChange::Promote(_) => true,
+            MemberChange::Remove(id) => voters.contains(&id),
         };
-        self.propose_and_wait(id, Proposal::Conf(cc)).await
+        if !affects_voters {
+            return Ok(());
+        }
+        let mut active = BTreeSet::from([self.id]);
+        let deadline = tokio::time::Instant::now() + 2 * self.opts.tick + QUORUM_CHECK_SLACK;
+        loop {
+            let st = self.node.status_async().await.map_err(|e| KvError::from_raft(&e))?;
+            if st.basic.soft_state.raft_state != StateType::Leader {
+                return Err(KvError::NotLeader(st.basic.soft_state.lead));
+            }
+            active.extend(st.progress.iter().filter(|(_, p)| p.recent_active()).map(|(id, _)| *id));
+            match quorum_kept(change, &voters, &active) {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(self.opts.tick / 4).await,
+            }
+        }
     }
 
     async fn queue_proposal(&self, data: Bytes) -> Result<(), KvError> {
@@ -1062,7 +1118,7 @@ impl Shared {
                     Err(e) => return Err(e),
                 }
             }
-            rx.await.map_err(|_| KvError::Stopping)
+            rx.await.unwrap_or(Err(KvError::Stopping))
         })
         .await;
         let r = match r {
@@ -1076,6 +1132,43 @@ impl Shared {
     }
 }
 
+/// Beyond two heartbeats, how long the strict reconfiguration check waits
+/// for answers to them.
+const QUORUM_CHECK_SLACK: Duration = Duration::from_millis(50);
+
+/// Whether `change` leaves a quorum of the new voters among `active` (those
+/// in touch with the leader, itself included), as etcd counts: a new voter
+/// counts as not yet started; a promoted learner counts if it is in touch;
+/// a voter out of touch may always be removed.
+fn quorum_kept(
+    change: MemberChange,
+    voters: &BTreeSet<u64>,
+    active: &BTreeSet<u64>,
+) -> Result<(), KvError> {
+    let in_touch = voters.intersection(active).count();
+    let (total, started, what) = match change {
+        // Growing a cluster of one to two (etcd allows it, to restore one
+        // member's data into a new cluster).
+        MemberChange::Add { .. } if voters.len() == 1 && in_touch == 1 => return Ok(()),
+        MemberChange::Add { .. } => (voters.len() + 1, in_touch, "adding a voter"),
+        MemberChange::Promote(id) => {
+            (voters.len() + 1, in_touch + usize::from(active.contains(&id)), "promoting")
+        }
+        MemberChange::Remove(id) if !active.contains(&id) => return Ok(()),
+        MemberChange::Remove(_) => (voters.len() - 1, in_touch - 1, "removing"),
+    };
+    let quorum = total / 2 + 1;
+    if started >= quorum {
+        return Ok(());
+    }
+    Err(KvError::Conflict(format!(
+        "strict reconfiguration check: {what} member {} would leave {started} of {total} \
+         voters in touch with the leader, fewer than a quorum of {quorum}; bring members \
+         back first, or run with --strict-reconfig-check=false",
+        change.id()
+    )))
+}
+
 /// How long a request waits before trying again while no leader is known.
 const NO_LEADER_RETRY: Duration = Duration::from_millis(20);
 
@@ -1087,7 +1180,7 @@ enum Proposal {
 /// Removes a request's waiter however the request ends (answered, timed
 /// out, or dropped by a client that went away).
 struct WaiterGuard<'a> {
-    waiters: &'a Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
+    waiters: &'a Mutex<HashMap<u64, Waiter>>,
     id: u64,
 }
 
@@ -1186,7 +1279,7 @@ impl Applier {
                 existed
             };
             if let Some(tx) = lock(&sh.waiters).remove(&id) {
-                let _ = tx.send(Applied { index: e.index, existed });
+                let _ = tx.send(Ok(Applied { index: e.index, existed }));
             }
             return;
         }
@@ -1198,7 +1291,27 @@ impl Applier {
     }
 
     fn apply_conf_change(&mut self, sh: &Shared, index: u64, cc: AnyConfChange) {
-        match sh.node.apply_conf_change_at(index, cc.clone()) {
+        // Checked against the replicated membership first, so that every
+        // member refuses the same changes (two requests for one id that
+        // raced, a removed id added again). Raft is then given the change
+        // for node 0, which it ignores, as etcd does.
+        let refused = match &cc {
+            AnyConfChange::V1(c) => {
+                let st = sh.state();
+                ConfChangeType::try_from(c.change_type)
+                    .ok()
+                    .and_then(|ty| st.change_of(ty, c.node_id))
+                    .and_then(|change| st.check_change(change).err())
+                    .map(|why| (why, ConfChange { node_id: 0, ..c.clone() }))
+            }
+            // keel-kv proposes only single-node changes.
+            AnyConfChange::V2(_) => None,
+        };
+        let to_raft = match &refused {
+            Some((_, ignored)) => AnyConfChange::V1(ignored.clone()),
+            None => cc.clone(),
+        };
+        match sh.node.apply_conf_change_at(index, to_raft) {
             Ok(cs) => self.conf_state = cs,
             Err(keel::Error::Stopped) => {
                 self.halted = true;
@@ -1218,6 +1331,13 @@ impl Applier {
             }
         }
         let request = cc.as_v1().map(|c| c.id);
+        if let Some((why, _)) = refused {
+            tracing::warn!(id = sh.id, index, "membership change refused: {why}");
+            if let Some(tx) = request.and_then(|req| lock(&sh.waiters).remove(&req)) {
+                let _ = tx.send(Err(why.into()));
+            }
+            return;
+        }
         let v2 = cc.as_v2();
         let url =
             std::str::from_utf8(&v2.context).ok().filter(|u| !u.is_empty()).map(str::to_string);
@@ -1257,7 +1377,7 @@ impl Applier {
         if let Some(req) = request
             && let Some(tx) = lock(&sh.waiters).remove(&req)
         {
-            let _ = tx.send(Applied { index, existed: true });
+            let _ = tx.send(Ok(Applied { index, existed: true }));
         }
         if removed_self {
             tracing::warn!(id = sh.id, "this member was removed from the cluster; stopping");
@@ -1356,8 +1476,20 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             peer_tls: None,
             peer_addresses: HashMap::new(),
+            strict_reconfig_check: true,
             planted_bug: None,
         }
+    }
+
+    /// Starts the one member of `opts` and waits until it leads.
+    async fn leading(opts: &MemberOptions) -> Member {
+        let member = Member::start(opts.clone()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while member.shared().leader() != opts.id {
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        member
     }
 
     /// A member is added under a host name that stops resolving (a retired
@@ -1370,15 +1502,11 @@ mod tests {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let gone = "http://no-such-host.invalid:2380".to_string();
         let member = runtime.block_on(async {
-            let member = Member::start(opts.clone()).unwrap();
+            let member = leading(&opts).await;
             let sh = member.shared();
             let deadline = Instant::now() + Duration::from_secs(10);
-            while sh.leader() != 1 {
-                assert!(Instant::now() < deadline, "no leader");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let kind = ConfChangeType::ConfChangeAddLearnerNode;
-            let added = sh.change_membership(kind, 9, Some(gone.clone())).await.unwrap();
+            let learner = MemberChange::Add { id: 9, learner: true };
+            let added = sh.change_membership(learner, Some(gone.clone())).await.unwrap();
             // A member added is snapshotted at once.
             while sh.snap_index.load(Ordering::SeqCst) < added.index {
                 assert!(Instant::now() < deadline, "no snapshot");
@@ -1399,6 +1527,69 @@ mod tests {
         let sh = member.shared();
         assert_eq!(sh.state().members().get(&9).map(|m| m.peer_url.clone()), Some(gone));
         member.stop();
+    }
+
+    /// A change that got past the request's checks (two requests that
+    /// raced, or here a removed id proposed straight to raft) is refused
+    /// where it is applied, as every member refuses it, and raft is told to
+    /// change nothing.
+    #[test]
+    fn a_change_the_membership_refuses_is_refused_when_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = one_member(dir.path());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let url = || Some("http://127.0.0.1:9".to_string());
+        let member = runtime.block_on(async {
+            let member = leading(&opts).await;
+            let sh = member.shared();
+            let nine = MemberChange::Add { id: 9, learner: true };
+            sh.change_membership(nine, url()).await.unwrap();
+            sh.change_membership(MemberChange::Remove(9), None).await.unwrap();
+            let reused = |r: &Result<Applied, KvError>| {
+                matches!(r, Err(KvError::Conflict(m)) if m.contains("never reused"))
+            };
+            let r = sh.change_membership(nine, url()).await;
+            assert!(reused(&r), "{r:?}");
+            sh.raft_caught_up_with_apply().await.unwrap();
+            let id = sh.next_id();
+            let cc = ConfChange {
+                id,
+                change_type: ConfChangeType::ConfChangeAddLearnerNode as i32,
+                node_id: 9,
+                context: Bytes::from(url().unwrap()),
+            };
+            let r = sh.propose_and_wait(id, Proposal::Conf(cc)).await;
+            assert!(reused(&r), "{r:?}");
+            let st = sh.node.status_async().await.unwrap();
+            assert_eq!(st.progress.keys().copied().collect::<Vec<_>>(), [1]);
+            assert!(sh.state().members().get(&9).is_none());
+            // Raft takes the next change: the refused one counts as applied.
+            let ten = MemberChange::Add { id: 10, learner: true };
+            sh.change_membership(ten, url()).await.unwrap();
+            member
+        });
+        member.stop();
+    }
+
+    #[test]
+    fn the_strict_check_keeps_a_quorum_in_touch_as_etcd_counts() {
+        let set = |ids: &[u64]| ids.iter().copied().collect::<BTreeSet<u64>>();
+        let (voters, all, two) = (set(&[1, 2, 3]), set(&[1, 2, 3]), set(&[1, 2]));
+        let ok = |change, voters: &BTreeSet<u64>, active: &BTreeSet<u64>| {
+            quorum_kept(change, voters, active).is_ok()
+        };
+        let add = MemberChange::Add { id: 4, learner: false };
+        assert!(ok(MemberChange::Remove(2), &voters, &all));
+        assert!(ok(add, &voters, &all), "3 of 4 in touch");
+        // Member 3 is out of touch.
+        assert!(ok(MemberChange::Remove(3), &voters, &two), "removing the one down");
+        assert!(!ok(MemberChange::Remove(2), &voters, &two), "1 of 2 left in touch");
+        assert!(!ok(add, &voters, &two), "2 of 4");
+        assert!(ok(MemberChange::Promote(4), &voters, &set(&[1, 2, 4])), "3 of 4");
+        assert!(!ok(MemberChange::Promote(4), &voters, &two), "the learner is down too");
+        assert!(ok(add, &set(&[1]), &set(&[1])), "one to two, as etcd allows");
+        let e = quorum_kept(MemberChange::Remove(2), &voters, &two).unwrap_err();
+        assert!(e.to_string().contains("1 of 2 voters"), "{e}");
     }
 
     #[test]

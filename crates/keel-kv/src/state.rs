@@ -1,12 +1,14 @@
 //! The state machine: the key-value map and the membership, with the
 //! snapshot format that carries both.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use bytes::Bytes;
 use imbl::OrdMap;
 use prost::Message as _;
+
+use keel::raftpb::ConfChangeType;
 
 use crate::command::{Command, Op};
 
@@ -31,6 +33,10 @@ pub struct Member {
 pub struct KvState {
     data: OrdMap<String, Bytes>,
     members: BTreeMap<u64, Member>,
+    /// Ids removed from the cluster, never to be added again (as etcd
+    /// keeps them): a removed member restarted on its old data must not
+    /// find its id back in the configuration.
+    removed: BTreeSet<u64>,
     bytes: usize,
 }
 
@@ -59,6 +65,8 @@ struct SnapshotRecord {
     pairs: Vec<PairRecord>,
     #[prost(message, repeated, tag = "2")]
     members: Vec<MemberRecord>,
+    #[prost(uint64, repeated, tag = "3")]
+    removed: Vec<u64>,
 }
 
 /// The keys of fields 1 and 2 when length-delimited (`number << 3 | 2`):
@@ -87,6 +95,53 @@ fn put_field(buf: &mut Vec<u8>, key: u8, bytes: &[u8]) {
         put_len(buf, key, bytes.len());
         buf.extend_from_slice(bytes);
     }
+}
+
+/// A change of the membership, as a client asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// A new member, voting or not.
+    Add {
+        /// Its id.
+        id: u64,
+        /// Whether it joins as a learner.
+        learner: bool,
+    },
+    /// A learner made a voter.
+    Promote(u64),
+    /// A member removed.
+    Remove(u64),
+}
+
+impl MemberChange {
+    /// The member it changes.
+    pub fn id(self) -> u64 {
+        match self {
+            MemberChange::Add { id, .. } | MemberChange::Promote(id) | MemberChange::Remove(id) => {
+                id
+            }
+        }
+    }
+}
+
+/// Why a membership change is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeRefused {
+    /// Ids are never reused.
+    #[error("member {0} was removed from the cluster; ids are never reused")]
+    Removed(u64),
+    /// The id is taken.
+    #[error("member {0} already exists")]
+    Exists(u64),
+    /// No such member.
+    #[error("member {0} not found")]
+    NotFound(u64),
+    /// Promoting a voter.
+    #[error("member {0} is already a voter")]
+    AlreadyVoter(u64),
+    /// Raft refuses a configuration without voters.
+    #[error("member {0} is the last voter")]
+    LastVoter(u64),
 }
 
 /// A snapshot payload that does not decode.
@@ -183,9 +238,52 @@ impl KvState {
         self.members.insert(id, Member { id, peer_url, learner });
     }
 
-    /// Removes a member.
+    /// Removes a member, for good.
     pub fn remove_member(&mut self, id: u64) {
         self.members.remove(&id);
+        self.removed.insert(id);
+    }
+
+    /// Whether `change` may be made to the membership as it stands. The
+    /// same answer on every member at the same applied index: it reads only
+    /// the replicated state.
+    pub fn check_change(&self, change: MemberChange) -> Result<(), ChangeRefused> {
+        let id = change.id();
+        if self.removed.contains(&id) {
+            return Err(ChangeRefused::Removed(id));
+        }
+        let member = self.members.get(&id);
+        match (change, member) {
+            (MemberChange::Add { .. }, Some(_)) => Err(ChangeRefused::Exists(id)),
+            (MemberChange::Promote(_) | MemberChange::Remove(_), None) => {
+                Err(ChangeRefused::NotFound(id))
+            }
+            (MemberChange::Promote(_), Some(m)) if !m.learner => {
+                Err(ChangeRefused::AlreadyVoter(id))
+            }
+            (MemberChange::Remove(_), Some(m))
+                if !m.learner && self.members.values().filter(|m| !m.learner).count() == 1 =>
+            {
+                Err(ChangeRefused::LastVoter(id))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What a committed single-node change of raft does to the membership
+    /// here (an `AddNode` of a learner is its promotion).
+    pub fn change_of(&self, change_type: ConfChangeType, id: u64) -> Option<MemberChange> {
+        match change_type {
+            ConfChangeType::ConfChangeAddNode => match self.members.get(&id) {
+                Some(m) if m.learner => Some(MemberChange::Promote(id)),
+                _ => Some(MemberChange::Add { id, learner: false }),
+            },
+            ConfChangeType::ConfChangeAddLearnerNode => {
+                Some(MemberChange::Add { id, learner: true })
+            }
+            ConfChangeType::ConfChangeRemoveNode => Some(MemberChange::Remove(id)),
+            ConfChangeType::ConfChangeUpdateNode => None,
+        }
     }
 
     /// The snapshot payload of this state: a `SnapshotRecord`, with the
@@ -204,6 +302,7 @@ impl KvState {
                     learner: m.learner,
                 })
                 .collect(),
+            removed: self.removed.iter().copied().collect(),
         }
         .encode_to_vec();
         let pairs: usize = self.data.iter().map(|(k, v)| field_len(pair_len(k, v))).sum();
@@ -235,6 +334,7 @@ impl KvState {
                 .members
                 .insert(m.id, Member { id: m.id, peer_url: m.peer_url, learner: m.learner });
         }
+        state.removed = record.removed.into_iter().collect();
         Ok(state)
     }
 }
@@ -255,9 +355,12 @@ mod tests {
         s.apply(put("b/c", b"3"));
         s.set_member(1, Some("http://127.0.0.1:1".into()), false);
         s.set_member(4, Some("http://127.0.0.1:4".into()), true);
+        s.set_member(5, Some("http://127.0.0.1:5".into()), true);
+        s.remove_member(5);
         let back = KvState::decode(&s.encode()).unwrap();
         assert_eq!(back.get("a").as_deref(), Some(&b"22"[..]));
         assert_eq!(back.members(), s.members());
+        assert_eq!(back.removed, [5].into());
         assert_eq!(back.bytes(), s.bytes());
         assert_eq!(back.bytes(), (1 + 2) + (3 + 1));
     }
@@ -298,6 +401,7 @@ mod tests {
                 peer_url: "http://127.0.0.1:2".into(),
                 learner: true,
             }],
+            removed: vec![],
         };
         assert_eq!(s.encode(), record.encode_to_vec());
         assert_eq!(KvState::default().encode(), SnapshotRecord::default().encode_to_vec());
@@ -333,9 +437,34 @@ mod tests {
         assert_eq!(s.bytes(), 0);
         assert!(KvState::decode(&[0xff, 0xff, 0xff]).is_err());
         let pair = |value: &'static [u8]| PairRecord { key: "k".into(), value: value.into() };
-        let repeated = SnapshotRecord { pairs: vec![pair(b"12345"), pair(b"1")], members: vec![] };
+        let repeated =
+            SnapshotRecord { pairs: vec![pair(b"12345"), pair(b"1")], ..Default::default() };
         let back = KvState::decode(&repeated.encode_to_vec()).unwrap();
         assert_eq!((back.len(), back.bytes(), back.get("k").as_deref()), (1, 2, Some(&b"1"[..])));
         assert!(Command::decode(&[0x10, 0x07]).is_none(), "unknown op");
+    }
+
+    #[test]
+    fn membership_changes_are_checked_against_the_members_and_the_removed() {
+        let mut s = KvState::default();
+        s.set_member(1, Some("http://a:1".into()), false);
+        s.set_member(2, Some("http://a:2".into()), true);
+        s.remove_member(3);
+        let check = |c| s.check_change(c);
+        let add = |id, learner| MemberChange::Add { id, learner };
+        assert_eq!(check(add(4, true)), Ok(()));
+        assert_eq!(check(add(2, false)), Err(ChangeRefused::Exists(2)));
+        assert_eq!(check(add(3, true)), Err(ChangeRefused::Removed(3)));
+        assert_eq!(check(MemberChange::Promote(2)), Ok(()));
+        assert_eq!(check(MemberChange::Promote(1)), Err(ChangeRefused::AlreadyVoter(1)));
+        assert_eq!(check(MemberChange::Promote(4)), Err(ChangeRefused::NotFound(4)));
+        assert_eq!(check(MemberChange::Remove(2)), Ok(()));
+        assert_eq!(check(MemberChange::Remove(1)), Err(ChangeRefused::LastVoter(1)));
+        assert_eq!(check(MemberChange::Remove(3)), Err(ChangeRefused::Removed(3)));
+        // Raft's AddNode is a promotion for a learner, an addition otherwise.
+        let add_node = ConfChangeType::ConfChangeAddNode;
+        assert_eq!(s.change_of(add_node, 2), Some(MemberChange::Promote(2)));
+        assert_eq!(s.change_of(add_node, 1), Some(add(1, false)));
+        assert_eq!(s.change_of(ConfChangeType::ConfChangeUpdateNode, 1), None);
     }
 }

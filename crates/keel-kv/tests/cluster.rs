@@ -163,8 +163,11 @@ fn members_are_added_as_learners_promoted_and_removed() {
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
     let r = c.http.post(c.members[leader].url("/members/4/promote")).send().unwrap();
     assert_eq!(r.status(), 409, "promoting a voter again");
-    // Remove member 1: it shuts down cleanly, the others go on.
-    let r = c.http.delete(c.members[1].url("/members/1")).send().unwrap();
+    // Remove member 1: a change of the voters, so made on the leader (which
+    // alone knows who is in touch). It shuts down cleanly, the others go on.
+    let r = c.http.delete(c.members[follower].url("/members/1")).send().unwrap();
+    assert_eq!(r.status(), 421, "{}", r.text().unwrap());
+    let r = c.http.delete(c.members[leader].url("/members/1")).send().unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
     let status = c.wait_exit(0, Duration::from_secs(20));
     assert!(status.success(), "a removed member exits cleanly: {status}");
@@ -178,6 +181,28 @@ fn members_are_added_as_learners_promoted_and_removed() {
         .map(|m| m["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, [2, 3, 4]);
+    // Ids are never reused.
+    let body = json!({"id": 1, "peer_url": c.members[0].peer_url(), "learner": true});
+    let r = c.http.post(c.members[2].url("/members")).json(&body).send().unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().unwrap().contains("never reused"));
+    // With one voter down, removing another would leave one of two in touch
+    // with the leader: refused. Removing the one down is fine.
+    let leader = c.index_of(c.wait_leader(&[0]));
+    let mut others = [1, 2, four].into_iter().filter(|i| *i != leader);
+    let (down, up) = (others.next().unwrap(), others.next().unwrap());
+    c.kill(down);
+    let down_id = c.members[down].id.to_string();
+    wait_for(Duration::from_secs(20), "the leader to see the member down", || {
+        let progress = &c.json(leader, "/status")["progress"][&down_id];
+        (progress["active"] == json!(false)).then_some(())
+    });
+    let up_id = c.members[up].id;
+    let r = c.http.delete(c.members[leader].url(&format!("/members/{up_id}"))).send().unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().unwrap().contains("strict reconfiguration check"));
+    let r = c.http.delete(c.members[leader].url(&format!("/members/{down_id}"))).send().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
 }
 
 /// A member down while the membership changed comes back knowing only the
@@ -210,7 +235,7 @@ fn a_member_restarted_with_a_stale_membership_lets_a_new_leader_in() {
     };
     wait_for(Duration::from_secs(20), "the promotion", || (promote(&c) == 200).then_some(()));
     let removed = c.members[leader].id;
-    let r = c.http.delete(c.members[other].url(&format!("/members/{removed}"))).send().unwrap();
+    let r = c.http.delete(c.members[leader].url(&format!("/members/{removed}"))).send().unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
     let status = c.wait_exit(leader, Duration::from_secs(20));
     assert!(status.success(), "the removed member exits cleanly: {status}");
