@@ -1428,11 +1428,24 @@ impl Applier {
         if !(due || self.member_added > snap_index) || self.applied <= snap_index {
             return;
         }
-        let job = SnapshotJob {
-            index: self.applied,
-            conf_state: self.conf_state.clone(),
-            state: sh.state().clone(),
-        };
+        let state = sh.state().clone();
+        // Raft restores a received snapshot's configuration as soon as it
+        // steps it, before this thread restores its data: a conf change
+        // applied in between returns that newer configuration. A snapshot
+        // must pair the state with the configuration of the same index, so
+        // none is taken until the two agree again (the restore makes them).
+        let mut raft_cs = self.conf_state.clone();
+        raft_cs.voters.sort_unstable();
+        raft_cs.learners.sort_unstable();
+        if raft_cs != state.conf_state() {
+            // Only for the moment of a restore; for longer, something is wrong.
+            if self.applied >= snap_index + 2 * sh.opts.snapshot_count {
+                tracing::warn!(id = sh.id, cs = ?raft_cs, "snapshot deferred: raft's \
+                    configuration differs from the membership");
+            }
+            return;
+        }
+        let job = SnapshotJob { index: self.applied, conf_state: self.conf_state.clone(), state };
         // `Full`: busy, try again later. `Disconnected`: the snapshot
         // thread panicked (and said so); applies go on without snapshots.
         let _: Result<(), TrySendError<_>> = snapshots.try_send(job);

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use imbl::OrdMap;
 use prost::Message as _;
 
-use keel::raftpb::ConfChangeType;
+use keel::raftpb::{ConfChangeType, ConfState};
 
 use crate::command::{Command, Op};
 
@@ -244,6 +244,15 @@ impl KvState {
         self.removed.insert(id);
     }
 
+    /// Raft's configuration as this membership implies it (keel-kv makes
+    /// only single-node changes, so never a joint one).
+    pub fn conf_state(&self) -> ConfState {
+        let ids = |learner: bool| {
+            self.members.values().filter(|m| m.learner == learner).map(|m| m.id).collect()
+        };
+        ConfState { voters: ids(false), learners: ids(true), ..ConfState::default() }
+    }
+
     /// Whether `change` may be made to the membership as it stands. The
     /// same answer on every member at the same applied index: it reads only
     /// the replicated state.
@@ -466,5 +475,7 @@ mod tests {
         assert_eq!(s.change_of(add_node, 2), Some(MemberChange::Promote(2)));
         assert_eq!(s.change_of(add_node, 1), Some(add(1, false)));
         assert_eq!(s.change_of(ConfChangeType::ConfChangeUpdateNode, 1), None);
+        let cs = s.conf_state();
+        assert_eq!((cs.voters, cs.learners, cs.voters_outgoing), (vec![1], vec![2], vec![]));
     }
 }
