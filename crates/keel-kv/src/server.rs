@@ -140,6 +140,9 @@ pub struct Shared {
     commit: AtomicU64,
     next_id: AtomicU64,
     waiters: Mutex<HashMap<u64, Waiter>>,
+    /// Membership changes asked of this member, one at a time: raft would
+    /// silently drop a second change proposed while the first is pending.
+    membership: tokio::sync::Mutex<()>,
     read_queue: Mutex<Vec<oneshot::Sender<Result<u64, KvError>>>>,
     read_wake: Notify,
     proposals: tokio::sync::mpsc::Sender<Queued>,
@@ -392,6 +395,7 @@ impl Member {
             commit: AtomicU64::new(durable_commit),
             next_id: AtomicU64::new(random_u64()),
             waiters: Mutex::new(HashMap::new()),
+            membership: tokio::sync::Mutex::new(()),
             read_queue: Mutex::new(Vec::new()),
             read_wake: Notify::new(),
             proposals: proposals_tx,
@@ -999,6 +1003,7 @@ impl Shared {
         change: MemberChange,
         peer_url: Option<String>,
     ) -> Result<Applied, KvError> {
+        let _one_at_a_time = self.membership.lock().await;
         self.state().check_change(change)?;
         if self.opts.strict_reconfig_check {
             self.check_quorum_kept(change).await?;
@@ -1581,6 +1586,36 @@ mod tests {
             sh.change_membership(ten, url()).await.unwrap();
             member
         });
+        member.stop();
+    }
+
+    /// Raft drops a conf change proposed while another is pending, so two
+    /// asked of one member at once used to leave one request to time out.
+    #[test]
+    fn membership_changes_asked_at_once_are_made_one_after_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = one_member(dir.path());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let member =
+            runtime.block_on(async {
+                let member = leading(&opts).await;
+                let sh = member.shared();
+                let add = |id| {
+                    let sh = Arc::clone(&sh);
+                    let url = Some(format!("http://127.0.0.1:{id}"));
+                    async move {
+                        sh.change_membership(MemberChange::Add { id, learner: true }, url).await
+                    }
+                };
+                let (a, b, again) = tokio::join!(add(7), add(8), add(7));
+                assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+                assert!(
+                    matches!(&again, Err(KvError::Conflict(m)) if m.contains("exists")),
+                    "{again:?}"
+                );
+                assert_eq!(sh.state().members().keys().copied().collect::<Vec<_>>(), [1, 7, 8]);
+                member
+            });
         member.stop();
     }
 
