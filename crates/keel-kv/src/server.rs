@@ -1547,25 +1547,32 @@ mod tests {
         member.stop();
     }
 
+    /// Runs `test` on the one member of a new cluster once it leads, then
+    /// stops the member.
+    fn on_a_leading_member<F: Future<Output = ()>>(test: impl FnOnce(Arc<Shared>) -> F) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = one_member(dir.path());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let member = runtime.block_on(async {
+            let member = leading(&opts).await;
+            test(member.shared()).await;
+            member
+        });
+        member.stop();
+    }
+
     /// A change that got past the request's checks (two requests that
     /// raced, or here a removed id proposed straight to raft) is refused
     /// where it is applied, as every member refuses it, and raft is told to
     /// change nothing.
     #[test]
     fn a_change_the_membership_refuses_is_refused_when_applied() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = one_member(dir.path());
-        let runtime = tokio::runtime::Runtime::new().unwrap();
         let url = || Some("http://127.0.0.1:9".to_string());
-        let member = runtime.block_on(async {
-            let member = leading(&opts).await;
-            let sh = member.shared();
+        on_a_leading_member(|sh| async move {
             let nine = MemberChange::Add { id: 9, learner: true };
             sh.change_membership(nine, url()).await.unwrap();
             sh.change_membership(MemberChange::Remove(9), None).await.unwrap();
-            let reused = |r: &Result<Applied, KvError>| {
-                matches!(r, Err(KvError::Conflict(m)) if m.contains("never reused"))
-            };
+            let reused = |r: &Result<Applied, KvError>| matches!(r, Err(KvError::Conflict(m)) if m.contains("never reused"));
             let r = sh.change_membership(nine, url()).await;
             assert!(reused(&r), "{r:?}");
             sh.raft_caught_up_with_apply().await.unwrap();
@@ -1584,39 +1591,25 @@ mod tests {
             // Raft takes the next change: the refused one counts as applied.
             let ten = MemberChange::Add { id: 10, learner: true };
             sh.change_membership(ten, url()).await.unwrap();
-            member
         });
-        member.stop();
     }
 
     /// Raft drops a conf change proposed while another is pending, so two
     /// asked of one member at once used to leave one request to time out.
     #[test]
     fn membership_changes_asked_at_once_are_made_one_after_the_other() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = one_member(dir.path());
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let member =
-            runtime.block_on(async {
-                let member = leading(&opts).await;
-                let sh = member.shared();
-                let add = |id| {
-                    let sh = Arc::clone(&sh);
-                    let url = Some(format!("http://127.0.0.1:{id}"));
-                    async move {
-                        sh.change_membership(MemberChange::Add { id, learner: true }, url).await
-                    }
-                };
-                let (a, b, again) = tokio::join!(add(7), add(8), add(7));
-                assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
-                assert!(
-                    matches!(&again, Err(KvError::Conflict(m)) if m.contains("exists")),
-                    "{again:?}"
-                );
-                assert_eq!(sh.state().members().keys().copied().collect::<Vec<_>>(), [1, 7, 8]);
-                member
-            });
-        member.stop();
+        on_a_leading_member(|sh| async move {
+            let add = |id| {
+                let sh = Arc::clone(&sh);
+                let url = Some(format!("http://127.0.0.1:{id}"));
+                async move { sh.change_membership(MemberChange::Add { id, learner: true }, url).await }
+            };
+            let (a, b, again) = tokio::join!(add(7), add(8), add(7));
+            assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+            let exists = matches!(&again, Err(KvError::Conflict(m)) if m.contains("exists"));
+            assert!(exists, "{again:?}");
+            assert_eq!(sh.state().members().keys().copied().collect::<Vec<_>>(), [1, 7, 8]);
+        });
     }
 
     #[test]
