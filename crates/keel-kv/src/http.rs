@@ -304,7 +304,6 @@ async fn status(State(app): State<App>) -> Result<Response> {
                     "next": p.next(),
                     "state": p.state().to_string(),
                     "learner": p.is_learner(),
-                    "active": p.recent_active(),
                     "recent_active": p.recent_active(),
                 }),
             )

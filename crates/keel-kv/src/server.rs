@@ -1155,22 +1155,24 @@ fn quorum_kept(
         // Growing a cluster of one to two (etcd allows it, to restore one
         // member's data into a new cluster).
         MemberChange::Add { .. } if voters.len() == 1 && in_touch == 1 => return Ok(()),
-        MemberChange::Add { .. } => (voters.len() + 1, in_touch, "adding a voter"),
+        MemberChange::Add { id, .. } => (voters.len() + 1, in_touch, format!("adding voter {id}")),
         MemberChange::Promote(id) => {
-            (voters.len() + 1, in_touch + usize::from(active.contains(&id)), "promoting")
+            let started = in_touch + usize::from(active.contains(&id));
+            (voters.len() + 1, started, format!("promoting member {id}"))
         }
         MemberChange::Remove(id) if !active.contains(&id) => return Ok(()),
-        MemberChange::Remove(_) => (voters.len() - 1, in_touch - 1, "removing"),
+        MemberChange::Remove(id) => {
+            (voters.len() - 1, in_touch - 1, format!("removing member {id}"))
+        }
     };
     let quorum = total / 2 + 1;
     if started >= quorum {
         return Ok(());
     }
     Err(KvError::Conflict(format!(
-        "strict reconfiguration check: {what} member {} would leave {started} of {total} \
-         voters in touch with the leader, fewer than a quorum of {quorum}; bring members \
-         back first, or run with --strict-reconfig-check=false",
-        change.id()
+        "strict reconfiguration check: {what} would leave {started} of {total} voters in \
+         touch with the leader, fewer than a quorum of {quorum}; bring members back first, \
+         or run with --strict-reconfig-check=false"
     )))
 }
 
@@ -1338,6 +1340,9 @@ impl Applier {
         let request = cc.as_v1().map(|c| c.id);
         if let Some((why, _)) = refused {
             tracing::warn!(id = sh.id, index, "membership change refused: {why}");
+            // Published before the answer, here and below: the next change
+            // asked of this member waits until raft counts this index applied.
+            self.published(sh);
             if let Some(tx) = request.and_then(|req| lock(&sh.waiters).remove(&req)) {
                 let _ = tx.send(Err(why.into()));
             }
@@ -1379,6 +1384,7 @@ impl Applier {
             }
         }
         tracing::info!(id = sh.id, index, change = ?v2.changes, "membership changed");
+        self.published(sh);
         if let Some(req) = request
             && let Some(tx) = lock(&sh.waiters).remove(&req)
         {

@@ -195,7 +195,7 @@ fn members_are_added_as_learners_promoted_and_removed() {
     let down_id = c.members[down].id.to_string();
     wait_for(Duration::from_secs(20), "the leader to see the member down", || {
         let progress = &c.json(leader, "/status")["progress"][&down_id];
-        (progress["active"] == json!(false)).then_some(())
+        (progress["recent_active"] == json!(false)).then_some(())
     });
     let up_id = c.members[up].id;
     let r = c.http.delete(c.members[leader].url(&format!("/members/{up_id}"))).send().unwrap();
