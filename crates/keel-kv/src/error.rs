@@ -112,7 +112,9 @@ impl KvError {
 impl From<crate::state::ChangeRefused> for KvError {
     fn from(why: crate::state::ChangeRefused) -> KvError {
         match why {
-            crate::state::ChangeRefused::NotFound(_) => KvError::NotFound(why.to_string()),
+            crate::state::ChangeRefused::NotFound(_) | crate::state::ChangeRefused::Gone(_) => {
+                KvError::NotFound(why.to_string())
+            }
             _ => KvError::Conflict(why.to_string()),
         }
     }

@@ -136,6 +136,9 @@ pub enum ChangeRefused {
     /// No such member.
     #[error("member {0} not found")]
     NotFound(u64),
+    /// No such member any more.
+    #[error("member {0} not found: it was removed from the cluster")]
+    Gone(u64),
     /// Promoting a voter.
     #[error("member {0} is already a voter")]
     AlreadyVoter(u64),
@@ -258,12 +261,14 @@ impl KvState {
     /// the replicated state.
     pub fn check_change(&self, change: MemberChange) -> Result<(), ChangeRefused> {
         let id = change.id();
-        if self.removed.contains(&id) {
-            return Err(ChangeRefused::Removed(id));
-        }
+        let removed = self.removed.contains(&id);
         let member = self.members.get(&id);
         match (change, member) {
+            (MemberChange::Add { .. }, _) if removed => Err(ChangeRefused::Removed(id)),
             (MemberChange::Add { .. }, Some(_)) => Err(ChangeRefused::Exists(id)),
+            (MemberChange::Promote(_) | MemberChange::Remove(_), None) if removed => {
+                Err(ChangeRefused::Gone(id))
+            }
             (MemberChange::Promote(_) | MemberChange::Remove(_), None) => {
                 Err(ChangeRefused::NotFound(id))
             }
@@ -469,7 +474,7 @@ mod tests {
         assert_eq!(check(MemberChange::Promote(4)), Err(ChangeRefused::NotFound(4)));
         assert_eq!(check(MemberChange::Remove(2)), Ok(()));
         assert_eq!(check(MemberChange::Remove(1)), Err(ChangeRefused::LastVoter(1)));
-        assert_eq!(check(MemberChange::Remove(3)), Err(ChangeRefused::Removed(3)));
+        assert_eq!(check(MemberChange::Remove(3)), Err(ChangeRefused::Gone(3)));
         // Raft's AddNode is a promotion for a learner, an addition otherwise.
         let add_node = ConfChangeType::ConfChangeAddNode;
         assert_eq!(s.change_of(add_node, 2), Some(MemberChange::Promote(2)));

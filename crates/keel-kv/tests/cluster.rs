@@ -186,6 +186,9 @@ fn members_are_added_as_learners_promoted_and_removed() {
     let r = c.http.post(c.members[2].url("/members")).json(&body).send().unwrap();
     assert_eq!(r.status(), 409);
     assert!(r.text().unwrap().contains("never reused"));
+    // Removing it again is a 404, as a retried removal expects.
+    let r = c.http.delete(c.members[2].url("/members/1")).send().unwrap();
+    assert_eq!(r.status(), 404);
     // With one voter down, removing another would leave one of two in touch
     // with the leader: refused. Removing the one down is fine.
     let leader = c.index_of(c.wait_leader(&[0]));
