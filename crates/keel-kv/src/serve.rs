@@ -83,7 +83,11 @@ pub struct ServeArgs {
     pub peer_addresses: Vec<String>,
     /// Most client connections open at once, TLS handshakes included; when
     /// all are taken, new ones wait in the kernel's accept queue.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..=1 << 20)
+    )]
     pub max_client_connections: u32,
     /// Test-only: run with a deliberate consistency bug (debug builds only).
     #[arg(long, hide = true, value_enum)]
@@ -218,9 +222,9 @@ pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
         app: http::router(sh.clone(), args.max_request_bytes, deadline),
         tls,
         max: args.max_client_connections,
-        // The same bound as reading and serving a request: one knob, and a
-        // client idle or slow before its request holds a slot no longer
-        // than one that is slow within it.
+        // The headers get the bound of reading and serving the rest: one
+        // knob, and a client slow before its request holds a slot no longer
+        // than one slow within it.
         http: http1_server(deadline),
         open: sh.metrics.client_connections.clone(),
     };
@@ -374,7 +378,6 @@ impl Clients {
         mut stop: watch::Receiver<bool>,
         _slot: Slot,
     ) {
-        let _ = stream.set_nodelay(true);
         match &self.tls {
             None => self.requests(TokioIo::new(stream), peer, &mut stop).await,
             Some(acceptor) => {

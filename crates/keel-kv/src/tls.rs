@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// Time a client has to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server side of client TLS, from a certificate chain and key in PEM.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
@@ -38,7 +38,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
 }
 
 /// The TLS stream of a client connection, once its handshake is done (or
-/// `None`: it failed or took longer than [`HANDSHAKE_TIMEOUT`]). Runs in the
+/// `None`: it failed or took longer than `HANDSHAKE_TIMEOUT`). Run in the
 /// connection's own task, so that a slow client delays no other.
 pub async fn handshake(
     acceptor: &TlsAcceptor,
