@@ -120,8 +120,17 @@ impl From<crate::state::ChangeRefused> for KvError {
     }
 }
 
+/// What a client is told of an internal error.
+pub const INTERNAL_MESSAGE: &str = "internal error; the member's log has the detail";
+
 impl IntoResponse for KvError {
     fn into_response(self) -> Response {
+        // Raft's own text names internals: the log gets it, the client the kind.
+        if let KvError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error answering a request");
+            let body = serde_json::json!({ "error": self.kind(), "message": INTERNAL_MESSAGE });
+            return (self.status(), Json(body)).into_response();
+        }
         let body = serde_json::json!({ "error": self.kind(), "message": self.to_string() });
         (self.status(), Json(body)).into_response()
     }

@@ -371,4 +371,16 @@ mod tests {
         assert!(check_key("a\nb").is_err());
         assert!(check_key(&"k".repeat(MAX_KEY_BYTES + 1)).is_err());
     }
+
+    #[test]
+    fn an_internal_error_reaches_the_log_but_not_the_client() {
+        let detail = "raft: index 7 is out of bounds [lastindex: 3]";
+        let answer = KvError::Internal(detail.into()).into_response();
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let body = rt.block_on(axum::body::to_bytes(answer.into_body(), 1 << 16)).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "internal");
+        assert_eq!(body["message"], crate::error::INTERNAL_MESSAGE);
+    }
 }

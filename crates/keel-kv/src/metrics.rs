@@ -38,6 +38,8 @@ pub struct Metrics {
     pub is_leader: Gauge,
     /// Keys held.
     pub keys: Gauge,
+    /// Client connections open, TLS handshakes included.
+    pub client_connections: Gauge,
     /// Time of one persist step (WAL write and fdatasync).
     pub fsync_seconds: Histogram,
     /// Time to apply one batch of committed entries.
@@ -68,6 +70,7 @@ impl Metrics {
             term: Gauge::default(),
             is_leader: Gauge::default(),
             keys: Gauge::default(),
+            client_connections: Gauge::default(),
             fsync_seconds: seconds(),
             apply_seconds: seconds(),
         };
@@ -87,6 +90,11 @@ impl Metrics {
         r.register("term", "The current term", m.term.clone());
         r.register("is_leader", "1 if this member leads", m.is_leader.clone());
         r.register("keys", "Keys held", m.keys.clone());
+        r.register(
+            "client_connections",
+            "Client connections open, TLS handshakes included",
+            m.client_connections.clone(),
+        );
         r.register(
             "fsync_seconds",
             "Persist step (WAL write + fdatasync)",

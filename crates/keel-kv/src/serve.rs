@@ -4,9 +4,18 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::Router;
 use clap::Args;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::server::{self, Member, MemberOptions, PlantedBug, StopReason};
 use crate::{http, tls};
@@ -76,6 +85,14 @@ pub struct ServeArgs {
     /// with the leader than a quorum (such changes are then made on the leader).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub strict_reconfig_check: bool,
+    /// Most client connections open at once, TLS handshakes included; when
+    /// all are taken, new ones wait in the kernel's accept queue.
+    #[arg(
+        long,
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..=1 << 20)
+    )]
+    pub max_client_connections: u32,
     /// Test-only: run with a deliberate consistency bug (debug builds only).
     #[arg(long, hide = true, value_enum)]
     pub planted_bug: Option<PlantedBug>,
@@ -194,10 +211,10 @@ pub async fn shutdown_signal() {
 pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
     let opts = member_options(&args)?;
     let tls = match (&args.cert_file, &args.key_file) {
-        (Some(c), Some(k)) => Some(tls::server_config(c, k)?),
+        (Some(c), Some(k)) => Some(TlsAcceptor::from(tls::server_config(c, k)?)),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen_client)
+    let listener = TcpListener::bind(args.listen_client)
         .await
         .map_err(|e| format!("cannot listen for clients on {}: {e}", args.listen_client))?;
     let id = opts.id;
@@ -206,8 +223,17 @@ pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
     // A request's raft waits are bounded by the request timeout; reading it
     // gets as long again.
     let deadline = 2 * sh.opts.request_timeout;
-    let app = http::router(sh.clone(), args.max_request_bytes, deadline);
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let clients = Clients {
+        app: http::router(sh.clone(), args.max_request_bytes, deadline),
+        tls,
+        max: args.max_client_connections,
+        // The headers get the bound of reading and serving the rest: one
+        // knob, and a client slow before its request holds a slot no longer
+        // than one slow within it.
+        http: http1_server(deadline),
+        open: sh.metrics.client_connections.clone(),
+    };
+    let scheme = if clients.tls.is_some() { "https" } else { "http" };
     tracing::info!(
         id,
         "serving clients on {scheme}://{}, peers on {}",
@@ -222,16 +248,6 @@ pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
         };
         stop_sh.request_stop(why);
     };
-    let serving = async move {
-        match tls {
-            Some(cfg) => {
-                let l = tls::TlsListener::new(listener, cfg).map_err(|e| e.to_string())?;
-                axum::serve(l, app).with_graceful_shutdown(stop).await
-            }
-            None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
-        }
-        .map_err(|e| format!("client API failed: {e}"))
-    };
     // Requests in flight get the deadline to finish once the member stops;
     // connections still open after it (a client that sends nothing) are
     // dropped, so that a stop or a removal never waits on a client.
@@ -241,7 +257,7 @@ pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
         tokio::time::sleep(deadline).await;
     };
     tokio::select! {
-        served = serving => served?,
+        () = clients.serve(listener, stop) => {}
         () = grace => tracing::warn!(id, "client connections still open; stopping anyway"),
     }
     let why = sh.stopped().await;
@@ -249,6 +265,158 @@ pub async fn serve(args: ServeArgs) -> Result<StopReason, String> {
     drop(sh);
     tokio::task::spawn_blocking(move || member.stop()).await.map_err(|e| e.to_string())?;
     Ok(why)
+}
+
+/// How often, at most, a full connection table is logged.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// The client API's connections: axum routes served over hyper's HTTP/1.1
+/// directly (axum::serve bounds neither the time a client takes to send its
+/// headers nor the number of connections).
+struct Clients {
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    /// Most connections open at once. Past it the accept loop waits for a
+    /// slot and the kernel queues new connections in the listen backlog (as
+    /// Go's `netutil.LimitListener` does): a client sees a slow connect, not
+    /// an error, and a flood costs no work; accepting to close at once would
+    /// spin on the flood and turn a brief burst into failures.
+    max: u32,
+    /// HTTP/1.1 with keep-alive and a header read timeout.
+    http: http1::Builder,
+    /// The gauge of connections open.
+    open: Gauge,
+}
+
+/// hyper's HTTP/1.1 server with `header_timeout`: the time a client has to
+/// send a request's headers from the moment its connection is ready for one,
+/// so also how long a keep-alive connection may stay idle. hyper closes the
+/// connection when it runs out.
+fn http1_server(header_timeout: Duration) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    http
+}
+
+/// One connection's place among [`Clients::max`]; counted in the gauge of
+/// open connections while held.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, open: &Gauge) -> Slot {
+        open.inc();
+        Slot { _permit: permit, open: open.clone() }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+/// Resolves once the accept loop has stopped (or is gone).
+async fn stopping(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stopping| *stopping).await;
+}
+
+impl Clients {
+    /// Accepts and serves connections until `stop` resolves, then lets every
+    /// connection finish the request it is serving; returns once all are
+    /// closed.
+    async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) {
+        let slots = Arc::new(Semaphore::new(self.max as usize));
+        let (stopping_tx, stopping_rx) = watch::channel(false);
+        let this = Arc::new(self);
+        let mut stop = std::pin::pin!(stop);
+        let mut warned: Option<Instant> = None;
+        loop {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if warned.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
+                        warned = Some(Instant::now());
+                        tracing::warn!(
+                            "{} client connections open (--max-client-connections); \
+                             new ones wait",
+                            this.max
+                        );
+                    }
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                        () = &mut stop => break,
+                    }
+                }
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors, say: try again shortly.
+                        tracing::debug!("client accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                () = &mut stop => break,
+            };
+            let slot = Slot::new(permit, &this.open);
+            tokio::spawn(this.clone().connection(stream, peer, stopping_rx.clone(), slot));
+        }
+        drop(listener);
+        let _ = stopping_tx.send(true);
+        // Every connection holds a slot until it closes.
+        let _ = slots.acquire_many(this.max).await;
+    }
+
+    /// Serves one connection: its TLS handshake if any, then its requests.
+    async fn connection(
+        self: Arc<Clients>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+        _slot: Slot,
+    ) {
+        match &self.tls {
+            None => self.requests(TokioIo::new(stream), peer, &mut stop).await,
+            Some(acceptor) => {
+                let handshaken = tokio::select! {
+                    tls = tls::handshake(acceptor, stream, peer) => tls,
+                    () = stopping(&mut stop) => None,
+                };
+                if let Some(tls) = handshaken {
+                    self.requests(TokioIo::new(tls), peer, &mut stop).await;
+                }
+            }
+        }
+    }
+
+    /// Serves the requests of one connection (HTTP/1.1, keep-alive) until
+    /// the client closes it, its header timeout runs out, or the accept
+    /// loop stops: then the request being served finishes and it closes.
+    async fn requests<I>(&self, io: I, peer: SocketAddr, stop: &mut watch::Receiver<bool>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let conn = self.http.serve_connection(io, TowerToHyperService::new(self.app.clone()));
+        let mut conn = std::pin::pin!(conn);
+        let served = tokio::select! {
+            served = conn.as_mut() => served,
+            () = stopping(stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, "client connection closed: {e}");
+        }
+    }
 }
 
 #[cfg(test)]
