@@ -106,6 +106,8 @@ enum BugArg {
     LeaseReadWithoutCheckQuorum,
     /// Acknowledge appends before they are durable.
     AckBeforePersist,
+    /// Answer ReadIndex before committing an entry of the leader's term.
+    ReadIndexBeforeCommitInTerm,
 }
 
 impl From<BugArg> for PlantedBug {
@@ -115,6 +117,7 @@ impl From<BugArg> for PlantedBug {
             BugArg::VoteWithoutLogCheck => PlantedBug::VoteWithoutLogCheck,
             BugArg::LeaseReadWithoutCheckQuorum => PlantedBug::LeaseReadWithoutCheckQuorum,
             BugArg::AckBeforePersist => PlantedBug::AckBeforePersist,
+            BugArg::ReadIndexBeforeCommitInTerm => PlantedBug::ReadIndexBeforeCommitInTerm,
         }
     }
 }

@@ -715,15 +715,21 @@ impl Cluster {
     }
 
     /// Moves the `Ready`'s read states to the waiting list (the read is
-    /// answered once its index is applied).
+    /// answered once its index is applied), after checking that each read
+    /// index covers what was committed when the read started. A lease read
+    /// served after a later term had a leader is outside etcd's lease (see
+    /// the `sim` module docs) and is not checked.
     fn take_read_states(&mut self, id: u64, rd: &keel::Ready) -> Checked {
         if rd.read_states.is_empty() {
             return Ok(());
         }
-        let live = self.live(id).expect("up");
         for rs in &rd.read_states {
-            if let Some(read) = live.reads.remove(&rs.request_ctx) {
-                live.waiting_reads.push((rs.index, read));
+            let live = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()).expect("up");
+            let Some(read) = live.reads.remove(&rs.request_ctx) else { continue };
+            let floor = read.floor;
+            live.waiting_reads.push((rs.index, read));
+            if !self.unverifiable_reads.contains(&rs.request_ctx) {
+                self.inv.read_index(id, rs.index, floor)?;
             }
         }
         self.serve_reads(id);

@@ -18,6 +18,9 @@
 //!   index, and two replicas' snapshots at one index have the same digest.
 //! - **Configuration agreement**: applying the configuration change at an
 //!   index gives every node the same configuration.
+//! - **Reads see earlier commits**: a ReadIndex read's index is at least
+//!   the highest index known committed (by any node) when the read started,
+//!   so the read sees every write that completed before it.
 //! - **One vote per term**: a node grants its vote in a term to one
 //!   candidate; its durable (term, vote) never goes back, even across
 //!   restarts (checked by the cluster, which sees the disks).
@@ -247,6 +250,32 @@ impl Invariants {
         }
     }
 
+    /// The highest index known committed so far (0: none): a read that
+    /// starts now must be answered at least this far.
+    pub fn commit_floor(&self) -> u64 {
+        self.committed.len().saturating_sub(1) as u64
+    }
+
+    /// Node `id` got read index `index` for a read that started when `floor`
+    /// was known committed. A correct leader answers with its commit index
+    /// once it has committed an entry of its term, and then confirms it
+    /// still leads (a quorum of heartbeats, or its lease): every entry known
+    /// committed earlier was committed in its term or before, so its commit
+    /// index covers it (leader completeness). A lower index serves a stale
+    /// read.
+    pub fn read_index(&self, id: u64, index: u64, floor: u64) -> Checked {
+        if index >= floor {
+            return Ok(());
+        }
+        Err(Violation::new(
+            "reads see earlier commits",
+            format!(
+                "node {id} got read index {index} for a read started when index {floor} was \
+                 already known committed"
+            ),
+        ))
+    }
+
     /// `voter` granted its vote in `term` to `candidate`.
     pub fn vote(&mut self, voter: u64, term: u64, candidate: u64) -> Checked {
         match self.votes.insert((voter, term), candidate) {
@@ -337,6 +366,10 @@ mod tests {
         inv2.commit(1, 1, 1, 2).unwrap();
         assert!(inv2.leader_complete(3, 2, &empty).is_ok());
         assert!(inv2.leader_complete(3, 3, &empty).is_err());
+
+        assert_eq!(inv.commit_floor(), 2);
+        assert!(inv.read_index(1, 2, 2).is_ok());
+        assert_eq!(inv.read_index(1, 1, 2).unwrap_err().invariant, "reads see earlier commits");
 
         assert!(inv.vote(1, 5, 2).is_ok());
         assert!(inv.vote(1, 5, 3).is_err());

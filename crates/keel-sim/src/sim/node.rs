@@ -94,6 +94,9 @@ pub struct PendingRead {
     /// The term this node led in when the read was asked (0: it did not
     /// lead, the read was forwarded).
     pub local_term: u64,
+    /// The highest index known committed anywhere when the read started:
+    /// its read index must reach it.
+    pub floor: u64,
 }
 
 /// The in-memory state of a node that is up: all of it is lost in a crash.
