@@ -15,7 +15,9 @@
 //!   committed by a node whose term was below `T` when it learned of it (that
 //!   node's term bounds the term the entry was committed in).
 //! - **State machine safety**: an applied entry is the committed one at its
-//!   index, and two replicas' snapshots at one index have the same digest.
+//!   index, payload included (the one a log was seen to append: storage that
+//!   reads back other bytes under the same index and term is caught here),
+//!   and two replicas' snapshots at one index have the same digest.
 //! - **Configuration agreement**: applying the configuration change at an
 //!   index gives every node the same configuration.
 //! - **Reads see earlier commits**: a ReadIndex read's index is at least
@@ -228,10 +230,11 @@ impl Invariants {
         Ok(())
     }
 
-    /// Node `id` applies `e`: it must be the committed entry at its index.
+    /// Node `id` applies `e`: it must be the committed entry at its index,
+    /// with the payload that was appended there.
     pub fn applied(&self, id: u64, e: &Entry) -> Checked {
         match self.committed_at(e.index) {
-            Some(c) if c.term == e.term => Ok(()),
+            Some(c) if c.term == e.term => self.appended_payload(id, e),
             Some(c) => Err(Violation::new(
                 "state machine safety",
                 format!(
@@ -272,6 +275,30 @@ impl Invariants {
             format!(
                 "node {id} got read index {index} for a read started when index {floor} was \
                  already known committed"
+            ),
+        ))
+    }
+
+    /// Node `id` applies `e`, of the committed term: its type and payload
+    /// must be those a log was seen to append at its index and term (the
+    /// core may read it back from storage, which could return other bytes).
+    fn appended_payload(&self, id: u64, e: &Entry) -> Checked {
+        let known = self.entries.get(&(e.index, e.term));
+        if known.is_some_and(|k| k.entry_type == e.entry_type && k.data == e.data) {
+            return Ok(());
+        }
+        Err(Violation::new(
+            "state machine safety",
+            format!(
+                "node {id} applies index {} (term {}) with {} bytes, but {}",
+                e.index,
+                e.term,
+                e.data.len(),
+                known.map_or("no log was seen to append it".to_owned(), |k| format!(
+                    "the entry appended there differs (type {:?}, {} bytes)",
+                    k.entry_type,
+                    k.data.len()
+                ))
             ),
         ))
     }
@@ -352,6 +379,7 @@ mod tests {
         assert!(inv.commit(1, 2, 1, 1).is_ok());
         assert!(inv.commit(2, 2, 3, 3).is_err());
         assert!(inv.applied(1, &e(2, 1, b"b")).is_ok());
+        assert!(inv.applied(1, &e(2, 1, b"x")).is_err());
         assert!(inv.applied(1, &e(2, 2, b"b")).is_err());
         assert!(inv.applied(1, &e(9, 2, b"b")).is_err());
 
