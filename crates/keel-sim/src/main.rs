@@ -252,7 +252,8 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
         steps as f64 / secs
     );
     println!(
-        "totals: {} client ops ({} returned, {} checked), {} leaders, {} crashes, {} partitions, \
+        "totals: {} client ops ({} returned, {} checked), {} leaders, {} crashes ({} mid-write), \
+         {} partitions, \
          {} membership changes applied, {} transfers, {} snapshots made, {} installed, \
          {} lease reads outside etcd's lease, {} stranded members",
         totals.ops_invoked,
@@ -260,6 +261,7 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
         totals.ops_checked,
         totals.leaders_elected,
         totals.crashes,
+        totals.crashes_mid_write,
         totals.partitions,
         totals.conf_changes_applied,
         totals.transfers,
@@ -282,6 +284,7 @@ fn add_stats(t: &mut keel_sim::sim::RunStats, s: &keel_sim::sim::RunStats) {
     t.ops_checked += s.ops_checked;
     t.leaders_elected += s.leaders_elected;
     t.crashes += s.crashes;
+    t.crashes_mid_write += s.crashes_mid_write;
     t.partitions += s.partitions;
     t.conf_changes_applied += s.conf_changes_applied;
     t.transfers += s.transfers;

@@ -17,8 +17,10 @@ use keel::{
     Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, Logger, Peer, RawNode, ReadOnlyOption,
     SnapshotStatus, StateType, StorageAppend, StorageApply, StorageResponses,
 };
+use keel_wal::PersistRequest;
 
 use super::RunStats;
+use super::disk::StorageKind;
 use super::invariants::{Checked, Invariants, Violation};
 use super::network::{Fate, Network};
 use super::node::{Live, LogMirror, Phase, SimNode, members};
@@ -316,6 +318,10 @@ impl Cluster {
             let live = node.live.as_ref().expect("just started");
             self.inv.commit(id, snap.metadata.index, snap.metadata.term, hs.term)?;
             self.inv.commit_log(id, &live.log, 0, hs.commit, hs.term)?;
+            // The log read back is the one written: a write the crash tore
+            // is dropped whole, never read as another entry.
+            let log = node.disk.entries_after_snapshot();
+            self.inv.appended(id, &log, snap.metadata.term)?;
             // The state machine read back from the durable snapshot is the
             // one recorded when it was taken (or installed).
             if snap.metadata.index > 0 {
@@ -333,8 +339,9 @@ impl Cluster {
             }
             // A commit index is written without a sync (etcd's `MustSync`),
             // so a power loss may take it back; the node learns it again.
-            // The term and vote checked above are synced.
-            self.nodes.get_mut(&id).expect("known node").durable_hs.commit = hs.commit;
+            // The term and vote checked above are synced (a write the crash
+            // cut short may still have carried a newer one to the disk).
+            self.nodes.get_mut(&id).expect("known node").durable_hs = hs;
         }
         if let Some(live) = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()) {
             live.registered_commit = hs.commit;
@@ -355,10 +362,25 @@ impl Cluster {
         self.after(id)
     }
 
-    /// Crashes node `id`: its memory is gone.
+    /// Crashes node `id`: its memory is gone, and the write its storage
+    /// had in flight (a synchronous `Ready`'s, or the append thread's
+    /// batch) may be cut short on its disk.
     pub(crate) fn crash(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).expect("known node");
-        node.live = None;
+        if let Some(live) = node.live.take() {
+            let reqs: Vec<PersistRequest<'_>> = match &live.sync_ready {
+                Some(rd) => vec![PersistRequest::from_ready(rd)],
+                None => live
+                    .append_queue
+                    .range(..live.append_batch)
+                    .filter_map(|m| StorageAppend::new(m).map(PersistRequest::from_storage_append))
+                    .collect(),
+            };
+            if live.writing_entries() {
+                self.stats.crashes_mid_write += 1;
+            }
+            node.disk.crash_while_writing(&reqs);
+        }
         node.phase = Phase::Down;
         self.stats.crashes += 1;
         self.note_with(id, || "CRASH".to_owned());
@@ -1199,10 +1221,25 @@ impl Cluster {
         }
         // Prefer the leader now and then: that is where the trouble is.
         let leader = self.leader();
-        let id = match leader {
+        let mut id = match leader {
             Some(l) if self.rng.chance(400) => l,
             _ => *self.rng.pick(&up),
         };
+        // On a WAL disk, often crash a node in the middle of writing entries
+        // instead, so that torn records are common. The choice has its own
+        // generator: runs on the model disk, where it would change nothing
+        // but the victim, keep their course.
+        if self.o.storage != StorageKind::Memory {
+            let mut own = Rng::new(self.seed ^ self.step.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let writing: Vec<u64> = up
+                .iter()
+                .copied()
+                .filter(|&n| self.nodes[&n].live.as_ref().is_some_and(Live::writing_entries))
+                .collect();
+            if !writing.is_empty() && own.chance(500) {
+                id = *own.pick(&writing);
+            }
+        }
         self.crash(id);
         if leader == Some(id) && self.o.forget_crashed_leader {
             // The operator saw the leader die and tells the others, so that

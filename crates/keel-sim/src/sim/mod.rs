@@ -111,6 +111,9 @@ pub struct RunStats {
     pub leaders_elected: u64,
     /// Crashes.
     pub crashes: u64,
+    /// ... with entries being written (on a WAL disk they may survive in
+    /// part, the last record torn).
+    pub crashes_mid_write: u64,
     /// Restarts.
     pub restarts: u64,
     /// Partitions.

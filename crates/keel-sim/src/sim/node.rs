@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use keel::raftpb::{ConfState, Entry, HardState, Message};
-use keel::{RawNode, Ready};
+use keel::{RawNode, Ready, StorageAppend};
 
 use super::disk::{Disk, SimStorage};
 use crate::kv::Kv;
@@ -32,10 +32,7 @@ impl LogMirror {
         let snap = disk.snapshot();
         let mut log = LogMirror::new();
         log.restore(snap.metadata.index, snap.metadata.term);
-        let entries = disk.entries();
-        let after: Vec<Entry> =
-            entries.into_iter().filter(|e| e.index > snap.metadata.index).collect();
-        log.append(&after);
+        log.append(&disk.entries_after_snapshot());
         log
     }
 
@@ -163,6 +160,16 @@ pub struct Live {
     /// The commit index up to which this node's log was registered as
     /// committed with the invariants.
     pub registered_commit: u64,
+}
+
+impl Live {
+    /// Whether its storage is writing entries now (a synchronous `Ready`'s,
+    /// or in the append thread's current batch).
+    pub fn writing_entries(&self) -> bool {
+        let batch = self.append_queue.range(..self.append_batch);
+        self.sync_ready.as_ref().is_some_and(|rd| !rd.entries.is_empty())
+            || batch.filter_map(StorageAppend::new).any(|a| !a.entries().is_empty())
+    }
 }
 
 /// Where a node is in its life.
