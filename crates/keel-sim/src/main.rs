@@ -253,7 +253,7 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
     );
     println!(
         "totals: {} client ops ({} returned, {} checked), {} leaders, {} crashes ({} mid-write), \
-         {} partitions, \
+         {} partitions, {} pauses, \
          {} membership changes applied, {} transfers, {} snapshots made, {} installed, \
          {} lease reads outside etcd's lease, {} stranded members",
         totals.ops_invoked,
@@ -263,6 +263,7 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
         totals.crashes,
         totals.crashes_mid_write,
         totals.partitions,
+        totals.pauses,
         totals.conf_changes_applied,
         totals.transfers,
         totals.snapshots_created,
@@ -286,6 +287,7 @@ fn add_stats(t: &mut keel_sim::sim::RunStats, s: &keel_sim::sim::RunStats) {
     t.crashes += s.crashes;
     t.crashes_mid_write += s.crashes_mid_write;
     t.partitions += s.partitions;
+    t.pauses += s.pauses;
     t.conf_changes_applied += s.conf_changes_applied;
     t.transfers += s.transfers;
     t.snapshots_created += s.snapshots_created;

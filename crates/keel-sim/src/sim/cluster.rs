@@ -62,6 +62,24 @@ pub(crate) enum Ev {
     Partition,
     /// The partition heals.
     Heal,
+    /// A node pauses.
+    Pause,
+}
+
+impl Ev {
+    /// The node whose process handles the event, if one does (it waits
+    /// while that node is paused).
+    fn handler(&self) -> Option<u64> {
+        match self {
+            Ev::Tick(id, _)
+            | Ev::SyncWriteDone(id, _)
+            | Ev::AppendDone(id, _)
+            | Ev::ApplyDone(id, _) => Some(*id),
+            Ev::Deliver(m) => Some(m.to),
+            Ev::SnapStatus { leader, .. } => Some(*leader),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -428,6 +446,14 @@ impl Cluster {
     }
 
     fn handle(&mut self, ev: Ev) -> Checked {
+        if let Some(id) = ev.handler()
+            && self.paused(id)
+        {
+            // Handled once the process resumes, in the order they came.
+            let until = self.nodes[&id].paused_until;
+            self.schedule(until - self.now, ev);
+            return Ok(());
+        }
         match ev {
             Ev::Tick(id, inc) => {
                 let tick_us = self.nodes[&id].tick_us;
@@ -462,6 +488,7 @@ impl Cluster {
                 Ok(())
             }
             Ev::Partition => self.partition_event(),
+            Ev::Pause => self.pause_event(),
             Ev::Heal => {
                 if self.phase == RunPhase::Faulty && self.net.is_partitioned() {
                     self.net.heal();
@@ -1193,9 +1220,43 @@ impl Cluster {
 
     // ----- faults -----------------------------------------------------------
 
-    /// The nodes that are running, in id order.
+    /// The nodes that are running (up, not paused), in id order.
     fn up_ids(&self) -> Vec<u64> {
-        self.nodes.values().filter(|n| n.is_up()).map(|n| n.id).collect()
+        self.nodes.values().filter(|n| self.running(n)).map(|n| n.id).collect()
+    }
+
+    /// Whether `n` is up and not paused.
+    fn running(&self, n: &SimNode) -> bool {
+        n.is_up() && n.paused_until <= self.now
+    }
+
+    /// Whether node `id` is paused.
+    pub(crate) fn paused(&self, id: u64) -> bool {
+        self.nodes.get(&id).is_some_and(|n| n.paused_until > self.now)
+    }
+
+    fn pause_event(&mut self) -> Checked {
+        if self.phase != RunPhase::Faulty {
+            return Ok(());
+        }
+        let every = self.o.pause_every_us;
+        let next = self.rng.range(every / 2, every * 3 / 2);
+        self.schedule(next, Ev::Pause);
+        let up = self.up_ids();
+        if up.is_empty() {
+            return Ok(());
+        }
+        // The leader now and then: a deposed leader that resumes still
+        // believes it leads.
+        let id = match self.leader() {
+            Some(l) if self.rng.chance(400) => l,
+            _ => *self.rng.pick(&up),
+        };
+        let pause = self.rng.range(self.o.pause_max_us / 10, self.o.pause_max_us);
+        self.nodes.get_mut(&id).expect("known node").paused_until = self.now + pause;
+        self.stats.pauses += 1;
+        self.note_with(id, || format!("PAUSE for {}ms", pause / 1000));
+        Ok(())
     }
 
     /// The nodes that are members of the cluster, running or crashed, in id
@@ -1300,11 +1361,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// The up node that leads in the highest term, if any.
+    /// The running node that leads in the highest term, if any.
     pub(crate) fn leader(&self) -> Option<u64> {
         let mut best: Option<(u64, u64)> = None;
         for n in self.nodes.values() {
-            let Some(live) = &n.live else { continue };
+            let Some(live) = n.live.as_ref().filter(|_| self.running(n)) else { continue };
             let st = live.raw.basic_status();
             if st.soft_state.raft_state == StateType::Leader
                 && best.is_none_or(|(t, _)| st.hard_state.term > t)
@@ -1333,6 +1394,7 @@ impl Cluster {
             (o.partition_every_us, Ev::Partition),
             (o.conf_change_every_us, Ev::ConfChange),
             (o.transfer_every_us, Ev::Transfer),
+            (o.pause_every_us, Ev::Pause),
         ] {
             if every > 0 {
                 let d = self.rng.range(every / 2, every * 3 / 2);
@@ -1348,6 +1410,10 @@ impl Cluster {
         let deadline = self.now + self.o.liveness_election_timeouts * self.o.election_timeout_us();
         self.phase = RunPhase::Liveness { deadline };
         self.net.heal();
+        // Paused nodes resume (their waiting events come at their times).
+        for n in self.nodes.values_mut() {
+            n.paused_until = 0;
+        }
         self.net.drop_per_mille = 0;
         self.net.dup_per_mille = 0;
         self.net.delay_max_us = self.net.delay_max_us.min(10_000).max(self.net.delay_min_us);

@@ -201,6 +201,8 @@ pub struct SimNode {
     pub tick_us: u64,
     /// The last durable hard state (term and vote may only move forward).
     pub durable_hs: HardState,
+    /// Paused until this time: its events wait until then.
+    pub paused_until: u64,
 }
 
 impl SimNode {
@@ -214,6 +216,7 @@ impl SimNode {
             phase: Phase::Unstarted,
             tick_us,
             durable_hs: HardState::default(),
+            paused_until: 0,
         }
     }
 

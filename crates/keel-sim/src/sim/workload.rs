@@ -146,6 +146,11 @@ impl Cluster {
                 if read_index { " (ReadIndex)" } else { "" }
             )
         });
+        // A paused node answers nothing: the request is lost, as to a
+        // crashed one, and the client times out.
+        if self.paused(target) {
+            return Ok(());
+        }
         let Some(live) = self.live(target) else { return Ok(()) };
         let res = if read_index {
             let KvInput::Get { key } = input else { unreachable!("reads are gets") };
