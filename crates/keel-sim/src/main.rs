@@ -106,6 +106,8 @@ enum BugArg {
     LeaseReadWithoutCheckQuorum,
     /// Acknowledge appends before they are durable.
     AckBeforePersist,
+    /// Answer ReadIndex before committing an entry of the leader's term.
+    ReadIndexBeforeCommitInTerm,
 }
 
 impl From<BugArg> for PlantedBug {
@@ -115,6 +117,7 @@ impl From<BugArg> for PlantedBug {
             BugArg::VoteWithoutLogCheck => PlantedBug::VoteWithoutLogCheck,
             BugArg::LeaseReadWithoutCheckQuorum => PlantedBug::LeaseReadWithoutCheckQuorum,
             BugArg::AckBeforePersist => PlantedBug::AckBeforePersist,
+            BugArg::ReadIndexBeforeCommitInTerm => PlantedBug::ReadIndexBeforeCommitInTerm,
         }
     }
 }
@@ -249,7 +252,8 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
         steps as f64 / secs
     );
     println!(
-        "totals: {} client ops ({} returned, {} checked), {} leaders, {} crashes, {} partitions, \
+        "totals: {} client ops ({} returned, {} checked), {} leaders, {} crashes ({} mid-write), \
+         {} partitions, {} pauses, \
          {} membership changes applied, {} transfers, {} snapshots made, {} installed, \
          {} lease reads outside etcd's lease, {} stranded members",
         totals.ops_invoked,
@@ -257,7 +261,9 @@ fn soak(args: &SimArgs, n: u64) -> u8 {
         totals.ops_checked,
         totals.leaders_elected,
         totals.crashes,
+        totals.crashes_mid_write,
         totals.partitions,
+        totals.pauses,
         totals.conf_changes_applied,
         totals.transfers,
         totals.snapshots_created,
@@ -279,7 +285,9 @@ fn add_stats(t: &mut keel_sim::sim::RunStats, s: &keel_sim::sim::RunStats) {
     t.ops_checked += s.ops_checked;
     t.leaders_elected += s.leaders_elected;
     t.crashes += s.crashes;
+    t.crashes_mid_write += s.crashes_mid_write;
     t.partitions += s.partitions;
+    t.pauses += s.pauses;
     t.conf_changes_applied += s.conf_changes_applied;
     t.transfers += s.transfers;
     t.snapshots_created += s.snapshots_created;

@@ -94,6 +94,10 @@ pub enum PlantedBug {
     LeaseReadWithoutCheckQuorum,
     /// Acknowledge appended entries (`MsgAppResp`) before they are durable.
     AckBeforePersist,
+    /// Answer ReadIndex before the leader has committed an entry of its own
+    /// term (skipping etcd's `committedEntryInCurrentTerm` check), when its
+    /// commit index may still lag the one its predecessor reached.
+    ReadIndexBeforeCommitInTerm,
 }
 
 /// Whether the test-only planted bug `$bug` is on in `$owner` (a `Config` or

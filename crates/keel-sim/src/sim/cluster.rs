@@ -17,8 +17,10 @@ use keel::{
     Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, Logger, Peer, RawNode, ReadOnlyOption,
     SnapshotStatus, StateType, StorageAppend, StorageApply, StorageResponses,
 };
+use keel_wal::PersistRequest;
 
 use super::RunStats;
+use super::disk::StorageKind;
 use super::invariants::{Checked, Invariants, Violation};
 use super::network::{Fate, Network};
 use super::node::{Live, LogMirror, Phase, SimNode, members};
@@ -60,6 +62,24 @@ pub(crate) enum Ev {
     Partition,
     /// The partition heals.
     Heal,
+    /// A node pauses.
+    Pause,
+}
+
+impl Ev {
+    /// The node whose process handles the event, if one does (it waits
+    /// while that node is paused).
+    fn handler(&self) -> Option<u64> {
+        match self {
+            Ev::Tick(id, _)
+            | Ev::SyncWriteDone(id, _)
+            | Ev::AppendDone(id, _)
+            | Ev::ApplyDone(id, _) => Some(*id),
+            Ev::Deliver(m) => Some(m.to),
+            Ev::SnapStatus { leader, .. } => Some(*leader),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -316,6 +336,10 @@ impl Cluster {
             let live = node.live.as_ref().expect("just started");
             self.inv.commit(id, snap.metadata.index, snap.metadata.term, hs.term)?;
             self.inv.commit_log(id, &live.log, 0, hs.commit, hs.term)?;
+            // The log read back is the one written: a write the crash tore
+            // is dropped whole, never read as another entry.
+            let log = node.disk.entries_after_snapshot();
+            self.inv.appended(id, &log, snap.metadata.term)?;
             // The state machine read back from the durable snapshot is the
             // one recorded when it was taken (or installed).
             if snap.metadata.index > 0 {
@@ -333,8 +357,9 @@ impl Cluster {
             }
             // A commit index is written without a sync (etcd's `MustSync`),
             // so a power loss may take it back; the node learns it again.
-            // The term and vote checked above are synced.
-            self.nodes.get_mut(&id).expect("known node").durable_hs.commit = hs.commit;
+            // The term and vote checked above are synced (a write the crash
+            // cut short may still have carried a newer one to the disk).
+            self.nodes.get_mut(&id).expect("known node").durable_hs = hs;
         }
         if let Some(live) = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()) {
             live.registered_commit = hs.commit;
@@ -355,10 +380,25 @@ impl Cluster {
         self.after(id)
     }
 
-    /// Crashes node `id`: its memory is gone.
+    /// Crashes node `id`: its memory is gone, and the write its storage
+    /// had in flight (a synchronous `Ready`'s, or the append thread's
+    /// batch) may be cut short on its disk.
     pub(crate) fn crash(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).expect("known node");
-        node.live = None;
+        if let Some(live) = node.live.take() {
+            let reqs: Vec<PersistRequest<'_>> = match &live.sync_ready {
+                Some(rd) => vec![PersistRequest::from_ready(rd)],
+                None => live
+                    .append_queue
+                    .range(..live.append_batch)
+                    .filter_map(|m| StorageAppend::new(m).map(PersistRequest::from_storage_append))
+                    .collect(),
+            };
+            if live.writing_entries() {
+                self.stats.crashes_mid_write += 1;
+            }
+            node.disk.crash_while_writing(&reqs);
+        }
         node.phase = Phase::Down;
         self.stats.crashes += 1;
         self.note_with(id, || "CRASH".to_owned());
@@ -406,6 +446,14 @@ impl Cluster {
     }
 
     fn handle(&mut self, ev: Ev) -> Checked {
+        if let Some(id) = ev.handler()
+            && self.paused(id)
+        {
+            // Handled once the process resumes, in the order they came.
+            let until = self.nodes[&id].paused_until;
+            self.schedule(until - self.now, ev);
+            return Ok(());
+        }
         match ev {
             Ev::Tick(id, inc) => {
                 let tick_us = self.nodes[&id].tick_us;
@@ -440,6 +488,7 @@ impl Cluster {
                 Ok(())
             }
             Ev::Partition => self.partition_event(),
+            Ev::Pause => self.pause_event(),
             Ev::Heal => {
                 if self.phase == RunPhase::Faulty && self.net.is_partitioned() {
                     self.net.heal();
@@ -715,15 +764,21 @@ impl Cluster {
     }
 
     /// Moves the `Ready`'s read states to the waiting list (the read is
-    /// answered once its index is applied).
+    /// answered once its index is applied), after checking that each read
+    /// index covers what was committed when the read started. A lease read
+    /// served after a later term had a leader is outside etcd's lease (see
+    /// the `sim` module docs) and is not checked.
     fn take_read_states(&mut self, id: u64, rd: &keel::Ready) -> Checked {
         if rd.read_states.is_empty() {
             return Ok(());
         }
-        let live = self.live(id).expect("up");
         for rs in &rd.read_states {
-            if let Some(read) = live.reads.remove(&rs.request_ctx) {
-                live.waiting_reads.push((rs.index, read));
+            let live = self.nodes.get_mut(&id).and_then(|n| n.live.as_mut()).expect("up");
+            let Some(read) = live.reads.remove(&rs.request_ctx) else { continue };
+            let floor = read.floor;
+            live.waiting_reads.push((rs.index, read));
+            if !self.unverifiable_reads.contains(&rs.request_ctx) {
+                self.inv.read_index(id, rs.index, floor)?;
             }
         }
         self.serve_reads(id);
@@ -1165,9 +1220,43 @@ impl Cluster {
 
     // ----- faults -----------------------------------------------------------
 
-    /// The nodes that are running, in id order.
+    /// The nodes that are running (up, not paused), in id order.
     fn up_ids(&self) -> Vec<u64> {
-        self.nodes.values().filter(|n| n.is_up()).map(|n| n.id).collect()
+        self.nodes.values().filter(|n| self.running(n)).map(|n| n.id).collect()
+    }
+
+    /// Whether `n` is up and not paused.
+    fn running(&self, n: &SimNode) -> bool {
+        n.is_up() && n.paused_until <= self.now
+    }
+
+    /// Whether node `id` is paused.
+    pub(crate) fn paused(&self, id: u64) -> bool {
+        self.nodes.get(&id).is_some_and(|n| n.paused_until > self.now)
+    }
+
+    fn pause_event(&mut self) -> Checked {
+        if self.phase != RunPhase::Faulty {
+            return Ok(());
+        }
+        let every = self.o.pause_every_us;
+        let next = self.rng.range(every / 2, every * 3 / 2);
+        self.schedule(next, Ev::Pause);
+        let up = self.up_ids();
+        if up.is_empty() {
+            return Ok(());
+        }
+        // The leader now and then: a deposed leader that resumes still
+        // believes it leads.
+        let id = match self.leader() {
+            Some(l) if self.rng.chance(400) => l,
+            _ => *self.rng.pick(&up),
+        };
+        let pause = self.rng.range(self.o.pause_max_us / 10, self.o.pause_max_us);
+        self.nodes.get_mut(&id).expect("known node").paused_until = self.now + pause;
+        self.stats.pauses += 1;
+        self.note_with(id, || format!("PAUSE for {}ms", pause / 1000));
+        Ok(())
     }
 
     /// The nodes that are members of the cluster, running or crashed, in id
@@ -1193,10 +1282,25 @@ impl Cluster {
         }
         // Prefer the leader now and then: that is where the trouble is.
         let leader = self.leader();
-        let id = match leader {
+        let mut id = match leader {
             Some(l) if self.rng.chance(400) => l,
             _ => *self.rng.pick(&up),
         };
+        // On a WAL disk, often crash a node in the middle of writing entries
+        // instead, so that torn records are common. The choice has its own
+        // generator: runs on the model disk, where it would change nothing
+        // but the victim, keep their course.
+        if self.o.storage != StorageKind::Memory {
+            let mut own = Rng::new(self.seed ^ self.step.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let writing: Vec<u64> = up
+                .iter()
+                .copied()
+                .filter(|&n| self.nodes[&n].live.as_ref().is_some_and(Live::writing_entries))
+                .collect();
+            if !writing.is_empty() && own.chance(500) {
+                id = *own.pick(&writing);
+            }
+        }
         self.crash(id);
         if leader == Some(id) && self.o.forget_crashed_leader {
             // The operator saw the leader die and tells the others, so that
@@ -1257,11 +1361,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// The up node that leads in the highest term, if any.
+    /// The running node that leads in the highest term, if any.
     pub(crate) fn leader(&self) -> Option<u64> {
         let mut best: Option<(u64, u64)> = None;
         for n in self.nodes.values() {
-            let Some(live) = &n.live else { continue };
+            let Some(live) = n.live.as_ref().filter(|_| self.running(n)) else { continue };
             let st = live.raw.basic_status();
             if st.soft_state.raft_state == StateType::Leader
                 && best.is_none_or(|(t, _)| st.hard_state.term > t)
@@ -1290,6 +1394,7 @@ impl Cluster {
             (o.partition_every_us, Ev::Partition),
             (o.conf_change_every_us, Ev::ConfChange),
             (o.transfer_every_us, Ev::Transfer),
+            (o.pause_every_us, Ev::Pause),
         ] {
             if every > 0 {
                 let d = self.rng.range(every / 2, every * 3 / 2);
@@ -1305,6 +1410,10 @@ impl Cluster {
         let deadline = self.now + self.o.liveness_election_timeouts * self.o.election_timeout_us();
         self.phase = RunPhase::Liveness { deadline };
         self.net.heal();
+        // Paused nodes resume (their waiting events come at their times).
+        for n in self.nodes.values_mut() {
+            n.paused_until = 0;
+        }
         self.net.drop_per_mille = 0;
         self.net.dup_per_mille = 0;
         self.net.delay_max_us = self.net.delay_max_us.min(10_000).max(self.net.delay_min_us);

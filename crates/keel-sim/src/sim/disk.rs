@@ -10,8 +10,12 @@
 //! - the state machine's own snapshots (`create_snapshot` and `compact`).
 //!
 //! A write and its fsync are one step: between the two nothing can observe
-//! the write (no response is sent before the fsync returns), so a crash in
-//! between is the same as a crash before the write. On a crash the node's
+//! the write (no response is sent before the fsync returns). On the model
+//! disk a crash in between is the same as a crash before the write; on a WAL
+//! disk the write in flight reaches the file system unsynced
+//! ([`Disk::crash_while_writing`]), so the power loss keeps a prefix of it,
+//! its last record possibly torn, which the WAL must drop when it reopens.
+//! On a crash the node's
 //! memory (its `RawNode`, unsent messages, queued storage work, the state
 //! machine) is dropped and [`Disk::recover`] gives a fresh storage with the
 //! same durable contents, shared with nothing of the dead incarnation.
@@ -241,7 +245,30 @@ impl Disk {
         self.storage().snapshot().unwrap_or_default()
     }
 
+    /// A crash in the middle of writing `reqs` (the node's write in flight,
+    /// none of it acknowledged): on a WAL disk their bytes reach the file
+    /// system but no sync completes, so the power loss at the restart keeps
+    /// some prefix of them, the last record possibly torn. The model disk
+    /// loses them whole. Writes from a snapshot on are left out (a snapshot
+    /// file written without its sync is lost with its directory entry).
+    pub fn crash_while_writing(&self, reqs: &[PersistRequest<'_>]) {
+        let Backend::Wal(w) = &self.backend else { return };
+        let n = reqs.iter().position(|r| r.snapshot.is_some()).unwrap_or(reqs.len());
+        w.mem.set_fail_syncs(true);
+        // The sync fails, as it must: this storage dies with the incarnation
+        // and `recover` reopens the files.
+        let _ = w.storage.persist_all(&reqs[..n]);
+        w.mem.set_fail_syncs(false);
+    }
+
     /// The durable log after the snapshot.
+    pub fn entries_after_snapshot(&self) -> Vec<Entry> {
+        let index = self.snapshot().metadata.index;
+        self.entries().into_iter().filter(|e| e.index > index).collect()
+    }
+
+    /// The durable log, from its first stored index (entries a compaction
+    /// kept behind the snapshot included).
     pub fn entries(&self) -> Vec<Entry> {
         let storage = self.storage();
         let (Ok(first), Ok(last)) = (storage.first_index(), storage.last_index()) else {
@@ -287,6 +314,8 @@ impl Default for Disk {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -304,6 +333,27 @@ mod tests {
         // The copy is independent of the original.
         back.persist(None, &[Entry::new(2, 5, Bytes::new())], None);
         assert_eq!(disk.storage().last_index().unwrap(), 4);
+    }
+
+    #[test]
+    fn a_crash_mid_write_keeps_a_prefix_and_the_wal_drops_the_torn_record() {
+        let entry = |i: u64| Entry::new(1, i, Bytes::from(vec![i as u8; 40]));
+        let durable: Vec<Entry> = (1..=2).map(entry).collect();
+        let in_flight: Vec<Entry> = (3..=6).map(entry).collect();
+        let mut kept = BTreeSet::new();
+        for seed in 0..40 {
+            let disk = Disk::of_kind(StorageKind::Wal, 1);
+            disk.persist(None, &durable, Some(HardState { term: 1, vote: 2, commit: 2 }));
+            let req = PersistRequest { hard_state: None, entries: &in_flight, snapshot: None };
+            disk.crash_while_writing(&[req]);
+            // A record cut short is dropped when the WAL reopens, not an error.
+            let log = disk.recover(seed).unwrap().entries();
+            let (old, new) = log.split_at(2);
+            assert_eq!(old, &durable[..]);
+            assert_eq!(new, &in_flight[..new.len()], "seed {seed}: whole entries, in order");
+            kept.insert(new.len());
+        }
+        assert!(kept.len() > 2, "the power loss keeps prefixes of several lengths: {kept:?}");
     }
 
     #[test]

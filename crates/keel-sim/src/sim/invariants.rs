@@ -15,9 +15,14 @@
 //!   committed by a node whose term was below `T` when it learned of it (that
 //!   node's term bounds the term the entry was committed in).
 //! - **State machine safety**: an applied entry is the committed one at its
-//!   index, and two replicas' snapshots at one index have the same digest.
+//!   index, payload included (the one a log was seen to append: storage that
+//!   reads back other bytes under the same index and term is caught here),
+//!   and two replicas' snapshots at one index have the same digest.
 //! - **Configuration agreement**: applying the configuration change at an
 //!   index gives every node the same configuration.
+//! - **Reads see earlier commits**: a ReadIndex read's index is at least
+//!   the highest index known committed (by any node) when the read started,
+//!   so the read sees every write that completed before it.
 //! - **One vote per term**: a node grants its vote in a term to one
 //!   candidate; its durable (term, vote) never goes back, even across
 //!   restarts (checked by the cluster, which sees the disks).
@@ -225,10 +230,11 @@ impl Invariants {
         Ok(())
     }
 
-    /// Node `id` applies `e`: it must be the committed entry at its index.
+    /// Node `id` applies `e`: it must be the committed entry at its index,
+    /// with the payload that was appended there.
     pub fn applied(&self, id: u64, e: &Entry) -> Checked {
         match self.committed_at(e.index) {
-            Some(c) if c.term == e.term => Ok(()),
+            Some(c) if c.term == e.term => self.appended_payload(id, e),
             Some(c) => Err(Violation::new(
                 "state machine safety",
                 format!(
@@ -245,6 +251,56 @@ impl Invariants {
                 ),
             )),
         }
+    }
+
+    /// The highest index known committed so far (0: none): a read that
+    /// starts now must be answered at least this far.
+    pub fn commit_floor(&self) -> u64 {
+        self.committed.len().saturating_sub(1) as u64
+    }
+
+    /// Node `id` got read index `index` for a read that started when `floor`
+    /// was known committed. A correct leader answers with its commit index
+    /// once it has committed an entry of its term, and then confirms it
+    /// still leads (a quorum of heartbeats, or its lease): every entry known
+    /// committed earlier was committed in its term or before, so its commit
+    /// index covers it (leader completeness). A lower index serves a stale
+    /// read.
+    pub fn read_index(&self, id: u64, index: u64, floor: u64) -> Checked {
+        if index >= floor {
+            return Ok(());
+        }
+        Err(Violation::new(
+            "reads see earlier commits",
+            format!(
+                "node {id} got read index {index} for a read started when index {floor} was \
+                 already known committed"
+            ),
+        ))
+    }
+
+    /// Node `id` applies `e`, of the committed term: its type and payload
+    /// must be those a log was seen to append at its index and term (the
+    /// core may read it back from storage, which could return other bytes).
+    fn appended_payload(&self, id: u64, e: &Entry) -> Checked {
+        let known = self.entries.get(&(e.index, e.term));
+        if known.is_some_and(|k| k.entry_type == e.entry_type && k.data == e.data) {
+            return Ok(());
+        }
+        Err(Violation::new(
+            "state machine safety",
+            format!(
+                "node {id} applies index {} (term {}) with {} bytes, but {}",
+                e.index,
+                e.term,
+                e.data.len(),
+                known.map_or("no log was seen to append it".to_owned(), |k| format!(
+                    "the entry appended there differs (type {:?}, {} bytes)",
+                    k.entry_type,
+                    k.data.len()
+                ))
+            ),
+        ))
     }
 
     /// `voter` granted its vote in `term` to `candidate`.
@@ -323,6 +379,7 @@ mod tests {
         assert!(inv.commit(1, 2, 1, 1).is_ok());
         assert!(inv.commit(2, 2, 3, 3).is_err());
         assert!(inv.applied(1, &e(2, 1, b"b")).is_ok());
+        assert!(inv.applied(1, &e(2, 1, b"x")).is_err());
         assert!(inv.applied(1, &e(2, 2, b"b")).is_err());
         assert!(inv.applied(1, &e(9, 2, b"b")).is_err());
 
@@ -337,6 +394,10 @@ mod tests {
         inv2.commit(1, 1, 1, 2).unwrap();
         assert!(inv2.leader_complete(3, 2, &empty).is_ok());
         assert!(inv2.leader_complete(3, 3, &empty).is_err());
+
+        assert_eq!(inv.commit_floor(), 2);
+        assert!(inv.read_index(1, 2, 2).is_ok());
+        assert_eq!(inv.read_index(1, 1, 2).unwrap_err().invariant, "reads see earlier commits");
 
         assert!(inv.vote(1, 5, 2).is_ok());
         assert!(inv.vote(1, 5, 3).is_err());

@@ -17,7 +17,10 @@
 //!    - partitions, symmetric or one way, healing after a while;
 //!    - crashes at any event boundary, losing everything not fsynced (see
 //!      [`disk`]), and restarts from the disk;
-//!    - clocks that tick at different rates (up to `tick_skew_pct`).
+//!    - clocks that tick at different rates (up to `tick_skew_pct`);
+//!    - process pauses: a node handles nothing for a while (its events wait)
+//!      and resumes with the state it had, a leader still believing it
+//!      leads.
 //!
 //!    Not injected: disk corruption, lost fsynced data, Byzantine messages.
 //! 2. **Liveness phase.** The network heals, crashed nodes restart, removed
@@ -111,10 +114,15 @@ pub struct RunStats {
     pub leaders_elected: u64,
     /// Crashes.
     pub crashes: u64,
+    /// ... with entries being written (on a WAL disk they may survive in
+    /// part, the last record torn).
+    pub crashes_mid_write: u64,
     /// Restarts.
     pub restarts: u64,
     /// Partitions.
     pub partitions: u64,
+    /// Process pauses.
+    pub pauses: u64,
     /// Configuration changes proposed by the operator.
     pub conf_changes_proposed: u64,
     /// Configuration changes applied (counted once per index).

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use keel::raftpb::{ConfState, Entry, HardState, Message};
-use keel::{RawNode, Ready};
+use keel::{RawNode, Ready, StorageAppend};
 
 use super::disk::{Disk, SimStorage};
 use crate::kv::Kv;
@@ -32,10 +32,7 @@ impl LogMirror {
         let snap = disk.snapshot();
         let mut log = LogMirror::new();
         log.restore(snap.metadata.index, snap.metadata.term);
-        let entries = disk.entries();
-        let after: Vec<Entry> =
-            entries.into_iter().filter(|e| e.index > snap.metadata.index).collect();
-        log.append(&after);
+        log.append(&disk.entries_after_snapshot());
         log
     }
 
@@ -94,6 +91,9 @@ pub struct PendingRead {
     /// The term this node led in when the read was asked (0: it did not
     /// lead, the read was forwarded).
     pub local_term: u64,
+    /// The highest index known committed anywhere when the read started:
+    /// its read index must reach it.
+    pub floor: u64,
 }
 
 /// The in-memory state of a node that is up: all of it is lost in a crash.
@@ -162,6 +162,16 @@ pub struct Live {
     pub registered_commit: u64,
 }
 
+impl Live {
+    /// Whether its storage is writing entries now (a synchronous `Ready`'s,
+    /// or in the append thread's current batch).
+    pub fn writing_entries(&self) -> bool {
+        let batch = self.append_queue.range(..self.append_batch);
+        self.sync_ready.as_ref().is_some_and(|rd| !rd.entries.is_empty())
+            || batch.filter_map(StorageAppend::new).any(|a| !a.entries().is_empty())
+    }
+}
+
 /// Where a node is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -191,6 +201,8 @@ pub struct SimNode {
     pub tick_us: u64,
     /// The last durable hard state (term and vote may only move forward).
     pub durable_hs: HardState,
+    /// Paused until this time: its events wait until then.
+    pub paused_until: u64,
 }
 
 impl SimNode {
@@ -204,6 +216,7 @@ impl SimNode {
             phase: Phase::Unstarted,
             tick_us,
             durable_hs: HardState::default(),
+            paused_until: 0,
         }
     }
 

@@ -94,6 +94,12 @@ pub struct Options {
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot when compacting.
     pub compact_keep: u64,
+    /// Mean time between process pauses (0: none): a node stops handling
+    /// anything (ticks, messages, its storage's completions) and resumes
+    /// later with its state as it was, as after a long GC or a stopped VM.
+    pub pause_every_us: u64,
+    /// Longest pause.
+    pub pause_max_us: u64,
     /// Events of the faulty phase.
     pub steps: u64,
     /// After the faulty phase the network heals and every node restarts; the
@@ -173,6 +179,8 @@ impl Options {
             transfer_every_us: *r.pick(&[0, 700_000, 3_000_000]),
             snapshot_every: *r.pick(&[0, 5, 20, 100]),
             compact_keep: *r.pick(&[0, 3, 10]),
+            pause_every_us: *r.pick(&[0, 0, 1_000_000, 3_000_000]),
+            pause_max_us: *r.pick(&[50_000, 300_000, 1_000_000]),
             steps: DEFAULT_STEPS,
             liveness_election_timeouts: 50,
             planted_bug: None,
@@ -225,7 +233,7 @@ impl fmt::Display for Options {
              delay={}..{}ms fsync<={}ms drop={}‰ dup={}‰ partition_every={}ms(<={}ms) \
              crash_every={}ms(down<={}ms) clients={} keys={} think<={}ms timeout={}ms \
              conf_change_every={}ms transfer_every={}ms snapshot_every={} compact_keep={} \
-             steps={} planted_bug={:?}",
+             pause_every={}ms(<={}ms) steps={} planted_bug={:?}",
             self.nodes,
             self.spare_nodes,
             if self.async_storage_writes { "async" } else { "sync" },
@@ -261,6 +269,8 @@ impl fmt::Display for Options {
             ms(self.transfer_every_us),
             self.snapshot_every,
             self.compact_keep,
+            ms(self.pause_every_us),
+            ms(self.pause_max_us),
             self.steps,
             self.planted_bug,
         )

@@ -146,6 +146,11 @@ impl Cluster {
                 if read_index { " (ReadIndex)" } else { "" }
             )
         });
+        // A paused node answers nothing: the request is lost, as to a
+        // crashed one, and the client times out.
+        if self.paused(target) {
+            return Ok(());
+        }
         let Some(live) = self.live(target) else { return Ok(()) };
         let res = if read_index {
             let KvInput::Get { key } = input else { unreachable!("reads are gets") };
@@ -153,7 +158,10 @@ impl Cluster {
             let local_term =
                 if st.soft_state.raft_state == StateType::Leader { st.hard_state.term } else { 0 };
             let ctx = read_ctx(c, op);
-            live.reads.insert(ctx.clone(), PendingRead { client: c, op, key, local_term });
+            let floor = self.inv.commit_floor();
+            let read = PendingRead { client: c, op, key, local_term, floor };
+            let live = self.live(target).expect("up");
+            live.reads.insert(ctx.clone(), read);
             // A refused read stays pending until the client's timeout, as a
             // dropped one did before `read_index` said so: refusing it at once
             // lets clients with no think time spin on a leaderless node and

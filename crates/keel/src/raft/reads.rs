@@ -102,7 +102,9 @@ impl<S: Storage> Raft<S> {
         }
         // Until it commits an entry in its own term, a new leader's commit
         // index may be stale: hold the request until then.
-        if !self.committed_entry_in_current_term() {
+        if !self.committed_entry_in_current_term()
+            && !planted_bug!(self, ReadIndexBeforeCommitInTerm)
+        {
             self.pending_read_index_messages.push(m);
             return;
         }
