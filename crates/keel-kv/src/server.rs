@@ -1578,7 +1578,10 @@ mod tests {
             let nine = MemberChange::Add { id: 9, learner: true };
             sh.change_membership(nine, url()).await.unwrap();
             sh.change_membership(MemberChange::Remove(9), None).await.unwrap();
-            let reused = |r: &Result<Applied, KvError>| matches!(r, Err(KvError::Conflict(m)) if m.contains("never reused"));
+            let reused = |r: &Result<Applied, KvError>| {
+                let Err(KvError::Conflict(m)) = r else { return false };
+                m.contains("never reused")
+            };
             let r = sh.change_membership(nine, url()).await;
             assert!(reused(&r), "{r:?}");
             sh.raft_caught_up_with_apply().await.unwrap();
@@ -1608,7 +1611,8 @@ mod tests {
             let add = |id| {
                 let sh = Arc::clone(&sh);
                 let url = Some(format!("http://127.0.0.1:{id}"));
-                async move { sh.change_membership(MemberChange::Add { id, learner: true }, url).await }
+                let change = MemberChange::Add { id, learner: true };
+                async move { sh.change_membership(change, url).await }
             };
             let (a, b, again) = tokio::join!(add(7), add(8), add(7));
             assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
