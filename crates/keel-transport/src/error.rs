@@ -96,6 +96,37 @@ pub enum WireError {
     /// The TLS layer failed.
     #[error("tls: {0}")]
     Tls(#[from] rustls::Error),
+    /// A TLS peer's certificate does not name the member its handshake
+    /// claims to be (`TlsConfig::with_peer_identity`).
+    #[error("certificate does not identify member {claimed}: {source}")]
+    PeerIdentity {
+        /// The sender the handshake names.
+        claimed: u64,
+        /// What is wrong with the certificate.
+        source: IdentityError,
+    },
+}
+
+/// Why a peer's certificate does not identify the member it claims to be.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The connection carried no client certificate.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The claimed member has no known address to compare with.
+    #[error("the claimed member has no known address")]
+    NoAddress,
+    /// The certificate could not be parsed.
+    #[error("unparsable certificate: {0}")]
+    Unparsable(rustls::Error),
+    /// The certificate's names do not cover the required one.
+    #[error("its subject alternative names do not cover {name}: {source}")]
+    Mismatch {
+        /// The IP address or DNS name the certificate had to name.
+        name: String,
+        /// What the verifier said.
+        source: rustls::Error,
+    },
 }
 
 /// Why a transport could not start, or TLS material could not be loaded.

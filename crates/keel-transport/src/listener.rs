@@ -49,7 +49,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
     };
     match result {
         Ok(()) => tracing::debug!(%remote, "incoming connection closed"),
-        Err(WireError::Refused(_)) => {} // Logged where judged.
+        Err(WireError::Refused(_) | WireError::PeerIdentity { .. }) => {} // Logged where judged.
         Err(e) => {
             bump(&shared.stats.bad_input, 1);
             tracing::warn!(%remote, error = %e, "dropped incoming connection");

@@ -41,6 +41,11 @@ impl Shared {
         self.peers().contains_key(&id)
     }
 
+    /// Where this member dials peer `id`, if it is one.
+    pub(crate) fn peer_addr(&self, id: u64) -> Option<SocketAddr> {
+        self.peers().get(&id).map(|p| p.addr)
+    }
+
     fn removed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<u64>> {
         self.removed.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -100,6 +100,9 @@ pub enum Verdict {
     /// The sender was removed from the cluster (for good: ids are never
     /// reused).
     RemovedSender = 5,
+    /// The sender's TLS certificate does not identify the member it claims
+    /// to be ([`PeerIdentity`](crate::tls::PeerIdentity)).
+    WrongIdentity = 6,
 }
 
 impl Verdict {
@@ -117,6 +120,7 @@ impl Verdict {
             3 => Verdict::WrongReceiver,
             4 => Verdict::UnknownSender,
             5 => Verdict::RemovedSender,
+            6 => Verdict::WrongIdentity,
             other => return Err(WireError::BadVerdict(other)),
         })
     }
@@ -131,6 +135,7 @@ impl fmt::Display for Verdict {
             Verdict::WrongReceiver => "receiver id mismatch",
             Verdict::UnknownSender => "sender is not a member",
             Verdict::RemovedSender => "sender was removed from the cluster",
+            Verdict::WrongIdentity => "sender's certificate does not identify it",
         })
     }
 }

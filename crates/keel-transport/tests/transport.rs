@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel::raftpb::{Message, MessageType, Snapshot, SnapshotMetadata};
-use keel_transport::{Config, Event, Events, Limits, SnapshotStatus, Stats, TlsConfig, Transport};
+use keel_transport::{
+    Config, Event, Events, Limits, PeerIdentity, SnapshotStatus, Stats, TlsConfig, Transport,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -553,8 +555,14 @@ impl Pki {
 
     /// A member certificate for 127.0.0.1, signed by this CA, trusting `trust`.
     fn member(&self, trust: &Pki) -> TlsConfig {
+        self.member_named(&["127.0.0.1"], trust)
+    }
+
+    /// A member certificate whose subject alternative names are `names`.
+    fn member_named(&self, names: &[&str], trust: &Pki) -> TlsConfig {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let params = rcgen::CertificateParams::new(names).expect("params");
         let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).expect("cert");
         TlsConfig::from_pem(
             cert.pem().as_bytes(),
@@ -616,6 +624,61 @@ async fn mutual_tls_accepts_the_right_ca_and_refuses_another() {
     wait_for(&mut b_events, |e| *e == Event::Unreachable(3)).await;
     assert_no_message(&mut b_events);
     assert_no_message(&mut c_events);
+}
+
+/// Member 1 (at 127.0.0.1, its certificate naming `names`) and a CA-signed
+/// impostor whose certificate names `impostor_names` both claim id 1 to
+/// member 2, which checks `identity`; whether the impostor's heartbeat
+/// arrives (member 1's always must).
+async fn impostor_gets_through(
+    identity: PeerIdentity,
+    names: &[&str],
+    impostor_names: &[&str],
+) -> bool {
+    let pki = Pki::new();
+    let checked = pki.member(&pki).with_peer_identity(identity).expect("identity");
+    let (b, mut b_events) = start_tls(2, checked);
+    let (a, _a_events) = start_tls(1, pki.member_named(names, &pki));
+    let (impostor, mut impostor_events) = start_tls(1, pki.member_named(impostor_names, &pki));
+    b.add_peer(1, a.local_addr());
+    a.add_peer(2, b.local_addr());
+    impostor.add_peer(2, b.local_addr());
+    a.send(vec![heartbeat(1, 2, 1)]);
+    assert_eq!(next_message(&mut b_events).await.commit, 1);
+    drop(a);
+    impostor.send(vec![heartbeat(1, 2, 2)]);
+    let wait = async {
+        loop {
+            tokio::select! {
+                m = next_message(&mut b_events) => return m.commit == 2,
+                e = impostor_events.recv() => if e == Some(Event::Unreachable(2)) {
+                    eventually(&b, |s| s.handshakes_refused >= 1).await;
+                    return false;
+                },
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("impostor delivered or refused in time")
+}
+
+/// With `PeerIdentity::PeerAddress`, a CA-signed certificate that does not
+/// name the claimed member's address is refused; without it, it gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_must_name_the_claimed_members_address_when_asked() {
+    let (real, other) = (&["127.0.0.1"], &["127.0.0.3"]);
+    assert!(!impostor_gets_through(PeerIdentity::PeerAddress, real, other).await);
+    assert!(impostor_gets_through(PeerIdentity::AnyMember, real, other).await);
+}
+
+/// With `PeerIdentity::Hostname`, only certificates valid for that name get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_must_name_the_allowed_hostname_when_asked() {
+    let allowed = PeerIdentity::Hostname("peer.keel.test".into());
+    let real = &["127.0.0.1", "peer.keel.test"];
+    assert!(!impostor_gets_through(allowed, real, &["127.0.0.1"]).await);
+    let pki = Pki::new();
+    let bad_name = PeerIdentity::Hostname("not a host name".into());
+    assert!(pki.member(&pki).with_peer_identity(bad_name).is_err());
 }
 
 /// A rustls client that trusts `ca` and has no certificate of its own.
