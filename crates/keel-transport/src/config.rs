@@ -50,7 +50,11 @@ pub struct Limits {
     pub incoming_msgs_max: usize,
     /// Memory the queued incoming messages may hold (structs, entries and
     /// payloads; see `Limits::incoming_msgs_max` for what happens beyond).
-    /// A message larger than this is still taken into an empty queue.
+    /// It also bounds what one connection decodes at a time: a frame whose
+    /// message would hold more once decoded (its footprint is read off its
+    /// bytes first) drops the connection as bad input, and is not sent.
+    /// Keep it a few times `frame_bytes_max` (a frame of small entries
+    /// decodes to a few times its size; 10 times or more only if crafted).
     pub incoming_bytes_max: usize,
     /// Time a connection has to complete its handshake (both sides).
     pub handshake_timeout: Duration,

@@ -26,6 +26,17 @@ pub enum WireError {
         /// The configured maximum.
         max: u64,
     },
+    /// A frame whose message would take more memory once decoded than the
+    /// bound (`Limits::incoming_bytes_max`), found before decoding it.
+    #[error("frame of {len} bytes would decode to {decoded} bytes; at most {max} allowed")]
+    DecodedTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The memory its message would hold.
+        decoded: usize,
+        /// The bound.
+        max: usize,
+    },
     /// The connection closed in the middle of a frame.
     #[error("connection closed inside a frame")]
     Truncated,

@@ -19,7 +19,7 @@ use crate::conn::{Conn, dial};
 use crate::error::WireError;
 use crate::stats::{Counters, bump};
 use crate::transport::Shared;
-use crate::wire::{ConnKind, put_frame};
+use crate::wire::{ConnKind, footprint, put_frame};
 
 /// A message and its frame's size (length prefix included).
 type Queued = (Message, usize);
@@ -75,10 +75,12 @@ impl PeerQueue {
         PeerQueue { addr, outbox, counters, task }
     }
 
-    /// Queues `msg` without waiting; `false` if it was dropped (queue full).
+    /// Queues `msg` without waiting; `false` if it was dropped (queue full,
+    /// or a frame that a peer with the same limits would refuse: sent, it
+    /// would only break the connection).
     pub(crate) fn offer(&self, msg: Message, limits: &crate::Limits) -> bool {
         let size = msg.encoded_len() + 4;
-        if size > limits.frame_bytes_max as usize {
+        if size > limits.frame_bytes_max as usize || footprint(&msg) > limits.incoming_bytes_max {
             return false;
         }
         let mut outbox = lock(&self.outbox);

@@ -22,7 +22,7 @@ use crate::error::WireError;
 use crate::events::SnapshotStatus;
 use crate::stats::bump;
 use crate::transport::Shared;
-use crate::wire::{ConnKind, Hello, put_frame, read_exact, read_frame};
+use crate::wire::{ConnKind, FrameBounds, Hello, put_frame, read_exact, read_frame};
 
 /// Sends one `MsgSnap` to `to` and reports the outcome as an event.
 pub(crate) async fn send(shared: Arc<Shared>, to: u64, addr: SocketAddr, msg: Message) {
@@ -90,7 +90,7 @@ pub(crate) async fn receive(
 ) -> Result<(), WireError> {
     let limits = &shared.limits;
     let mut buf = Vec::new();
-    let Some(mut msg) = read_frame(&mut conn, limits.frame_bytes_max, &mut buf).await? else {
+    let Some(mut msg) = read_frame(&mut conn, FrameBounds::new(limits), &mut buf).await? else {
         return Err(WireError::Truncated);
     };
     if msg.msg_type != MessageType::MsgSnap as i32 || msg.snapshot.is_none() {

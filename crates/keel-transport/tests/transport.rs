@@ -474,6 +474,19 @@ async fn bad_input_frame_that_is_not_a_message() {
     check_bad_input(bytes, false).await;
 }
 
+/// A well-addressed message of two million entries with no field (2 bytes
+/// each on the wire): 4 MB, well within the frame limit, but over 100 MB
+/// decoded, past the 64 MiB `incoming_bytes_max`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_frame_that_would_decode_to_many_times_its_size() {
+    let mut body = vec![0x10, 2, 0x18, 1]; // to: 2, from: 1.
+    body.extend_from_slice(&[0x3a, 0x00].repeat(2_000_000));
+    let mut bytes = hello(0, CLUSTER, 1, 2);
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    check_bad_input(bytes, false).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_message_with_a_forged_sender() {
     use prost::Message as _;
