@@ -96,6 +96,22 @@ pub enum WireError {
         /// The configured maximum.
         max: u64,
     },
+    /// A second snapshot from a sender while one of its is being received.
+    #[error("a snapshot from member {0} is already being received")]
+    SnapshotInProgress(u64),
+    /// A snapshot that does not fit beside those being received.
+    #[error(
+        "snapshot of {len} bytes does not fit beside the {receiving} bytes being received \
+         (at most {max})"
+    )]
+    SnapshotBudget {
+        /// The announced length.
+        len: u64,
+        /// What the other incoming snapshots announced.
+        receiving: u64,
+        /// `Limits::snapshot_receive_bytes_max`.
+        max: u64,
+    },
     /// A snapshot chunk longer than the chunk maximum or than what remains.
     #[error("snapshot chunk of {len} bytes; at most {max} allowed here")]
     BadChunk {

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     peers: Mutex<BTreeMap<u64, PeerQueue>>,
     removed: Mutex<std::collections::BTreeSet<u64>>,
     pub(crate) inbox: Arc<Inbox>,
+    /// Incoming snapshots in progress (one per sender, bounded in bytes).
+    pub(crate) snapshots_in: crate::snapshot::Receiving,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ impl Transport {
             peers: Mutex::new(BTreeMap::new()),
             removed: Mutex::new(std::collections::BTreeSet::new()),
             inbox: Arc::clone(&inbox),
+            snapshots_in: Default::default(),
         });
         let accept_task = handle.spawn(crate::listener::accept_loop(Arc::clone(&shared), listener));
         let transport =

@@ -537,13 +537,55 @@ fn snapshot_preamble(total: u64) -> Vec<u8> {
     bytes
 }
 
+/// One snapshot chunk: its length, its bytes, their crc32c.
+fn snapshot_chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc32c::crc32c(data).to_be_bytes());
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_snapshot_chunk_with_a_bad_checksum() {
     let mut bytes = snapshot_preamble(4);
-    bytes.extend_from_slice(&4u32.to_be_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&(crc32c::crc32c(b"data") ^ 1).to_be_bytes());
+    bytes.extend_from_slice(&snapshot_chunk(b"data"));
+    *bytes.last_mut().expect("a checksum") ^= 1;
     check_bad_input(bytes, false).await;
+}
+
+/// A raw snapshot connection from member 1 that has announced 4 bytes of
+/// data, once the handshake is accepted.
+async fn snapshot_started(addr: SocketAddr) -> TcpStream {
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    raw.write_all(&snapshot_preamble(4)).await.expect("write");
+    assert_eq!(timeout(WAIT, raw.read_u8()).await.expect("verdict").expect("verdict"), 0);
+    raw
+}
+
+/// Sends the 4 bytes a [`snapshot_started`] connection announced; the
+/// receiver's acknowledgement, then the snapshot it hands to raft.
+async fn snapshot_finished(mut raw: TcpStream, events: &mut Events) {
+    raw.write_all(&snapshot_chunk(b"data")).await.expect("write");
+    assert_eq!(timeout(WAIT, raw.read_u8()).await.expect("ack").expect("ack"), 0);
+    let m = next_message(events).await;
+    assert_eq!(m.snapshot.map(|s| s.data), Some(Bytes::from_static(b"data")));
+}
+
+/// A member receives one snapshot at a time from each sender: a second one
+/// while the first is in progress is dropped; the first still completes,
+/// and the sender's next one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_snapshot_from_a_sender_is_refused_while_one_is_in_progress() {
+    let ((_a, _a_events), (b, mut b_events)) = connected_pair();
+    let first = snapshot_started(b.local_addr()).await;
+    let mut second = snapshot_started(b.local_addr()).await;
+    eventually(&b, |s| s.connections_dropped_bad_input == 1).await;
+    let mut rest = Vec::new();
+    timeout(WAIT, second.read_to_end(&mut rest)).await.expect("closed").ok();
+    assert!(rest.is_empty(), "no acknowledgement: {rest:?}");
+    snapshot_finished(first, &mut b_events).await;
+    snapshot_finished(snapshot_started(b.local_addr()).await, &mut b_events).await;
+    assert_eq!(b.stats().connections_dropped_bad_input, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
