@@ -784,11 +784,7 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
         let mut held = Vec::new();
         let mut redialled = Some(redialled_tx);
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut raw = [0u8; 32];
-            if s.read_exact(&mut raw).await.is_err() || s.write_all(&[0]).await.is_err() {
-                continue;
-            }
+            let Some(s) = fake_peer_accept(&listener).await else { continue };
             if !held.is_empty()
                 && let Some(tx) = redialled.take()
             {
@@ -810,6 +806,43 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
     let stats = a.stats();
     let peer = stats.peers.iter().find(|p| p.id == 2).expect("peer 2 stats");
     assert!(peer.msgs_dropped > 0, "the timed-out batch is counted: {peer:?}");
+}
+
+/// Accepts a connection as a fake peer: reads the handshake, accepts it.
+async fn fake_peer_accept(listener: &tokio::net::TcpListener) -> Option<TcpStream> {
+    let (mut s, _) = listener.accept().await.ok()?;
+    let mut raw = [0u8; 32];
+    s.read_exact(&mut raw).await.ok()?;
+    s.write_all(&[0]).await.ok()?;
+    Some(s)
+}
+
+/// A stream the peer closed is noticed before the next batch is written on
+/// it (the kernel would take the batch, lost yet counted as sent): the batch
+/// goes on the next connection instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_not_written_on_a_stream_the_peer_closed() {
+    let listener = tokio::net::TcpListener::bind(any_port()).await.expect("bind");
+    let fake = listener.local_addr().expect("addr");
+    let (a, _events) = start(1, CLUSTER, any_port());
+    a.add_peer(2, fake);
+    let accept = async { fake_peer_accept(&listener).await.expect("first connection") };
+    drop(timeout(WAIT, accept).await.expect("dialled"));
+    // Time for the close to reach the writer's side.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.send(vec![heartbeat(1, 2, 5)]);
+    let redialled = async {
+        let mut s = fake_peer_accept(&listener).await.expect("second connection");
+        let len = s.read_u32().await.expect("a frame");
+        let mut frame = vec![0u8; len as usize];
+        s.read_exact(&mut frame).await.expect("the frame");
+        <Message as prost::Message>::decode(&frame[..]).expect("a message")
+    };
+    let got = timeout(WAIT, redialled).await.expect("the heartbeat on a new connection");
+    assert_eq!(got.commit, 5);
+    let peer_2 = |s: &Stats| s.peers.iter().find(|p| p.id == 2).cloned().unwrap_or_default();
+    eventually(&a, |s| peer_2(s).msgs_sent == 1).await;
+    assert_eq!(peer_2(&a.stats()).msgs_dropped, 0);
 }
 
 /// The raft loop takes every queued event in one call, and the limit holds.
