@@ -45,12 +45,21 @@ pub struct Limits {
     pub snapshot_rate_min: u64,
     /// Snapshot bytes assembled in memory before spilling to a temp file.
     pub snapshot_spill_bytes: usize,
+    /// The data bytes that the incoming snapshots received at once may
+    /// announce in all (one at a time per sender; a spilled snapshot is read
+    /// back whole, so this bounds their memory). One that does not fit is
+    /// refused, and its sender retries. At least `snapshot_bytes_max`.
+    pub snapshot_receive_bytes_max: u64,
     /// Incoming messages queued for the raft loop; beyond it, new ones are
     /// dropped and counted (reports are never dropped).
     pub incoming_msgs_max: usize,
     /// Memory the queued incoming messages may hold (structs, entries and
     /// payloads; see `Limits::incoming_msgs_max` for what happens beyond).
-    /// A message larger than this is still taken into an empty queue.
+    /// It also bounds what one connection decodes at a time: a frame whose
+    /// message would hold more once decoded (its footprint is read off its
+    /// bytes first) drops the connection as bad input, and is not sent.
+    /// Keep it a few times `frame_bytes_max` (a frame of small entries
+    /// decodes to a few times its size; 10 times or more only if crafted).
     pub incoming_bytes_max: usize,
     /// Time a connection has to complete its handshake (both sides).
     pub handshake_timeout: Duration,
@@ -81,6 +90,8 @@ impl Default for Limits {
             snapshot_chunk_bytes: 1 << 20,
             snapshot_rate_min: 1 << 20,
             snapshot_spill_bytes: 4 << 20,
+            // One snapshot of the largest size at a time, or several smaller.
+            snapshot_receive_bytes_max: 8 << 30,
             // etcd's receive buffer holds 4096 messages, unbounded in bytes.
             incoming_msgs_max: 4096,
             incoming_bytes_max: 64 << 20,
@@ -119,6 +130,9 @@ impl Config {
         }
         if l.snapshot_chunk_bytes == 0 || l.batch_bytes_max == 0 || l.snapshot_rate_min == 0 {
             return Err("chunk, batch and snapshot rate limits must be non-zero");
+        }
+        if l.snapshot_receive_bytes_max < l.snapshot_bytes_max {
+            return Err("snapshot_receive_bytes_max must be at least snapshot_bytes_max");
         }
         if l.incoming_msgs_max == 0 || l.incoming_bytes_max == 0 {
             return Err("incoming limits must be non-zero");

@@ -90,17 +90,26 @@ pub(crate) async fn accept(
 ) -> Result<(Conn, Hello), WireError> {
     let work = async {
         tune(&tcp, &shared.limits)?;
-        let mut conn: Conn = match &shared.tls {
+        let (mut conn, cert): (Conn, _) = match &shared.tls {
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server));
-                Box::new(acceptor.accept(tcp).await?)
+                let stream = acceptor.accept(tcp).await?;
+                let cert = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
+                (Box::new(stream), cert)
             }
-            None => Box::new(tcp),
+            None => (Box::new(tcp), None),
         };
         let mut raw = [0u8; HELLO_LEN];
         crate::wire::read_exact(&mut conn, &mut raw).await?;
         let hello = Hello::decode(&raw)?;
-        let verdict = judge(shared, &hello);
+        let mut identity = Ok(());
+        let verdict = match judge(shared, &hello) {
+            Verdict::Accept => {
+                identity = check_identity(shared, cert.as_ref(), hello.from);
+                if identity.is_ok() { Verdict::Accept } else { Verdict::WrongIdentity }
+            }
+            refused => refused,
+        };
         if verdict == Verdict::UnknownSender && hello.listen_port != 0 {
             shared
                 .inbox
@@ -112,6 +121,11 @@ pub(crate) async fn accept(
             Verdict::Accept => Ok((conn, hello)),
             refused => {
                 crate::stats::bump(&shared.stats.handshakes_refused, 1);
+                if let Err(source) = identity {
+                    let e = WireError::PeerIdentity { claimed: hello.from, source };
+                    tracing::error!(%remote, error = %e, "refused a peer's handshake");
+                    return Err(e);
+                }
                 if refused.is_membership() {
                     tracing::warn!(
                         %remote, from = hello.from, reason = %refused, "refused a peer's handshake"
@@ -129,6 +143,19 @@ pub(crate) async fn accept(
     match timeout(shared.limits.handshake_timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(WireError::HandshakeTimeout),
+    }
+}
+
+/// With TLS, whether `cert` identifies member `from` as
+/// [`PeerIdentity`](crate::PeerIdentity) requires.
+fn check_identity(
+    shared: &Shared,
+    cert: Option<&rustls_pki_types::CertificateDer<'_>>,
+    from: u64,
+) -> Result<(), crate::error::IdentityError> {
+    match &shared.tls {
+        Some(tls) => tls.check_peer(cert, shared.peer_addr(from)),
+        None => Ok(()),
     }
 }
 

@@ -26,6 +26,17 @@ pub enum WireError {
         /// The configured maximum.
         max: u64,
     },
+    /// A frame whose message would take more memory once decoded than the
+    /// bound (`Limits::incoming_bytes_max`), found before decoding it.
+    #[error("frame of {len} bytes would decode to {decoded} bytes; at most {max} allowed")]
+    DecodedTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The memory its message would hold.
+        decoded: usize,
+        /// The bound.
+        max: usize,
+    },
     /// The connection closed in the middle of a frame.
     #[error("connection closed inside a frame")]
     Truncated,
@@ -85,6 +96,22 @@ pub enum WireError {
         /// The configured maximum.
         max: u64,
     },
+    /// A second snapshot from a sender while one of its is being received.
+    #[error("a snapshot from member {0} is already being received")]
+    SnapshotInProgress(u64),
+    /// A snapshot that does not fit beside those being received.
+    #[error(
+        "snapshot of {len} bytes does not fit beside the {receiving} bytes being received \
+         (at most {max})"
+    )]
+    SnapshotBudget {
+        /// The announced length.
+        len: u64,
+        /// What the other incoming snapshots announced.
+        receiving: u64,
+        /// `Limits::snapshot_receive_bytes_max`.
+        max: u64,
+    },
     /// A snapshot chunk longer than the chunk maximum or than what remains.
     #[error("snapshot chunk of {len} bytes; at most {max} allowed here")]
     BadChunk {
@@ -96,6 +123,37 @@ pub enum WireError {
     /// The TLS layer failed.
     #[error("tls: {0}")]
     Tls(#[from] rustls::Error),
+    /// A TLS peer's certificate does not name the member its handshake
+    /// claims to be (`TlsConfig::with_peer_identity`).
+    #[error("certificate does not identify member {claimed}: {source}")]
+    PeerIdentity {
+        /// The sender the handshake names.
+        claimed: u64,
+        /// What is wrong with the certificate.
+        source: IdentityError,
+    },
+}
+
+/// Why a peer's certificate does not identify the member it claims to be.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The connection carried no client certificate.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The claimed member has no known address to compare with.
+    #[error("the claimed member has no known address")]
+    NoAddress,
+    /// The certificate could not be parsed.
+    #[error("unparsable certificate: {0}")]
+    Unparsable(rustls::Error),
+    /// The certificate's names do not cover the required one.
+    #[error("its subject alternative names do not cover {name}: {source}")]
+    Mismatch {
+        /// The IP address or DNS name the certificate had to name.
+        name: String,
+        /// What the verifier said.
+        source: rustls::Error,
+    },
 }
 
 /// Why a transport could not start, or TLS material could not be loaded.

@@ -23,10 +23,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
-use keel::raftpb::{Entry, Message};
+use keel::raftpb::Message;
 
 use crate::Limits;
 use crate::stats::{Counters, bump};
+use crate::wire::footprint;
 
 /// What the transport hands back to the raft loop.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,15 +83,6 @@ pub(crate) const UNKNOWN_PEERS_MAX: usize = 64;
 /// the queue, or gives it back: see
 /// [`Transport::deliver_inline`](crate::Transport::deliver_inline).
 pub type DeliverInline = Arc<dyn Fn(Vec<Message>) -> Result<(), Vec<Message>> + Send + Sync>;
-
-/// The memory a queued message holds, which the inbox's byte bound counts:
-/// the struct, its entries and the payloads it owns. Payloads shared with
-/// the read buffer (large frames lend theirs) count at their own length.
-fn footprint(m: &Message) -> usize {
-    let entries: usize = m.entries.iter().map(|e| size_of::<Entry>() + e.data.len()).sum();
-    let snapshot = m.snapshot.as_ref().map_or(0, |s| s.data.len());
-    size_of::<Message>() + entries + m.context.len() + snapshot
-}
 
 /// Where events wait for the raft loop.
 pub(crate) struct Inbox {
@@ -436,6 +428,7 @@ fn block_on<T>(mut poll: impl FnMut(&Context<'_>) -> Poll<T>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel::raftpb::Entry;
 
     fn inbox(msgs_max: usize) -> Arc<Inbox> {
         Inbox::new(&Limits { incoming_msgs_max: msgs_max, ..Limits::default() })

@@ -21,7 +21,8 @@
 //! - `peer` — per-peer queue and writer task, reconnect backoff.
 //! - `listener` — accept loop and incoming streams.
 //! - `snapshot` — snapshot sender and bounded-memory receiver.
-//! - [`tls`] — mutual TLS from PEM files.
+//! - [`tls`] — mutual TLS from PEM files; [`PeerIdentity`] ties a
+//!   certificate to the member it claims to be.
 //! - [`stats`] — per-peer counters.
 //! - `events` — [`Events`]: incoming messages (bounded, droppable) and
 //!   reports (coalesced, never dropped) for the raft loop.
@@ -66,9 +67,9 @@ mod transport;
 mod wire;
 
 pub use config::{Config, Limits};
-pub use error::{StartError, WireError};
+pub use error::{IdentityError, StartError, WireError};
 pub use events::{DeliverInline, Event, Events, SnapshotStatus};
 pub use stats::{PeerStats, Stats};
-pub use tls::TlsConfig;
+pub use tls::{PeerIdentity, TlsConfig};
 pub use transport::Transport;
 pub use wire::{PROTOCOL_VERSION, Verdict};

@@ -13,7 +13,7 @@ use crate::conn::{Conn, accept};
 use crate::error::WireError;
 use crate::stats::bump;
 use crate::transport::Shared;
-use crate::wire::{ConnKind, FrameReader, Hello};
+use crate::wire::{ConnKind, FrameBounds, FrameReader, Hello};
 
 /// Read buffer of an incoming stream: many small frames per `read` call.
 const READ_BUFFER_BYTES: usize = 64 << 10;
@@ -49,7 +49,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
     };
     match result {
         Ok(()) => tracing::debug!(%remote, "incoming connection closed"),
-        Err(WireError::Refused(_)) => {} // Logged where judged.
+        Err(WireError::Refused(_) | WireError::PeerIdentity { .. }) => {} // Logged where judged.
         Err(e) => {
             bump(&shared.stats.bad_input, 1);
             tracing::warn!(%remote, error = %e, "dropped incoming connection");
@@ -59,7 +59,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
 
 async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), WireError> {
     let counters = shared.stats.peer(hello.from);
-    let mut frames = FrameReader::new(conn, shared.limits.frame_bytes_max, READ_BUFFER_BYTES);
+    let mut frames = FrameReader::new(conn, FrameBounds::new(&shared.limits), READ_BUFFER_BYTES);
     let mut batch = Vec::new();
     // One batch per socket read: checked, counted and queued for raft under
     // one lock, so that a small message costs no synchronisation of its own.

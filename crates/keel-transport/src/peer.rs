@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use keel::raftpb::Message;
 use prost::Message as _;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tracing::Instrument;
 
 use crate::conn::{Conn, dial};
 use crate::error::WireError;
 use crate::stats::{Counters, bump};
 use crate::transport::Shared;
-use crate::wire::{ConnKind, put_frame};
+use crate::wire::{ConnKind, footprint, put_frame};
 
 /// A message and its frame's size (length prefix included).
 type Queued = (Message, usize);
@@ -75,10 +75,12 @@ impl PeerQueue {
         PeerQueue { addr, outbox, counters, task }
     }
 
-    /// Queues `msg` without waiting; `false` if it was dropped (queue full).
+    /// Queues `msg` without waiting; `false` if it was dropped (queue full,
+    /// or a frame that a peer with the same limits would refuse: sent, it
+    /// would only break the connection).
     pub(crate) fn offer(&self, msg: Message, limits: &crate::Limits) -> bool {
         let size = msg.encoded_len() + 4;
-        if size > limits.frame_bytes_max as usize {
+        if size > limits.frame_bytes_max as usize || footprint(&msg) > limits.incoming_bytes_max {
             return false;
         }
         let mut outbox = lock(&self.outbox);
@@ -198,6 +200,11 @@ impl Writer {
             if self.taken.is_empty() && !self.take().await {
                 return Ok(());
             }
+            if let Some(e) = closed_by_peer(&mut conn) {
+                // Written now, the batch would be lost yet counted as sent (the
+                // kernel takes it); taken, it goes on the next connection.
+                return Err(e.into());
+            }
             buf.clear();
             let (n, bytes) = self.frame(&mut buf, batch_max);
             let written = async {
@@ -220,6 +227,26 @@ impl Writer {
             bump(&counters.msgs_sent, n as u64);
             bump(&counters.bytes_sent, bytes as u64);
         }
+    }
+}
+
+/// Why the stream is unusable, if the peer closed it (or wrote on it, which a
+/// receiver never does), without waiting: a stream is only read here.
+fn closed_by_peer(conn: &mut Conn) -> Option<std::io::Error> {
+    let mut byte = [0u8; 1];
+    let mut probe = tokio::io::ReadBuf::new(&mut byte);
+    let cx = &mut Context::from_waker(Waker::noop());
+    match std::pin::Pin::new(conn).poll_read(cx, &mut probe) {
+        Poll::Pending => None,
+        Poll::Ready(Err(e)) => Some(e),
+        Poll::Ready(Ok(())) if probe.filled().is_empty() => Some(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the peer closed the stream",
+        )),
+        Poll::Ready(Ok(())) => Some(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the peer wrote on a stream it should only read",
+        )),
     }
 }
 

@@ -8,9 +8,19 @@
 //! (beyond that the bytes go to a temp file), and hands the `MsgSnap` to raft
 //! only once every byte has been verified; then it answers one byte, so the
 //! sender reports success only for a snapshot the peer holds.
+//!
+//! A receiver takes one snapshot at a time from each sender, and only while
+//! the sizes announced by all the snapshots it receives stay within
+//! `Limits::snapshot_receive_bytes_max`; another is refused (the sender
+//! reports it failed and raft retries). That bounds their memory: spilling
+//! bounds it only while the chunks arrive, because a spilled snapshot is read
+//! back whole at the end. That is inherent to raft's API, whose snapshot data
+//! is one `Bytes` that the state machine restores from; streaming it to the
+//! application instead would need another API in `keel`.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use keel::raftpb::{Message, MessageType};
@@ -22,7 +32,7 @@ use crate::error::WireError;
 use crate::events::SnapshotStatus;
 use crate::stats::bump;
 use crate::transport::Shared;
-use crate::wire::{ConnKind, Hello, put_frame, read_exact, read_frame};
+use crate::wire::{ConnKind, FrameBounds, Hello, put_frame, read_exact, read_frame};
 
 /// Sends one `MsgSnap` to `to` and reports the outcome as an event.
 pub(crate) async fn send(shared: Arc<Shared>, to: u64, addr: SocketAddr, msg: Message) {
@@ -82,6 +92,56 @@ enum Assembly {
     File(tokio::fs::File),
 }
 
+/// The incoming snapshots in progress: their senders, and the data bytes
+/// they announced.
+#[derive(Default)]
+pub(crate) struct Receiving {
+    state: Mutex<(BTreeSet<u64>, u64)>,
+}
+
+/// One sender's place in [`Receiving`], given back when dropped.
+struct Reservation<'a> {
+    receiving: &'a Receiving,
+    from: u64,
+    bytes: u64,
+}
+
+impl Receiving {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (BTreeSet<u64>, u64)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `from`'s one place, unless a snapshot from it is in progress.
+    fn begin(&self, from: u64) -> Result<Reservation<'_>, WireError> {
+        if !self.lock().0.insert(from) {
+            return Err(WireError::SnapshotInProgress(from));
+        }
+        Ok(Reservation { receiving: self, from, bytes: 0 })
+    }
+}
+
+impl Reservation<'_> {
+    /// Counts the snapshot's `bytes` against `max`, the bound on all of them.
+    fn reserve(&mut self, bytes: u64, max: u64) -> Result<(), WireError> {
+        let mut state = self.receiving.lock();
+        let others = state.1 - self.bytes;
+        if others.saturating_add(bytes) > max {
+            return Err(WireError::SnapshotBudget { len: bytes, receiving: others, max });
+        }
+        state.1 = others + bytes;
+        self.bytes = bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut state = self.receiving.lock();
+        state.0.remove(&self.from);
+        state.1 -= self.bytes;
+    }
+}
+
 /// Receives one snapshot after an accepted handshake and delivers it.
 pub(crate) async fn receive(
     shared: &Shared,
@@ -89,8 +149,9 @@ pub(crate) async fn receive(
     hello: Hello,
 ) -> Result<(), WireError> {
     let limits = &shared.limits;
+    let mut reservation = shared.snapshots_in.begin(hello.from)?;
     let mut buf = Vec::new();
-    let Some(mut msg) = read_frame(&mut conn, limits.frame_bytes_max, &mut buf).await? else {
+    let Some(mut msg) = read_frame(&mut conn, FrameBounds::new(limits), &mut buf).await? else {
         return Err(WireError::Truncated);
     };
     if msg.msg_type != MessageType::MsgSnap as i32 || msg.snapshot.is_none() {
@@ -107,6 +168,7 @@ pub(crate) async fn receive(
     if total > limits.snapshot_bytes_max {
         return Err(WireError::SnapshotTooLarge { len: total, max: limits.snapshot_bytes_max });
     }
+    reservation.reserve(total, limits.snapshot_receive_bytes_max)?;
     let mut assembly = Assembly::Memory(Vec::new());
     let mut received = 0u64;
     let mut spilled = false;
@@ -174,5 +236,27 @@ fn eof_is_truncated(e: std::io::Error) -> WireError {
         WireError::Truncated
     } else {
         WireError::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_snapshot_per_sender_and_their_sizes_within_the_bound() {
+        let receiving = Receiving::default();
+        let mut one = receiving.begin(1).expect("first from 1");
+        assert!(matches!(receiving.begin(1), Err(WireError::SnapshotInProgress(1))));
+        one.reserve(60, 100).expect("fits");
+        let mut two = receiving.begin(2).expect("first from 2");
+        let err = two.reserve(50, 100);
+        assert!(matches!(err, Err(WireError::SnapshotBudget { receiving: 60, .. })));
+        two.reserve(40, 100).expect("fits beside the first");
+        drop(one);
+        assert_eq!(receiving.lock().1, 40);
+        let _again = receiving.begin(1).expect("1's place is free again");
+        drop(two);
+        assert_eq!(receiving.lock().1, 0);
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     peers: Mutex<BTreeMap<u64, PeerQueue>>,
     removed: Mutex<std::collections::BTreeSet<u64>>,
     pub(crate) inbox: Arc<Inbox>,
+    /// Incoming snapshots in progress (one per sender, bounded in bytes).
+    pub(crate) snapshots_in: crate::snapshot::Receiving,
 }
 
 impl Shared {
@@ -39,6 +41,11 @@ impl Shared {
 
     pub(crate) fn is_peer(&self, id: u64) -> bool {
         self.peers().contains_key(&id)
+    }
+
+    /// Where this member dials peer `id`, if it is one.
+    pub(crate) fn peer_addr(&self, id: u64) -> Option<SocketAddr> {
+        self.peers().get(&id).map(|p| p.addr)
     }
 
     fn removed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<u64>> {
@@ -107,6 +114,7 @@ impl Transport {
             peers: Mutex::new(BTreeMap::new()),
             removed: Mutex::new(std::collections::BTreeSet::new()),
             inbox: Arc::clone(&inbox),
+            snapshots_in: Default::default(),
         });
         let accept_task = handle.spawn(crate::listener::accept_loop(Arc::clone(&shared), listener));
         let transport =

@@ -5,12 +5,19 @@
 //! endian each), the sender's listening port (u16 big endian; 0 if unknown).
 //! The server answers one [`Verdict`] byte. Frames: a u32 big
 //! endian length, then that many bytes of a prost-encoded `Message`.
+//!
+//! A decoded message can hold far more memory than its frame (an empty
+//! entry is 2 bytes on the wire, a `size_of::<Entry>()` struct once
+//! decoded), so every frame's decoded [`footprint`] is worked out from its
+//! bytes, without allocating, before it is decoded, and bounded as well as
+//! its length ([`FrameBounds`]).
 
 use std::fmt;
 
 use bytes::BytesMut;
-use keel::raftpb::Message;
+use keel::raftpb::{Entry, Message, Snapshot};
 use prost::Message as _;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::WireError;
@@ -100,6 +107,9 @@ pub enum Verdict {
     /// The sender was removed from the cluster (for good: ids are never
     /// reused).
     RemovedSender = 5,
+    /// The sender's TLS certificate does not identify the member it claims
+    /// to be ([`PeerIdentity`](crate::tls::PeerIdentity)).
+    WrongIdentity = 6,
 }
 
 impl Verdict {
@@ -117,6 +127,7 @@ impl Verdict {
             3 => Verdict::WrongReceiver,
             4 => Verdict::UnknownSender,
             5 => Verdict::RemovedSender,
+            6 => Verdict::WrongIdentity,
             other => return Err(WireError::BadVerdict(other)),
         })
     }
@@ -131,6 +142,7 @@ impl fmt::Display for Verdict {
             Verdict::WrongReceiver => "receiver id mismatch",
             Verdict::UnknownSender => "sender is not a member",
             Verdict::RemovedSender => "sender was removed from the cluster",
+            Verdict::WrongIdentity => "sender's certificate does not identify it",
         })
     }
 }
@@ -144,11 +156,145 @@ pub(crate) fn put_frame(buf: &mut Vec<u8>, msg: &Message, len: usize) {
     msg.encode_raw(buf);
 }
 
+/// What one frame may cost: its length, checked before any buffer grows for
+/// it, and its decoded [`footprint`], checked before it is decoded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FrameBounds {
+    /// `Limits::frame_bytes_max`.
+    pub(crate) bytes: u32,
+    /// `Limits::incoming_bytes_max`: a reader never holds more decoded
+    /// messages than the inbox may (one batch at a time).
+    pub(crate) decoded: usize,
+}
+
+impl FrameBounds {
+    pub(crate) fn new(limits: &crate::Limits) -> FrameBounds {
+        FrameBounds { bytes: limits.frame_bytes_max, decoded: limits.incoming_bytes_max }
+    }
+
+    /// The footprint of `frame` (a frame's bytes after its length prefix), if
+    /// within the bound.
+    fn check(&self, frame: &[u8]) -> Result<usize, WireError> {
+        let decoded = encoded_footprint(frame)?;
+        if decoded > self.decoded {
+            return Err(WireError::DecodedTooLarge {
+                len: frame.len(),
+                decoded,
+                max: self.decoded,
+            });
+        }
+        Ok(decoded)
+    }
+}
+
+/// The memory a decoded message holds, which the inbox's byte bound counts:
+/// the struct, its entries and the payloads it owns, its snapshot's struct,
+/// data and member ids, its responses. Payloads shared with the read buffer
+/// (large frames lend theirs) count at their own length. (A `Vec` may hold
+/// up to twice the room of its elements.)
+pub(crate) fn footprint(m: &Message) -> usize {
+    let entries: usize = m.entries.iter().map(|e| size_of::<Entry>() + e.data.len()).sum();
+    let snapshot = m.snapshot.as_ref().map_or(0, |s| {
+        let c = &s.metadata.conf_state;
+        let ids = c.voters.len() + c.learners.len() + c.voters_outgoing.len();
+        size_of::<Snapshot>() + s.data.len() + (ids + c.learners_next.len()) * size_of::<u64>()
+    });
+    let responses: usize = m.responses.iter().map(footprint).sum();
+    size_of::<Message>() + entries + m.context.len() + snapshot + responses
+}
+
+/// [`footprint`] of the message that `bytes` decode to, read off the bytes
+/// without decoding (an upper bound where a field repeats that decoding
+/// replaces). A message with responses, which no peer sends, is refused here,
+/// before they are decoded.
+fn encoded_footprint(bytes: &[u8]) -> Result<usize, WireError> {
+    let mut total = size_of::<Message>();
+    let mut responses = 0;
+    for_each_field(bytes, |tag, payload| {
+        match (tag, payload) {
+            (7, Some(entry)) => {
+                total += size_of::<Entry>() + payload_len(entry, 4)?;
+            }
+            (9, Some(snapshot)) => {
+                total += size_of::<Snapshot>() + payload_len(snapshot, 1)?;
+                for_each_field(snapshot, |tag, metadata| match (tag, metadata) {
+                    (2, Some(metadata)) => {
+                        for_each_field(metadata, |tag, conf| match (tag, conf) {
+                            (1, Some(conf)) => {
+                                total += member_ids(conf)? * size_of::<u64>();
+                                Ok(())
+                            }
+                            _ => Ok(()),
+                        })
+                    }
+                    _ => Ok(()),
+                })?;
+            }
+            (12, Some(context)) => total += context.len(),
+            (14, Some(_)) => responses += 1,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if responses > 0 {
+        return Err(WireError::LocalResponses(responses));
+    }
+    Ok(total)
+}
+
+/// Calls `f` with each field's tag and, for a length-delimited one, its
+/// payload; malformed bytes are prost's decode error.
+fn for_each_field(
+    mut buf: &[u8],
+    mut f: impl FnMut(u32, Option<&[u8]>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        let field = buf;
+        skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+        if wire_type == WireType::LengthDelimited {
+            // What was skipped: the payload's length, then the payload.
+            let mut payload = &field[..field.len() - buf.len()];
+            decode_varint(&mut payload)?;
+            f(tag, Some(payload))?;
+        } else {
+            f(tag, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// The total length of the length-delimited fields `tag` of a message.
+fn payload_len(message: &[u8], tag: u32) -> Result<usize, WireError> {
+    let mut len = 0;
+    for_each_field(message, |t, payload| {
+        if let (true, Some(p)) = (t == tag, payload) {
+            len += p.len();
+        }
+        Ok(())
+    })?;
+    Ok(len)
+}
+
+/// How many ids a `ConfState` holds (tags 1 to 4, each a varint or a packed
+/// run of them, as prost accepts both).
+fn member_ids(conf_state: &[u8]) -> Result<usize, WireError> {
+    let mut ids = 0;
+    for_each_field(conf_state, |tag, payload| {
+        if (1..=4).contains(&tag) {
+            // A packed run holds one varint per byte without the high bit.
+            ids += payload.map_or(1, |p| p.iter().filter(|b| **b < 0x80).count());
+        }
+        Ok(())
+    })?;
+    Ok(ids)
+}
+
 /// Reads one frame; `Ok(None)` on a clean close between frames. The length is
-/// checked against `max` before `buf` grows.
+/// checked before `buf` grows, the decoded footprint before decoding.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
-    max: u32,
+    bounds: FrameBounds,
     buf: &mut Vec<u8>,
 ) -> Result<Option<Message>, WireError> {
     let mut prefix = [0u8; 4];
@@ -161,29 +307,31 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         got += n;
     }
     let len = u32::from_be_bytes(prefix);
-    if len > max {
-        return Err(WireError::FrameTooLarge { len: u64::from(len), max: u64::from(max) });
+    if len > bounds.bytes {
+        return Err(WireError::FrameTooLarge { len: u64::from(len), max: u64::from(bounds.bytes) });
     }
     buf.clear();
     buf.resize(len as usize, 0);
     read_exact(reader, buf).await?;
+    bounds.check(buf)?;
     Ok(Some(Message::decode(&buf[..])?))
 }
 
 /// Reads the frames of a long-lived stream through one buffer: a `read` call
 /// fetches as many frames as the socket holds, so small frames cost no
-/// syscall each. A frame's length is checked against `max` before the buffer
-/// grows for it; the buffer holds at most one frame beyond `chunk` bytes.
+/// syscall each. A frame's length is checked before the buffer grows for it;
+/// the buffer holds at most one frame beyond `chunk` bytes. A batch holds at
+/// most `bounds.decoded` of decoded messages (but always one whole frame).
 pub(crate) struct FrameReader<R> {
     reader: R,
     buf: BytesMut,
-    max: u32,
+    bounds: FrameBounds,
     chunk: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub(crate) fn new(reader: R, max: u32, chunk: usize) -> FrameReader<R> {
-        FrameReader { reader, buf: BytesMut::with_capacity(chunk), max, chunk }
+    pub(crate) fn new(reader: R, bounds: FrameBounds, chunk: usize) -> FrameReader<R> {
+        FrameReader { reader, buf: BytesMut::with_capacity(chunk), bounds, chunk }
     }
 
     /// Appends the message of every whole frame in the buffer to `out`,
@@ -195,8 +343,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         out: &mut Vec<Message>,
     ) -> Result<Option<usize>, WireError> {
         loop {
-            let mut bytes = 0;
+            let (mut bytes, mut decoded) = (0, 0);
             while let Some(len) = self.buffered_frame()? {
+                let cost = self.bounds.check(&self.buf[4..4 + len])?;
+                if bytes > 0 && decoded + cost > self.bounds.decoded {
+                    break; // Left in the buffer for the next batch.
+                }
+                decoded += cost;
                 let mut frame = self.buf.split_to(4 + len);
                 out.push(if len >= self.chunk {
                     // A large frame lends its payloads to the message instead of
@@ -227,8 +380,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     fn buffered_frame(&mut self) -> Result<Option<usize>, WireError> {
         let Some(prefix) = self.buf.get(..4) else { return Ok(None) };
         let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-        if len > self.max {
-            return Err(WireError::FrameTooLarge { len: u64::from(len), max: u64::from(self.max) });
+        let max = self.bounds.bytes;
+        if len > max {
+            return Err(WireError::FrameTooLarge { len: u64::from(len), max: u64::from(max) });
         }
         let whole = 4 + len as usize;
         if self.buf.len() >= whole {
@@ -254,6 +408,11 @@ pub(crate) async fn read_exact<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bounds on the length only.
+    fn bounds(bytes: u32) -> FrameBounds {
+        FrameBounds { bytes, decoded: usize::MAX }
+    }
 
     #[test]
     fn hello_round_trips() {
@@ -281,7 +440,7 @@ mod tests {
     async fn oversized_length_is_refused_before_allocating() {
         let bytes = [0xffu8, 0xff, 0xff, 0xff];
         let mut buf = Vec::new();
-        let err = read_frame(&mut &bytes[..], 1 << 20, &mut buf).await;
+        let err = read_frame(&mut &bytes[..], bounds(1 << 20), &mut buf).await;
         assert!(matches!(err, Err(WireError::FrameTooLarge { len: 4_294_967_295, .. })));
         assert_eq!(buf.capacity(), 0);
     }
@@ -294,19 +453,19 @@ mod tests {
         put_frame(&mut frame, &msg, msg.encoded_len());
         let cut = &frame[..frame.len() - 1];
         assert!(matches!(
-            read_frame(&mut &cut[..], 1024, &mut buf).await,
+            read_frame(&mut &cut[..], bounds(1024), &mut buf).await,
             Err(WireError::Truncated)
         ));
         assert!(matches!(
-            read_frame(&mut &frame[..2], 1024, &mut buf).await,
+            read_frame(&mut &frame[..2], bounds(1024), &mut buf).await,
             Err(WireError::Truncated)
         ));
         let garbage = [0u8, 0, 0, 3, 0xff, 0xff, 0xff];
         assert!(matches!(
-            read_frame(&mut &garbage[..], 1024, &mut buf).await,
+            read_frame(&mut &garbage[..], bounds(1024), &mut buf).await,
             Err(WireError::Decode(_))
         ));
-        assert!(matches!(read_frame(&mut &[][..], 1024, &mut buf).await, Ok(None)));
+        assert!(matches!(read_frame(&mut &[][..], bounds(1024), &mut buf).await, Ok(None)));
     }
 
     /// Hands out its bytes `step` at a time, so frames straddle reads.
@@ -347,7 +506,7 @@ mod tests {
         }
         // Chunk 1 KiB: the 3000-byte frames take the lending path.
         for step in [1, 7, 100, 4096, usize::MAX] {
-            let mut r = FrameReader::new(Trickle { bytes: &stream, step }, 1 << 20, 1024);
+            let mut r = FrameReader::new(Trickle { bytes: &stream, step }, bounds(1 << 20), 1024);
             let mut got = Vec::new();
             let mut batch = Vec::new();
             while let Some(size) = r.next_batch(&mut batch).await.expect("well-formed stream") {
@@ -362,7 +521,7 @@ mod tests {
     #[tokio::test]
     async fn frame_reader_refuses_bad_input_with_typed_errors() {
         let huge = [0xffu8, 0xff, 0xff, 0xff];
-        let mut r = FrameReader::new(&huge[..], 1 << 20, 1024);
+        let mut r = FrameReader::new(&huge[..], bounds(1 << 20), 1024);
         let mut out = Vec::new();
         assert!(matches!(r.next_batch(&mut out).await, Err(WireError::FrameTooLarge { .. })));
         assert!(r.buf.capacity() < 4096, "no allocation from the bad length");
@@ -371,13 +530,94 @@ mod tests {
         let msg = Message { to: 1, from: 2, ..Default::default() };
         put_frame(&mut frame, &msg, msg.encoded_len());
         let cut = &frame[..frame.len() - 1];
-        let mut r = FrameReader::new(cut, 1024, 64);
+        let mut r = FrameReader::new(cut, bounds(1024), 64);
         assert!(matches!(r.next_batch(&mut out).await, Err(WireError::Truncated)));
         let garbage = [0u8, 0, 0, 3, 0xff, 0xff, 0xff];
-        let mut r = FrameReader::new(&garbage[..], 1024, 64);
+        let mut r = FrameReader::new(&garbage[..], bounds(1024), 64);
         assert!(matches!(r.next_batch(&mut out).await, Err(WireError::Decode(_))));
-        let mut r = FrameReader::new(&[][..], 1024, 64);
+        let mut r = FrameReader::new(&[][..], bounds(1024), 64);
         assert!(matches!(r.next_batch(&mut out).await, Ok(None)));
         assert!(out.is_empty());
+    }
+
+    /// A message of `n` empty entries: 2 bytes each on the wire.
+    fn empty_entries(n: usize) -> Message {
+        Message { to: 1, from: 2, entries: vec![Entry::default(); n], ..Default::default() }
+    }
+
+    #[test]
+    fn the_footprint_is_read_off_the_bytes_as_decoding_would_hold_it() {
+        use keel::raftpb::{ConfState, SnapshotMetadata};
+        let entry =
+            |n: usize| Entry { term: 1, index: 2, data: vec![3; n].into(), ..Default::default() };
+        let conf_state =
+            ConfState { voters: vec![1, 2, 300], learners: vec![4], ..Default::default() };
+        let snapshot = Snapshot {
+            data: vec![9; 77].into(),
+            metadata: SnapshotMetadata { conf_state, index: 5, term: 6 },
+        };
+        let msgs = [
+            Message::default(),
+            empty_entries(1000),
+            Message { entries: vec![entry(0), entry(10), entry(1000)], ..Default::default() },
+            Message { context: bytes::Bytes::from_static(b"ctx").into(), ..Default::default() },
+            Message { snapshot: Some(Box::new(snapshot)), commit: 3, ..Default::default() },
+        ];
+        for m in &msgs {
+            assert_eq!(encoded_footprint(&m.encode_to_vec()).ok(), Some(footprint(m)), "{m:?}");
+        }
+        let with_responses = Message { responses: vec![Message::default(); 2].into(), ..msg_a() };
+        assert!(matches!(
+            encoded_footprint(&with_responses.encode_to_vec()),
+            Err(WireError::LocalResponses(2))
+        ));
+        assert!(matches!(encoded_footprint(&[0x3a, 0x05, 0x10]), Err(WireError::Decode(_))));
+    }
+
+    fn msg_a() -> Message {
+        Message { to: 1, from: 2, ..Default::default() }
+    }
+
+    /// A crafted frame of entries with no field at all (2 bytes each: tag 7,
+    /// length 0) would decode to 28 times its size: it is refused before it
+    /// is decoded, on a stream and on a snapshot connection.
+    #[tokio::test]
+    async fn a_frame_that_would_decode_past_the_bound_is_refused_before_decoding() {
+        let body = [0x3a, 0x00].repeat(50_000);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        let decoded = Message::decode(&body[..]).expect("valid protobuf");
+        assert_eq!(decoded.entries.len(), 50_000);
+        assert!(footprint(&decoded) > 25 * frame.len());
+        let bounds = FrameBounds { bytes: 1 << 20, decoded: 1 << 20 };
+        let mut r = FrameReader::new(&frame[..], bounds, 1024);
+        let mut out = Vec::new();
+        let err = r.next_batch(&mut out).await;
+        let want = footprint(&decoded);
+        assert!(matches!(err, Err(WireError::DecodedTooLarge { decoded, .. }) if decoded == want));
+        assert!(out.is_empty());
+        let err = read_frame(&mut &frame[..], bounds, &mut Vec::new()).await;
+        assert!(matches!(err, Err(WireError::DecodedTooLarge { .. })));
+    }
+
+    /// Frames that fit the bound one by one, not together, come in batches
+    /// that each do.
+    #[tokio::test]
+    async fn a_batch_holds_at_most_the_bound_decoded() {
+        let m = empty_entries(1000);
+        let cost = footprint(&m);
+        let mut stream = Vec::new();
+        for _ in 0..5 {
+            put_frame(&mut stream, &m, m.encoded_len());
+        }
+        let bounds = FrameBounds { bytes: 1 << 20, decoded: 2 * cost + cost / 2 };
+        let mut r = FrameReader::new(&stream[..], bounds, 1 << 16);
+        let mut sizes = Vec::new();
+        let mut batch = Vec::new();
+        while r.next_batch(&mut batch).await.expect("well-formed").is_some() {
+            sizes.push(batch.len());
+            batch.clear();
+        }
+        assert_eq!(sizes, [2, 2, 1]);
     }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel::raftpb::{Message, MessageType, Snapshot, SnapshotMetadata};
-use keel_transport::{Config, Event, Events, Limits, SnapshotStatus, Stats, TlsConfig, Transport};
+use keel_transport::{
+    Config, Event, Events, Limits, PeerIdentity, SnapshotStatus, Stats, TlsConfig, Transport,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -472,6 +474,19 @@ async fn bad_input_frame_that_is_not_a_message() {
     check_bad_input(bytes, false).await;
 }
 
+/// A well-addressed message of two million entries with no field (2 bytes
+/// each on the wire): 4 MB, well within the frame limit, but over 100 MB
+/// decoded, past the 64 MiB `incoming_bytes_max`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_frame_that_would_decode_to_many_times_its_size() {
+    let mut body = vec![0x10, 2, 0x18, 1]; // to: 2, from: 1.
+    body.extend_from_slice(&[0x3a, 0x00].repeat(2_000_000));
+    let mut bytes = hello(0, CLUSTER, 1, 2);
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    check_bad_input(bytes, false).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_message_with_a_forged_sender() {
     use prost::Message as _;
@@ -522,13 +537,55 @@ fn snapshot_preamble(total: u64) -> Vec<u8> {
     bytes
 }
 
+/// One snapshot chunk: its length, its bytes, their crc32c.
+fn snapshot_chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc32c::crc32c(data).to_be_bytes());
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_snapshot_chunk_with_a_bad_checksum() {
     let mut bytes = snapshot_preamble(4);
-    bytes.extend_from_slice(&4u32.to_be_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&(crc32c::crc32c(b"data") ^ 1).to_be_bytes());
+    bytes.extend_from_slice(&snapshot_chunk(b"data"));
+    *bytes.last_mut().expect("a checksum") ^= 1;
     check_bad_input(bytes, false).await;
+}
+
+/// A raw snapshot connection from member 1 that has announced 4 bytes of
+/// data, once the handshake is accepted.
+async fn snapshot_started(addr: SocketAddr) -> TcpStream {
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    raw.write_all(&snapshot_preamble(4)).await.expect("write");
+    assert_eq!(timeout(WAIT, raw.read_u8()).await.expect("verdict").expect("verdict"), 0);
+    raw
+}
+
+/// Sends the 4 bytes a [`snapshot_started`] connection announced; the
+/// receiver's acknowledgement, then the snapshot it hands to raft.
+async fn snapshot_finished(mut raw: TcpStream, events: &mut Events) {
+    raw.write_all(&snapshot_chunk(b"data")).await.expect("write");
+    assert_eq!(timeout(WAIT, raw.read_u8()).await.expect("ack").expect("ack"), 0);
+    let m = next_message(events).await;
+    assert_eq!(m.snapshot.map(|s| s.data), Some(Bytes::from_static(b"data")));
+}
+
+/// A member receives one snapshot at a time from each sender: a second one
+/// while the first is in progress is dropped; the first still completes,
+/// and the sender's next one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_snapshot_from_a_sender_is_refused_while_one_is_in_progress() {
+    let ((_a, _a_events), (b, mut b_events)) = connected_pair();
+    let first = snapshot_started(b.local_addr()).await;
+    let mut second = snapshot_started(b.local_addr()).await;
+    eventually(&b, |s| s.connections_dropped_bad_input == 1).await;
+    let mut rest = Vec::new();
+    timeout(WAIT, second.read_to_end(&mut rest)).await.expect("closed").ok();
+    assert!(rest.is_empty(), "no acknowledgement: {rest:?}");
+    snapshot_finished(first, &mut b_events).await;
+    snapshot_finished(snapshot_started(b.local_addr()).await, &mut b_events).await;
+    assert_eq!(b.stats().connections_dropped_bad_input, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,8 +610,14 @@ impl Pki {
 
     /// A member certificate for 127.0.0.1, signed by this CA, trusting `trust`.
     fn member(&self, trust: &Pki) -> TlsConfig {
+        self.member_named(&["127.0.0.1"], trust)
+    }
+
+    /// A member certificate whose subject alternative names are `names`.
+    fn member_named(&self, names: &[&str], trust: &Pki) -> TlsConfig {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let params = rcgen::CertificateParams::new(names).expect("params");
         let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).expect("cert");
         TlsConfig::from_pem(
             cert.pem().as_bytes(),
@@ -618,6 +681,61 @@ async fn mutual_tls_accepts_the_right_ca_and_refuses_another() {
     assert_no_message(&mut c_events);
 }
 
+/// Member 1 (at 127.0.0.1, its certificate naming `names`) and a CA-signed
+/// impostor whose certificate names `impostor_names` both claim id 1 to
+/// member 2, which checks `identity`; whether the impostor's heartbeat
+/// arrives (member 1's always must).
+async fn impostor_gets_through(
+    identity: PeerIdentity,
+    names: &[&str],
+    impostor_names: &[&str],
+) -> bool {
+    let pki = Pki::new();
+    let checked = pki.member(&pki).with_peer_identity(identity).expect("identity");
+    let (b, mut b_events) = start_tls(2, checked);
+    let (a, _a_events) = start_tls(1, pki.member_named(names, &pki));
+    let (impostor, mut impostor_events) = start_tls(1, pki.member_named(impostor_names, &pki));
+    b.add_peer(1, a.local_addr());
+    a.add_peer(2, b.local_addr());
+    impostor.add_peer(2, b.local_addr());
+    a.send(vec![heartbeat(1, 2, 1)]);
+    assert_eq!(next_message(&mut b_events).await.commit, 1);
+    drop(a);
+    impostor.send(vec![heartbeat(1, 2, 2)]);
+    let wait = async {
+        loop {
+            tokio::select! {
+                m = next_message(&mut b_events) => return m.commit == 2,
+                e = impostor_events.recv() => if e == Some(Event::Unreachable(2)) {
+                    eventually(&b, |s| s.handshakes_refused >= 1).await;
+                    return false;
+                },
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("impostor delivered or refused in time")
+}
+
+/// With `PeerIdentity::PeerAddress`, a CA-signed certificate that does not
+/// name the claimed member's address is refused; without it, it gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_must_name_the_claimed_members_address_when_asked() {
+    let (real, other) = (&["127.0.0.1"], &["127.0.0.3"]);
+    assert!(!impostor_gets_through(PeerIdentity::PeerAddress, real, other).await);
+    assert!(impostor_gets_through(PeerIdentity::AnyMember, real, other).await);
+}
+
+/// With `PeerIdentity::Hostname`, only certificates valid for that name get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_must_name_the_allowed_hostname_when_asked() {
+    let allowed = PeerIdentity::Hostname("peer.keel.test".into());
+    let real = &["127.0.0.1", "peer.keel.test"];
+    assert!(!impostor_gets_through(allowed, real, &["127.0.0.1"]).await);
+    let pki = Pki::new();
+    let bad_name = PeerIdentity::Hostname("not a host name".into());
+    assert!(pki.member(&pki).with_peer_identity(bad_name).is_err());
+}
+
 /// A rustls client that trusts `ca` and has no certificate of its own.
 fn no_cert_client(ca: &Pki) -> std::sync::Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
@@ -666,11 +784,7 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
         let mut held = Vec::new();
         let mut redialled = Some(redialled_tx);
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut raw = [0u8; 32];
-            if s.read_exact(&mut raw).await.is_err() || s.write_all(&[0]).await.is_err() {
-                continue;
-            }
+            let Some(s) = fake_peer_accept(&listener).await else { continue };
             if !held.is_empty()
                 && let Some(tx) = redialled.take()
             {
@@ -692,6 +806,43 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
     let stats = a.stats();
     let peer = stats.peers.iter().find(|p| p.id == 2).expect("peer 2 stats");
     assert!(peer.msgs_dropped > 0, "the timed-out batch is counted: {peer:?}");
+}
+
+/// Accepts a connection as a fake peer: reads the handshake, accepts it.
+async fn fake_peer_accept(listener: &tokio::net::TcpListener) -> Option<TcpStream> {
+    let (mut s, _) = listener.accept().await.ok()?;
+    let mut raw = [0u8; 32];
+    s.read_exact(&mut raw).await.ok()?;
+    s.write_all(&[0]).await.ok()?;
+    Some(s)
+}
+
+/// A stream the peer closed is noticed before the next batch is written on
+/// it (the kernel would take the batch, lost yet counted as sent): the batch
+/// goes on the next connection instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_not_written_on_a_stream_the_peer_closed() {
+    let listener = tokio::net::TcpListener::bind(any_port()).await.expect("bind");
+    let fake = listener.local_addr().expect("addr");
+    let (a, _events) = start(1, CLUSTER, any_port());
+    a.add_peer(2, fake);
+    let accept = async { fake_peer_accept(&listener).await.expect("first connection") };
+    drop(timeout(WAIT, accept).await.expect("dialled"));
+    // Time for the close to reach the writer's side.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.send(vec![heartbeat(1, 2, 5)]);
+    let redialled = async {
+        let mut s = fake_peer_accept(&listener).await.expect("second connection");
+        let len = s.read_u32().await.expect("a frame");
+        let mut frame = vec![0u8; len as usize];
+        s.read_exact(&mut frame).await.expect("the frame");
+        <Message as prost::Message>::decode(&frame[..]).expect("a message")
+    };
+    let got = timeout(WAIT, redialled).await.expect("the heartbeat on a new connection");
+    assert_eq!(got.commit, 5);
+    let peer_2 = |s: &Stats| s.peers.iter().find(|p| p.id == 2).cloned().unwrap_or_default();
+    eventually(&a, |s| peer_2(s).msgs_sent == 1).await;
+    assert_eq!(peer_2(&a.stats()).msgs_dropped, 0);
 }
 
 /// The raft loop takes every queued event in one call, and the limit holds.
