@@ -12,6 +12,7 @@ use clap::Args;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use keel_transport::{PeerIdentity, TlsConfig};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -77,6 +78,13 @@ pub struct ServeArgs {
     /// The CA that every peer's certificate must chain to (PEM).
     #[arg(long, requires = "peer_cert_file")]
     pub peer_trusted_ca_file: Option<PathBuf>,
+    /// A peer's certificate must name the IP address this member dials it
+    /// at, so that one member's certificate cannot pose as another member.
+    #[arg(long, requires = "peer_cert_file", conflicts_with = "peer_cert_allowed_hostname")]
+    pub peer_cert_check_address: bool,
+    /// A peer's certificate must be valid for this DNS name (as etcd's flag).
+    #[arg(long, requires = "peer_cert_file", value_name = "NAME")]
+    pub peer_cert_allowed_hostname: Option<String>,
     /// Dial member ID at HOST:PORT instead of its advertised peer URL
     /// (repeatable; for NAT, tunnels or fault-injecting proxies).
     #[arg(long = "peer-address", value_name = "ID=HOST:PORT")]
@@ -155,10 +163,15 @@ pub fn member_options(a: &ServeArgs) -> Result<MemberOptions, String> {
         return Err("--election-timeout must be at least twice --heartbeat-interval".into());
     }
     let peer_tls = match (&a.peer_cert_file, &a.peer_key_file, &a.peer_trusted_ca_file) {
-        (Some(c), Some(k), Some(ca)) => Some(
-            keel_transport::TlsConfig::from_files(c, k, ca)
-                .map_err(|e| format!("peer TLS: {e}"))?,
-        ),
+        (Some(c), Some(k), Some(ca)) => {
+            let identity = match (&a.peer_cert_allowed_hostname, a.peer_cert_check_address) {
+                (Some(name), _) => PeerIdentity::Hostname(name.clone()),
+                (None, true) => PeerIdentity::PeerAddress,
+                (None, false) => PeerIdentity::AnyMember,
+            };
+            let tls = TlsConfig::from_files(c, k, ca).and_then(|t| t.with_peer_identity(identity));
+            Some(tls.map_err(|e| format!("peer TLS: {e}"))?)
+        }
         _ => None,
     };
     if a.planted_bug.is_some() && !cfg!(debug_assertions) {
