@@ -2,11 +2,14 @@
 //! handshakes (bounded by a timeout), then reads frames or one snapshot.
 //! Bad input drops that connection with a log line and nothing else.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use keel::raftpb::{Message, MessageType};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::conn::{Conn, accept};
@@ -57,13 +60,70 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
     }
 }
 
+/// The incoming streams, one per sender: a peer dials a new stream only once
+/// it has given up its last one, so an older stream still open is a dead
+/// connection this side has not noticed (or a peer opening many). A new one
+/// replaces it, as etcd's stream handler does, and no peer holds more than
+/// one stream's buffers here.
+#[derive(Default)]
+pub(crate) struct Streams {
+    open: Mutex<HashMap<u64, (u64, Arc<Notify>)>>,
+    next: AtomicU64,
+}
+
+/// One sender's stream in [`Streams`]: `replaced` fires when a newer one
+/// takes its place; dropping it gives the place back if it still holds it.
+struct StreamSlot<'a> {
+    streams: &'a Streams,
+    from: u64,
+    generation: u64,
+    replaced: Arc<Notify>,
+}
+
+impl Streams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (u64, Arc<Notify>)>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the stream just accepted from `from` its only one.
+    fn take(&self, from: u64) -> StreamSlot<'_> {
+        let generation = self.next.fetch_add(1, Ordering::Relaxed);
+        let replaced = Arc::new(Notify::new());
+        if let Some((_, older)) = self.lock().insert(from, (generation, Arc::clone(&replaced))) {
+            // Stored as a permit if the older stream is not waiting on it.
+            older.notify_one();
+        }
+        StreamSlot { streams: self, from, generation, replaced }
+    }
+}
+
+impl Drop for StreamSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.streams.lock();
+        if open.get(&self.from).is_some_and(|(g, _)| *g == self.generation) {
+            open.remove(&self.from);
+        }
+    }
+}
+
 async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), WireError> {
     let counters = shared.stats.peer(hello.from);
+    let slot = shared.streams_in.take(hello.from);
     let mut frames = FrameReader::new(conn, FrameBounds::new(&shared.limits), READ_BUFFER_BYTES);
     let mut batch = Vec::new();
     // One batch per socket read: checked, counted and queued for raft under
     // one lock, so that a small message costs no synchronisation of its own.
-    while let Some(frame_bytes) = frames.next_batch(&mut batch).await? {
+    loop {
+        let frame_bytes = tokio::select! {
+            read = frames.next_batch(&mut batch) => match read? {
+                Some(n) => n,
+                None => return Ok(()),
+            },
+            () = slot.replaced.notified() => {
+                tracing::info!(peer = hello.from, "a newer stream from the peer replaces this one");
+                return Ok(());
+            }
+        };
         if shared.was_removed(hello.from) {
             // Closed, so that the member dials again and hears the verdict.
             tracing::info!(peer = hello.from, "closing the stream of a removed member");
@@ -99,7 +159,6 @@ async fn read_stream(shared: &Shared, conn: Conn, hello: Hello) -> Result<(), Wi
             }
         }
     }
-    Ok(())
 }
 
 /// Whether raft may hand `msg` on with its first sender in `from`: a

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) inbox: Arc<Inbox>,
     /// Incoming snapshots in progress (one per sender, bounded in bytes).
     pub(crate) snapshots_in: crate::snapshot::Receiving,
+    /// Incoming streams (the newest one per sender).
+    pub(crate) streams_in: crate::listener::Streams,
 }
 
 impl Shared {
@@ -115,6 +117,7 @@ impl Transport {
             removed: Mutex::new(std::collections::BTreeSet::new()),
             inbox: Arc::clone(&inbox),
             snapshots_in: Default::default(),
+            streams_in: Default::default(),
         });
         let accept_task = handle.spawn(crate::listener::accept_loop(Arc::clone(&shared), listener));
         let transport =
