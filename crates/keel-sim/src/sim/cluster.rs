@@ -1235,17 +1235,28 @@ impl Cluster {
         self.nodes.get(&id).is_some_and(|n| n.paused_until > self.now)
     }
 
-    fn pause_event(&mut self) -> Checked {
+    /// In the faulty phase, schedules the next `ev` about `every` from now
+    /// (jittered by half) and says so.
+    fn fault_rescheduled(&mut self, every: u64, ev: Ev) -> bool {
         if self.phase != RunPhase::Faulty {
-            return Ok(());
+            return false;
         }
-        let every = self.o.pause_every_us;
         let next = self.rng.range(every / 2, every * 3 / 2);
-        self.schedule(next, Ev::Pause);
-        let up = self.up_ids();
-        if up.is_empty() {
-            return Ok(());
+        self.schedule(next, ev);
+        true
+    }
+
+    /// [`Self::fault_rescheduled`], then the nodes up to inflict the fault
+    /// on (`None`: not now).
+    fn next_fault(&mut self, every: u64, ev: Ev) -> Option<Vec<u64>> {
+        if !self.fault_rescheduled(every, ev) {
+            return None;
         }
+        Some(self.up_ids()).filter(|up| !up.is_empty())
+    }
+
+    fn pause_event(&mut self) -> Checked {
+        let Some(up) = self.next_fault(self.o.pause_every_us, Ev::Pause) else { return Ok(()) };
         // The leader now and then: a deposed leader that resumes still
         // believes it leads.
         let id = match self.leader() {
@@ -1270,16 +1281,7 @@ impl Cluster {
     }
 
     fn crash_event(&mut self) -> Checked {
-        if self.phase != RunPhase::Faulty {
-            return Ok(());
-        }
-        let every = self.o.crash_every_us;
-        let next = self.rng.range(every / 2, every * 3 / 2);
-        self.schedule(next, Ev::Crash);
-        let up = self.up_ids();
-        if up.is_empty() {
-            return Ok(());
-        }
+        let Some(up) = self.next_fault(self.o.crash_every_us, Ev::Crash) else { return Ok(()) };
         // Prefer the leader now and then: that is where the trouble is.
         let leader = self.leader();
         let mut id = match leader {
@@ -1318,12 +1320,9 @@ impl Cluster {
     }
 
     fn partition_event(&mut self) -> Checked {
-        if self.phase != RunPhase::Faulty {
+        if !self.fault_rescheduled(self.o.partition_every_us, Ev::Partition) {
             return Ok(());
         }
-        let every = self.o.partition_every_us;
-        let next = self.rng.range(every / 2, every * 3 / 2);
-        self.schedule(next, Ev::Partition);
         let ids = self.member_ids();
         if ids.len() < 2 {
             return Ok(());
