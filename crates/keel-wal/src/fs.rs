@@ -198,7 +198,9 @@ fn apply(data: &mut Vec<u8>, op: &Pending) {
 
 #[derive(Debug, Default)]
 struct MemState {
-    inodes: HashMap<u64, Inode>,
+    // Ordered: a power loss draws from its generator inode by inode, so the
+    // order must not vary from one process to the next.
+    inodes: BTreeMap<u64, Inode>,
     dir: BTreeMap<PathBuf, u64>,
     durable_dir: BTreeMap<PathBuf, u64>,
     next_inode: u64,
