@@ -17,7 +17,6 @@ use keel::{
     Config, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, Logger, Peer, RawNode, ReadOnlyOption,
     SnapshotStatus, StateType, StorageAppend, StorageApply, StorageResponses,
 };
-use keel_wal::PersistRequest;
 
 use super::RunStats;
 use super::disk::StorageKind;
@@ -386,18 +385,11 @@ impl Cluster {
     pub(crate) fn crash(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).expect("known node");
         if let Some(live) = node.live.take() {
-            let reqs: Vec<PersistRequest<'_>> = match &live.sync_ready {
-                Some(rd) => vec![PersistRequest::from_ready(rd)],
-                None => live
-                    .append_queue
-                    .range(..live.append_batch)
-                    .filter_map(|m| StorageAppend::new(m).map(PersistRequest::from_storage_append))
-                    .collect(),
-            };
-            if live.writing_entries() {
+            let writes = live.writes_in_flight();
+            if writes.iter().any(|w| !w.entries.is_empty()) {
                 self.stats.crashes_mid_write += 1;
             }
-            node.disk.crash_while_writing(&reqs);
+            node.disk.crash_while_writing(&writes);
         }
         node.phase = Phase::Down;
         self.stats.crashes += 1;

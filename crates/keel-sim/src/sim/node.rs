@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use keel::raftpb::{ConfState, Entry, HardState, Message};
 use keel::{RawNode, Ready, StorageAppend};
+use keel_wal::PersistRequest;
 
 use super::disk::{Disk, SimStorage};
 use crate::kv::Kv;
@@ -163,12 +164,22 @@ pub struct Live {
 }
 
 impl Live {
-    /// Whether its storage is writing entries now (a synchronous `Ready`'s,
-    /// or in the append thread's current batch).
+    /// What its storage is writing now: a synchronous `Ready`'s, or the
+    /// append thread's current batch.
+    pub fn writes_in_flight(&self) -> Vec<PersistRequest<'_>> {
+        match &self.sync_ready {
+            Some(rd) => vec![PersistRequest::from_ready(rd)],
+            None => self
+                .append_queue
+                .range(..self.append_batch)
+                .filter_map(|m| StorageAppend::new(m).map(PersistRequest::from_storage_append))
+                .collect(),
+        }
+    }
+
+    /// Whether its storage is writing entries now.
     pub fn writing_entries(&self) -> bool {
-        let batch = self.append_queue.range(..self.append_batch);
-        self.sync_ready.as_ref().is_some_and(|rd| !rd.entries.is_empty())
-            || batch.filter_map(StorageAppend::new).any(|a| !a.entries().is_empty())
+        self.writes_in_flight().iter().any(|w| !w.entries.is_empty())
     }
 }
 
