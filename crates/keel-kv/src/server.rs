@@ -910,9 +910,7 @@ impl Shared {
 
     /// Whether this member is the cluster's only voter.
     fn sole_voter(&self) -> bool {
-        let st = self.state();
-        let mut voters = st.members().values().filter(|m| !m.learner);
-        voters.next().is_some_and(|m| m.id == self.id) && voters.next().is_none()
+        self.state().voters().eq([self.id])
     }
 
     async fn one_read_index(&self) -> Result<u64, KvError> {
@@ -1022,17 +1020,10 @@ impl Shared {
             self.check_quorum_kept(change).await?;
         }
         self.raft_caught_up_with_apply().await?;
-        let change_type = match change {
-            MemberChange::Add { learner: true, .. } => ConfChangeType::ConfChangeAddLearnerNode,
-            MemberChange::Add { learner: false, .. } | MemberChange::Promote(_) => {
-                ConfChangeType::ConfChangeAddNode
-            }
-            MemberChange::Remove(_) => ConfChangeType::ConfChangeRemoveNode,
-        };
         let id = self.next_id();
         let cc = ConfChange {
             id,
-            change_type: change_type as i32,
+            change_type: change.conf_change_type() as i32,
             node_id: change.id(),
             context: peer_url.map(Bytes::from).unwrap_or_default(),
         };
@@ -1065,8 +1056,7 @@ impl Shared {
     /// answer sets again, so they are gathered over two heartbeats before a
     /// refusal.
     async fn check_quorum_kept(&self, change: MemberChange) -> Result<(), KvError> {
-        let voters: BTreeSet<u64> =
-            self.state().members().values().filter(|m| !m.learner).map(|m| m.id).collect();
+        let voters: BTreeSet<u64> = self.state().voters().collect();
         let affects_voters = match change {
             MemberChange::Add { learner, .. } => !learner,
             MemberChange::Promote(_) => true,

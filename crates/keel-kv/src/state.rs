@@ -114,6 +114,18 @@ pub enum MemberChange {
 }
 
 impl MemberChange {
+    /// The single-node change of raft that makes it (the inverse of
+    /// [`KvState::change_of`]).
+    pub fn conf_change_type(self) -> ConfChangeType {
+        match self {
+            MemberChange::Add { learner: true, .. } => ConfChangeType::ConfChangeAddLearnerNode,
+            MemberChange::Add { learner: false, .. } | MemberChange::Promote(_) => {
+                ConfChangeType::ConfChangeAddNode
+            }
+            MemberChange::Remove(_) => ConfChangeType::ConfChangeRemoveNode,
+        }
+    }
+
     /// The member it changes.
     pub fn id(self) -> u64 {
         match self {
@@ -247,13 +259,16 @@ impl KvState {
         self.removed.insert(id);
     }
 
+    /// The ids of the members that vote, in order.
+    pub fn voters(&self) -> impl Iterator<Item = u64> + '_ {
+        self.members.values().filter(|m| !m.learner).map(|m| m.id)
+    }
+
     /// Raft's configuration as this membership implies it (keel-kv makes
     /// only single-node changes, so never a joint one).
     pub fn conf_state(&self) -> ConfState {
-        let ids = |learner: bool| {
-            self.members.values().filter(|m| m.learner == learner).map(|m| m.id).collect()
-        };
-        ConfState { voters: ids(false), learners: ids(true), ..ConfState::default() }
+        let learners = self.members.values().filter(|m| m.learner).map(|m| m.id).collect();
+        ConfState { voters: self.voters().collect(), learners, ..ConfState::default() }
     }
 
     /// Whether `change` may be made to the membership as it stands. The
@@ -275,9 +290,7 @@ impl KvState {
             (MemberChange::Promote(_), Some(m)) if !m.learner => {
                 Err(ChangeRefused::AlreadyVoter(id))
             }
-            (MemberChange::Remove(_), Some(m))
-                if !m.learner && self.members.values().filter(|m| !m.learner).count() == 1 =>
-            {
+            (MemberChange::Remove(_), Some(m)) if !m.learner && self.voters().count() == 1 => {
                 Err(ChangeRefused::LastVoter(id))
             }
             _ => Ok(()),
